@@ -1,0 +1,397 @@
+//! The single writer: every change (rows, DDL, segment registration) goes through one thread
+//! that turns it into a RocksDB `WriteBatch`, commits it and publishes the next [`Snapshot`].
+//!
+//! Requests that arrive while a commit is being synced wait in the channel and are committed
+//! together in the next `WriteBatch` with one WAL sync (group commit). Each request still
+//! succeeds or fails on its own: a request is validated against the working snapshot before
+//! any of its writes enter the batch.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use arrow::record_batch::RecordBatch;
+use rocksdb::WriteBatch;
+use tokio::sync::oneshot;
+
+use crate::catalog::{self, CATALOG_ENTRY_VERSION, SegmentMeta, TableDef};
+use crate::error::{Error, Result};
+use crate::snapshot::{Current, HotBatch, Snapshot, TableState};
+use crate::storage::keys::{self, CF_CATALOG, CF_HOT, CF_META};
+use crate::storage::segment;
+use crate::storage::store::Store;
+
+/// Most requests committed in one group.
+const MAX_GROUP: usize = 512;
+
+/// A change to commit.
+pub(crate) enum Op {
+    /// Append rows (already validated, with their IPC encodings) to a table.
+    Append {
+        /// Table id the rows were validated against.
+        table_id: u64,
+        /// Table name, for errors.
+        table: String,
+        /// The batches and their encodings.
+        batches: Vec<(RecordBatch, Vec<u8>)>,
+    },
+    /// Create a table (its `id` is assigned here).
+    CreateTable {
+        /// The definition.
+        def: TableDef,
+        /// Succeed without change if the name exists.
+        if_not_exists: bool,
+    },
+    /// Drop tables and all their data (all or none).
+    DropTables {
+        /// Table names.
+        names: Vec<String>,
+        /// Skip names that do not exist.
+        if_exists: bool,
+    },
+    /// Register flushed segments and delete the hot batches they hold.
+    RegisterSegments {
+        /// The table.
+        table_id: u64,
+        /// The new segments (files already written and synced).
+        segments: Vec<SegmentMeta>,
+        /// Sequence numbers of the hot batches the segments replace.
+        flushed: Vec<u64>,
+    },
+}
+
+/// What a committed [`Op`] did.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// Rows appended.
+    Appended {
+        /// Rows written.
+        rows: u64,
+    },
+    /// Table created, or it existed and IF NOT EXISTS was given.
+    Created,
+    /// Tables dropped (those that did not exist skipped under IF EXISTS).
+    Dropped,
+    /// Segments registered.
+    Registered,
+}
+
+struct Request {
+    op: Op,
+    reply: Reply,
+}
+
+/// Where a commit result goes: an async waiter or a blocked thread.
+enum Reply {
+    Async(oneshot::Sender<Result<Outcome>>),
+    Blocking(mpsc::SyncSender<Result<Outcome>>),
+}
+
+impl Reply {
+    fn send(self, result: Result<Outcome>) {
+        let _ = match self {
+            Reply::Async(tx) => tx.send(result).map_err(|_| ()),
+            Reply::Blocking(tx) => tx.send(result).map_err(|_| ()),
+        };
+    }
+}
+
+enum Message {
+    Commit(Request),
+    Shutdown,
+}
+
+/// Handle to the commit thread; cheap to share.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    tx: Mutex<Sender<Message>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Writer {
+    /// Starts the commit thread.
+    pub(crate) fn start(
+        store: Arc<Store>,
+        current: Arc<Current>,
+        segments_dir: PathBuf,
+        sync: bool,
+        next_table_id: u64,
+    ) -> Result<Writer> {
+        let (tx, rx) = mpsc::channel();
+        let committer = Committer {
+            store,
+            current,
+            segments_dir,
+            sync,
+            next_table_id,
+        };
+        let thread = std::thread::Builder::new()
+            .name("tally-commit".into())
+            .spawn(move || committer.run(rx))
+            .map_err(|e| Error::io("starting the commit thread", e))?;
+        Ok(Writer {
+            tx: Mutex::new(tx),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    fn send(&self, message: Message) -> Result<()> {
+        self.tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(message)
+            .map_err(|_| Error::Closed)
+    }
+
+    /// Commits `op` and waits for it to be durable and visible.
+    pub(crate) async fn commit(&self, op: Op) -> Result<Outcome> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Message::Commit(Request {
+            op,
+            reply: Reply::Async(reply),
+        }))?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// [`Writer::commit`] for threads outside the async runtime.
+    pub(crate) fn commit_blocking(&self, op: Op) -> Result<Outcome> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        self.send(Message::Commit(Request {
+            op,
+            reply: Reply::Blocking(reply),
+        }))?;
+        rx.recv().map_err(|_| Error::Closed)?
+    }
+
+    /// Commits what is queued, then stops the thread. Later commits fail with [`Error::Closed`].
+    pub(crate) fn shutdown(&self) {
+        let _ = self.send(Message::Shutdown);
+        if let Some(handle) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+struct Committer {
+    store: Arc<Store>,
+    current: Arc<Current>,
+    segments_dir: PathBuf,
+    sync: bool,
+    next_table_id: u64,
+}
+
+impl Committer {
+    fn run(mut self, rx: Receiver<Message>) {
+        let mut shutting_down = false;
+        while !shutting_down {
+            let mut group = Vec::new();
+            match rx.recv() {
+                Ok(Message::Commit(req)) => group.push(req),
+                Ok(Message::Shutdown) | Err(_) => break,
+            }
+            while group.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(Message::Commit(req)) => group.push(req),
+                    Ok(Message::Shutdown) => {
+                        shutting_down = true;
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(group);
+        }
+    }
+
+    fn commit_group(&mut self, group: Vec<Request>) {
+        let mut working = (*self.current.get()).clone();
+        let mut batch = WriteBatch::default();
+        let mut results = Vec::with_capacity(group.len());
+        let mut dropped_dirs = Vec::new();
+        let mut needs_sync = self.sync;
+        for req in &group {
+            if !matches!(req.op, Op::Append { .. }) {
+                // Catalog changes are rare and must never be lost once reported.
+                needs_sync = true;
+            }
+            let result = self.apply(&req.op, &mut working, &mut batch, &mut dropped_dirs);
+            results.push(result);
+        }
+        let write = if batch.is_empty() {
+            Ok(())
+        } else {
+            self.store.write(batch, needs_sync)
+        };
+        match write {
+            Ok(()) => {
+                self.current.set(working);
+                for dir in dropped_dirs {
+                    if let Err(e) = std::fs::remove_dir_all(&dir)
+                        && e.kind() != std::io::ErrorKind::NotFound
+                    {
+                        tracing::warn!("could not remove {}: {e}", dir.display());
+                    }
+                }
+                for (req, result) in group.into_iter().zip(results) {
+                    req.reply.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::error!("commit failed: {e}");
+                let message = e.to_string();
+                for (req, result) in group.into_iter().zip(results) {
+                    let failed = result.and_then(|_| {
+                        Err(Error::Io {
+                            context: "committing".into(),
+                            source: std::io::Error::other(message.clone()),
+                        })
+                    });
+                    req.reply.send(failed);
+                }
+            }
+        }
+    }
+
+    fn apply(
+        &mut self,
+        op: &Op,
+        working: &mut Snapshot,
+        batch: &mut WriteBatch,
+        dropped_dirs: &mut Vec<PathBuf>,
+    ) -> Result<Outcome> {
+        let store = &self.store;
+        match op {
+            Op::Append {
+                table_id,
+                table,
+                batches,
+            } => {
+                let state = working
+                    .table_by_id(*table_id)
+                    .ok_or_else(|| Error::TableNotFound(table.clone()))?;
+                let mut state = TableState::clone(state);
+                let mut rows = 0u64;
+                let now = Instant::now();
+                for (rb, encoded) in batches {
+                    working.last_seq += 1;
+                    let seq = working.last_seq;
+                    batch.put_cf(store.cf(CF_HOT), keys::hot_key(*table_id, seq), encoded);
+                    rows += rb.num_rows() as u64;
+                    state.hot.push(Arc::new(HotBatch {
+                        seq,
+                        batch: rb.clone(),
+                        bytes: encoded.len(),
+                        since: now,
+                    }));
+                }
+                batch.put_cf(
+                    store.cf(CF_META),
+                    keys::META_LAST_SEQ,
+                    working.last_seq.to_be_bytes(),
+                );
+                working
+                    .tables
+                    .insert(state.def.name.clone(), Arc::new(state));
+                Ok(Outcome::Appended { rows })
+            }
+            Op::CreateTable { def, if_not_exists } => {
+                if working.tables.contains_key(&def.name) {
+                    return if *if_not_exists {
+                        Ok(Outcome::Created)
+                    } else {
+                        Err(Error::TableExists(def.name.clone()))
+                    };
+                }
+                def.validate()?;
+                let id = self.next_table_id.max(1);
+                self.next_table_id = id + 1;
+                let def = TableDef {
+                    v: CATALOG_ENTRY_VERSION,
+                    id,
+                    ..def.clone()
+                };
+                batch.put_cf(
+                    store.cf(CF_CATALOG),
+                    keys::table_key(id),
+                    catalog::encode(&def),
+                );
+                batch.put_cf(
+                    store.cf(CF_META),
+                    keys::META_NEXT_TABLE_ID,
+                    self.next_table_id.to_be_bytes(),
+                );
+                working
+                    .tables
+                    .insert(def.name.clone(), Arc::new(TableState::new(def)));
+                Ok(Outcome::Created)
+            }
+            Op::DropTables { names, if_exists } => {
+                let mut dropped = Vec::new();
+                for name in names {
+                    match working.tables.get(name) {
+                        Some(state) => dropped.push(state.def.id),
+                        None if *if_exists => {}
+                        None => return Err(Error::TableNotFound(name.clone())),
+                    }
+                }
+                for id in &dropped {
+                    let id = *id;
+                    batch.delete_cf(store.cf(CF_CATALOG), keys::table_key(id));
+                    batch.delete_range_cf(
+                        store.cf(CF_CATALOG),
+                        keys::segment_prefix(id),
+                        keys::segment_prefix(id + 1),
+                    );
+                    batch.delete_range_cf(
+                        store.cf(CF_HOT),
+                        keys::hot_key(id, 0),
+                        keys::hot_key(id + 1, 0),
+                    );
+                    working.tables.retain(|_, t| t.def.id != id);
+                    dropped_dirs.push(segment::table_dir(&self.segments_dir, id));
+                }
+                Ok(Outcome::Dropped)
+            }
+            Op::RegisterSegments {
+                table_id,
+                segments,
+                flushed,
+            } => {
+                let state = working
+                    .table_by_id(*table_id)
+                    .ok_or_else(|| Error::TableNotFound(format!("(id {table_id})")))?;
+                let mut state = TableState::clone(state);
+                // Every fallible step comes before the first write enters the shared batch.
+                let stored_next = store.meta_u64(keys::META_NEXT_SEGMENT_ID)?;
+                let mut max_id = 0;
+                for seg in segments {
+                    batch.put_cf(
+                        store.cf(CF_CATALOG),
+                        keys::segment_key(*table_id, seg.id),
+                        catalog::encode(seg),
+                    );
+                    state.segments.push(Arc::new(seg.clone()));
+                    max_id = max_id.max(seg.id);
+                }
+                for seq in flushed {
+                    batch.delete_cf(store.cf(CF_HOT), keys::hot_key(*table_id, *seq));
+                }
+                let next_segment = stored_next.max(max_id + 1);
+                batch.put_cf(
+                    store.cf(CF_META),
+                    keys::META_NEXT_SEGMENT_ID,
+                    next_segment.to_be_bytes(),
+                );
+                let flushed: HashSet<u64> = flushed.iter().copied().collect();
+                state.hot.retain(|h| !flushed.contains(&h.seq));
+                working
+                    .tables
+                    .insert(state.def.name.clone(), Arc::new(state));
+                Ok(Outcome::Registered)
+            }
+        }
+    }
+}

@@ -1,0 +1,439 @@
+//! [`Database`]: opening a data directory, the public read and write API, and closing.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{File, TryLockError};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use datafusion::sql::parser::Statement as DfStatement;
+
+use crate::catalog::{self, SegmentMeta, TableDef};
+use crate::commit::{Op, Outcome, Writer};
+use crate::error::{Error, Result};
+use crate::flush::Flusher;
+use crate::options::Options;
+use crate::query::ddl::{self, Ddl};
+use crate::query::{self, QueryEngine, StatementResult};
+use crate::snapshot::{Current, HotBatch, Snapshot, TableState};
+use crate::storage::keys;
+use crate::storage::store::Store;
+use crate::{ingest, storage::hot};
+
+/// An open Tally database. Cheap to clone; every clone shares the same engine, and it is safe
+/// to use from many tasks at once.
+///
+/// ```no_run
+/// # async fn demo() -> tally_engine::Result<()> {
+/// use tally_engine::{Database, Options};
+/// let db = Database::open("./data", Options::default())?;
+/// db.sql("CREATE TABLE IF NOT EXISTS t (ts TIMESTAMP NOT NULL, n BIGINT)").await?;
+/// db.sql("INSERT INTO t VALUES ('2026-01-01 00:00:00', 1)").await?;
+/// let batches = db.sql("SELECT count(*) FROM t").await?;
+/// db.close()?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Database {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    current: Arc<Current>,
+    writer: Arc<Writer>,
+    flusher: Flusher,
+    engine: QueryEngine,
+    flush_on_close: bool,
+    /// Held until close: the RocksDB handle and the directory lock.
+    resources: Mutex<Option<(Arc<Store>, File)>>,
+}
+
+impl Database {
+    /// Opens the data directory at `path`, creating it if needed.
+    ///
+    /// Fails with [`Error::Locked`] if another process has it open, and with
+    /// [`Error::FormatTooNew`] if a newer Tally wrote it. Parquet files that the catalog does not
+    /// name (left by a crash during a flush) are deleted.
+    pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Database> {
+        let started = Instant::now();
+        let dir = path.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("creating data directory {}", dir.display()), e))?;
+        // Segment paths reach DataFusion's object store, which resolves them from the root.
+        let dir = dir
+            .canonicalize()
+            .map_err(|e| Error::io(format!("resolving data directory {}", dir.display()), e))?;
+        let lock = lock_directory(&dir)?;
+        let store = Arc::new(Store::open(&dir.join("rocksdb"))?);
+        store.check_format_version(&dir)?;
+        let segments_dir = dir.join("segments");
+        std::fs::create_dir_all(&segments_dir)
+            .map_err(|e| Error::io(format!("creating {}", segments_dir.display()), e))?;
+
+        let snapshot = load_snapshot(&store)?;
+        let removed = remove_orphans(&segments_dir, &snapshot)?;
+        if removed > 0 {
+            tracing::info!(
+                "removed {removed} orphaned segment file(s) from {}",
+                segments_dir.display()
+            );
+        }
+        let next_table_id = store.meta_u64(keys::META_NEXT_TABLE_ID)?;
+        let next_segment_id = store.meta_u64(keys::META_NEXT_SEGMENT_ID)?;
+        let current = Arc::new(Current::new(snapshot));
+        let writer = Arc::new(Writer::start(
+            Arc::clone(&store),
+            Arc::clone(&current),
+            segments_dir.clone(),
+            options.sync,
+            next_table_id,
+        )?);
+        let flusher = Flusher::start(
+            Arc::clone(&current),
+            Arc::clone(&writer),
+            segments_dir.clone(),
+            options.clone(),
+            next_segment_id,
+        )?;
+        let engine = QueryEngine::new(&options, segments_dir);
+        tracing::info!("opened {} in {:?}", dir.display(), started.elapsed());
+        Ok(Database {
+            inner: Arc::new(Inner {
+                dir,
+                current,
+                writer,
+                flusher,
+                engine,
+                flush_on_close: options.flush_on_close,
+                resources: Mutex::new(Some((store, lock))),
+            }),
+        })
+    }
+
+    /// The data directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Runs one or more SQL statements (separated by `;`) in order, and returns the rows of
+    /// the last one. Each statement sees the effects of those before it.
+    pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        Ok(self
+            .execute(sql)
+            .await?
+            .pop()
+            .map(|r| r.batches)
+            .unwrap_or_default())
+    }
+
+    /// Runs one or more SQL statements in order and returns each statement's result.
+    /// Execution stops at the first error; statements before it stay committed.
+    pub async fn execute(&self, sql: &str) -> Result<Vec<StatementResult>> {
+        let mut results = Vec::new();
+        for statement in query::parse(sql)? {
+            results.push(self.execute_statement(statement).await?);
+        }
+        Ok(results)
+    }
+
+    async fn execute_statement(&self, statement: DfStatement) -> Result<StatementResult> {
+        self.inner.check_open()?;
+        match &statement {
+            DfStatement::Statement(s) => {
+                if let Some(ddl) = ddl::classify(s)? {
+                    return self.run_ddl(ddl).await;
+                }
+            }
+            DfStatement::CreateExternalTable(_) => {
+                return Err(Error::NotSupported(
+                    "CREATE EXTERNAL TABLE is not supported".into(),
+                ));
+            }
+            DfStatement::CopyTo(_) => {
+                return Err(Error::NotSupported(
+                    "COPY … TO a file is not supported".into(),
+                ));
+            }
+            _ => {}
+        }
+        let state = self
+            .inner
+            .engine
+            .state_at(self.inner.current.get(), Arc::clone(&self.inner.writer));
+        self.inner.engine.run(state, statement).await
+    }
+
+    async fn run_ddl(&self, ddl: Ddl) -> Result<StatementResult> {
+        match ddl {
+            Ddl::CreateTable { def, if_not_exists } => {
+                self.inner
+                    .writer
+                    .commit(Op::CreateTable { def, if_not_exists })
+                    .await?;
+                Ok(StatementResult::command("CREATE TABLE", 0))
+            }
+            Ddl::DropTables { names, if_exists } => {
+                self.inner
+                    .writer
+                    .commit(Op::DropTables { names, if_exists })
+                    .await?;
+                Ok(StatementResult::command("DROP TABLE", 0))
+            }
+        }
+    }
+
+    /// Appends `batch` to `table` as one atomic, durable commit and returns the rows written.
+    ///
+    /// Columns are matched by name; missing nullable columns become NULL, and safe widenings
+    /// (INT → BIGINT, REAL → DOUBLE …) are applied. Anything else is rejected with an error that
+    /// names the table, column and row, and nothing is stored.
+    pub async fn ingest(&self, table: &str, batch: RecordBatch) -> Result<u64> {
+        self.inner.check_open()?;
+        let snapshot = self.inner.current.get();
+        let state = snapshot
+            .tables
+            .get(table)
+            .ok_or_else(|| Error::TableNotFound(table.to_string()))?;
+        let def = Arc::clone(&state.def);
+        let schema = def.arrow_schema();
+        let conformed = ingest::conform(&def, &schema, &batch, 0)?;
+        if conformed.num_rows() == 0 {
+            return Ok(0);
+        }
+        let encoded = hot::encode(&conformed)?;
+        let op = Op::Append {
+            table_id: def.id,
+            table: def.name.clone(),
+            batches: vec![(conformed, encoded)],
+        };
+        match self.inner.writer.commit(op).await? {
+            Outcome::Appended { rows } => Ok(rows),
+            other => Err(Error::Corrupt(format!(
+                "unexpected commit outcome {other:?}"
+            ))),
+        }
+    }
+
+    /// The definition of a table.
+    pub fn table(&self, name: &str) -> Option<TableDef> {
+        self.inner
+            .current
+            .get()
+            .tables
+            .get(name)
+            .map(|t| TableDef::clone(&t.def))
+    }
+
+    /// Names of all tables.
+    pub fn table_names(&self) -> Vec<String> {
+        self.inner.current.get().tables.keys().cloned().collect()
+    }
+
+    /// The Arrow schema of a table.
+    pub fn table_schema(&self, name: &str) -> Result<SchemaRef> {
+        self.table(name)
+            .map(|d| d.arrow_schema())
+            .ok_or_else(|| Error::TableNotFound(name.to_string()))
+    }
+
+    /// Statistics of a table: rows and segments in Parquet, rows in the hot tier.
+    pub fn table_stats(&self, name: &str) -> Result<TableStats> {
+        let snapshot = self.inner.current.get();
+        let t = snapshot
+            .tables
+            .get(name)
+            .ok_or_else(|| Error::TableNotFound(name.to_string()))?;
+        Ok(TableStats {
+            segments: t.segments.len(),
+            segment_rows: t.segments.iter().map(|s| s.rows).sum(),
+            segment_bytes: t.segments.iter().map(|s| s.bytes).sum(),
+            hot_batches: t.hot.len(),
+            hot_rows: t.hot_rows() as u64,
+        })
+    }
+
+    /// Writes every table's hot tier to Parquet segments now.
+    pub async fn flush(&self) -> Result<()> {
+        self.inner.flusher.flush_all().await
+    }
+
+    /// Flushes, stops the background threads and releases the directory. Idempotent; other
+    /// clones of this handle fail with [`Error::Closed`] afterwards. Dropping the last clone
+    /// closes too. This blocks the calling thread while the flush runs.
+    pub fn close(&self) -> Result<()> {
+        self.inner.close()
+    }
+}
+
+/// Row and segment counts of one table, from [`Database::table_stats`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableStats {
+    /// Parquet segments.
+    pub segments: usize,
+    /// Rows in those segments.
+    pub segment_rows: u64,
+    /// Bytes of those segments.
+    pub segment_bytes: u64,
+    /// Batches in the hot tier.
+    pub hot_batches: usize,
+    /// Rows in the hot tier.
+    pub hot_rows: u64,
+}
+
+impl Inner {
+    fn check_open(&self) -> Result<()> {
+        match self
+            .resources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+        {
+            true => Ok(()),
+            false => Err(Error::Closed),
+        }
+    }
+
+    fn close(&self) -> Result<()> {
+        let Some(resources) = self
+            .resources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
+            return Ok(());
+        };
+        let flushed = if self.flush_on_close {
+            self.flusher.flush_all_blocking()
+        } else {
+            Ok(())
+        };
+        self.flusher.shutdown();
+        self.writer.shutdown();
+        drop(resources);
+        tracing::info!("closed {}", self.dir.display());
+        flushed
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            tracing::error!("closing {} failed: {e}", self.dir.display());
+        }
+    }
+}
+
+fn lock_directory(dir: &Path) -> Result<File> {
+    let path = dir.join("LOCK");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(Error::Locked {
+            path: dir.to_path_buf(),
+        }),
+        Err(TryLockError::Error(e)) => Err(Error::io(format!("locking {}", path.display()), e)),
+    }
+}
+
+/// Rebuilds the in-memory snapshot from the catalog and hot column families.
+fn load_snapshot(store: &Store) -> Result<Snapshot> {
+    let mut by_id: HashMap<u64, TableState> = HashMap::new();
+    for (_, value) in store.scan_catalog(&keys::table_prefix())? {
+        let def: TableDef = catalog::decode("table definition", &value)?;
+        by_id.insert(def.id, TableState::new(def));
+    }
+    for (_, value) in store.scan_catalog(&keys::all_segments_prefix())? {
+        let seg: SegmentMeta = catalog::decode("segment", &value)?;
+        if let Some(t) = by_id.get_mut(&seg.table_id) {
+            t.segments.push(Arc::new(seg));
+        }
+    }
+    let mut last_seq = store.meta_u64(keys::META_LAST_SEQ)?;
+    let now = Instant::now();
+    for (key, value) in store.scan_hot()? {
+        let (table_id, seq) = keys::parse_hot_key(&key)
+            .ok_or_else(|| Error::Corrupt("malformed hot-tier key".into()))?;
+        last_seq = last_seq.max(seq);
+        let Some(t) = by_id.get_mut(&table_id) else {
+            continue;
+        };
+        let batch = hot::decode(&value)?;
+        let batch = ingest::conform(&t.def, &t.def.arrow_schema(), &batch, 0)?;
+        t.hot.push(Arc::new(HotBatch {
+            seq,
+            batch,
+            bytes: value.len(),
+            since: now,
+        }));
+    }
+    let tables = by_id
+        .into_values()
+        .map(|t| (t.def.name.clone(), Arc::new(t)))
+        .collect();
+    Ok(Snapshot { tables, last_seq })
+}
+
+/// Deletes segment files and table directories that the catalog does not name.
+fn remove_orphans(segments_dir: &Path, snapshot: &Snapshot) -> Result<usize> {
+    let known: HashMap<String, HashSet<&str>> = snapshot
+        .tables
+        .values()
+        .map(|t| {
+            (
+                t.def.id.to_string(),
+                t.segments.iter().map(|s| s.file_name.as_str()).collect(),
+            )
+        })
+        .collect();
+    let read = |dir: &Path| {
+        std::fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))
+    };
+    let mut removed = 0;
+    for entry in read(segments_dir)? {
+        let entry = entry.map_err(|e| Error::io("listing segments", e))?;
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().to_string();
+        match known.get(&name) {
+            Some(files) if path.is_dir() => {
+                for file in read(&path)? {
+                    let file = file.map_err(|e| Error::io("listing segments", e))?;
+                    if !files.contains(file.file_name().to_string_lossy().as_ref()) {
+                        let path = file.path();
+                        let result = if path.is_dir() {
+                            std::fs::remove_dir_all(&path)
+                        } else {
+                            std::fs::remove_file(&path)
+                        };
+                        result.map_err(|e| {
+                            Error::io(format!("removing orphan {}", path.display()), e)
+                        })?;
+                        removed += 1;
+                    }
+                }
+            }
+            _ => {
+                let count = if path.is_dir() {
+                    read(&path)?.count()
+                } else {
+                    1
+                };
+                let result = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+                result.map_err(|e| Error::io(format!("removing orphan {}", path.display()), e))?;
+                removed += count;
+            }
+        }
+    }
+    Ok(removed)
+}

@@ -1,0 +1,231 @@
+//! The engine's error type: every failure carries the context a person needs to act on it.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout the engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong, with the table, column, row or file it concerns.
+///
+/// The server maps each variant to a Postgres SQLSTATE at one place (see [`Error::kind`]).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Another process holds the data directory.
+    #[error("data directory {path} is locked by another process (is another Tally running?)")]
+    Locked {
+        /// The data directory.
+        path: PathBuf,
+    },
+    /// The data directory was written by a newer Tally.
+    #[error(
+        "data directory {path} has on-disk format version {found}; this build of Tally reads versions up to {supported}: upgrade Tally"
+    )]
+    FormatTooNew {
+        /// The data directory.
+        path: PathBuf,
+        /// Format version found on disk.
+        found: u32,
+        /// Newest format version this build understands.
+        supported: u32,
+    },
+    /// A file-system operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What the engine was doing.
+        context: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// RocksDB reported an error.
+    #[error("storage error while {context}: {source}")]
+    Storage {
+        /// What the engine was doing.
+        context: String,
+        /// The underlying error.
+        source: rocksdb::Error,
+    },
+    /// Stored data could not be decoded: the directory is damaged or was written by a bug.
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+    /// The named table does not exist.
+    #[error("table \"{0}\" does not exist")]
+    TableNotFound(String),
+    /// A table with that name already exists.
+    #[error("table \"{0}\" already exists")]
+    TableExists(String),
+    /// A column named in a statement or batch does not exist.
+    #[error("column \"{column}\" of table \"{table}\" does not exist")]
+    ColumnNotFound {
+        /// The table.
+        table: String,
+        /// The unknown column.
+        column: String,
+    },
+    /// A value violates the table's schema (type, NOT NULL, encoding).
+    #[error("{}", describe_invalid(table, column, *row, reason))]
+    InvalidData {
+        /// The table being written.
+        table: String,
+        /// The offending column.
+        column: String,
+        /// Zero-based row within the statement's input, when known.
+        row: Option<usize>,
+        /// The data-error class, for the SQLSTATE.
+        class: DataErrorClass,
+        /// Why the value is rejected.
+        reason: String,
+    },
+    /// A table definition is invalid (unknown type, bad option …).
+    #[error("invalid definition: {0}")]
+    InvalidDefinition(String),
+    /// The SQL is valid but Tally does not support it.
+    #[error("{0}")]
+    NotSupported(String),
+    /// The SQL text could not be parsed.
+    #[error("syntax error: {0}")]
+    Syntax(String),
+    /// Planning or executing a query failed.
+    #[error("{0}")]
+    Query(#[from] datafusion::error::DataFusionError),
+    /// Arrow failed to encode or decode data.
+    #[error("arrow error while {context}: {source}")]
+    Arrow {
+        /// What the engine was doing.
+        context: String,
+        /// The underlying error.
+        source: arrow::error::ArrowError,
+    },
+    /// Parquet failed to write or read a segment.
+    #[error("parquet error while {context}: {source}")]
+    Parquet {
+        /// What the engine was doing.
+        context: String,
+        /// The underlying error.
+        source: parquet::errors::ParquetError,
+    },
+    /// The database was closed.
+    #[error("database is closed")]
+    Closed,
+}
+
+/// Which family of data error an [`Error::InvalidData`] is, so the server can pick a SQLSTATE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataErrorClass {
+    /// A value of the wrong type or that cannot be parsed (22P02).
+    InvalidText,
+    /// A value out of range for its type (22003).
+    OutOfRange,
+    /// NULL in a NOT NULL column (23502).
+    NotNull,
+    /// Text that is not valid UTF-8 (22021).
+    BadEncoding,
+    /// A value whose type cannot be stored in the column (42804).
+    WrongType,
+}
+
+/// A coarse classification of errors, used at the server edge to choose a SQLSTATE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Undefined table.
+    UndefinedTable,
+    /// Duplicate table.
+    DuplicateTable,
+    /// Undefined column.
+    UndefinedColumn,
+    /// Invalid data of the given class.
+    Data(DataErrorClass),
+    /// Feature not supported.
+    NotSupported,
+    /// Syntax error.
+    Syntax,
+    /// Invalid definition.
+    InvalidDefinition,
+    /// Planning or execution error from the query engine.
+    Query,
+    /// Internal: storage, IO, corruption, lock, closed.
+    Internal,
+}
+
+impl Error {
+    /// The classification of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::TableNotFound(_) => ErrorKind::UndefinedTable,
+            Error::TableExists(_) => ErrorKind::DuplicateTable,
+            Error::ColumnNotFound { .. } => ErrorKind::UndefinedColumn,
+            Error::InvalidData { class, .. } => ErrorKind::Data(*class),
+            Error::NotSupported(_) => ErrorKind::NotSupported,
+            Error::Syntax(_) => ErrorKind::Syntax,
+            Error::InvalidDefinition(_) => ErrorKind::InvalidDefinition,
+            Error::Query(_) => ErrorKind::Query,
+            _ => ErrorKind::Internal,
+        }
+    }
+
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn storage(context: impl Into<String>, source: rocksdb::Error) -> Self {
+        Error::Storage {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn arrow(context: impl Into<String>, source: arrow::error::ArrowError) -> Self {
+        Error::Arrow {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn parquet(
+        context: impl Into<String>,
+        source: parquet::errors::ParquetError,
+    ) -> Self {
+        Error::Parquet {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+fn describe_invalid(table: &str, column: &str, row: Option<usize>, reason: &str) -> String {
+    match row {
+        Some(row) => format!(
+            "table \"{table}\", column \"{column}\", row {}: {reason}",
+            row + 1
+        ),
+        None => format!("table \"{table}\", column \"{column}\": {reason}"),
+    }
+}
+
+/// Converts an engine error into a DataFusion error so it can cross DataFusion's APIs
+/// (for example an INSERT sink) and be recovered intact on the other side.
+pub(crate) fn to_datafusion(err: Error) -> datafusion::error::DataFusionError {
+    match err {
+        Error::Query(e) => e,
+        other => datafusion::error::DataFusionError::External(Box::new(other)),
+    }
+}
+
+/// Recovers an engine error that crossed DataFusion (see [`to_datafusion`]).
+pub(crate) fn from_datafusion(err: datafusion::error::DataFusionError) -> Error {
+    use datafusion::error::DataFusionError;
+    match err {
+        DataFusionError::External(inner) => match inner.downcast::<Error>() {
+            Ok(engine) => *engine,
+            Err(other) => Error::Query(DataFusionError::External(other)),
+        },
+        DataFusionError::Context(ctx, inner) => match from_datafusion(*inner) {
+            Error::Query(e) => Error::Query(DataFusionError::Context(ctx, Box::new(e))),
+            engine => engine,
+        },
+        DataFusionError::Shared(shared) => Error::Query(DataFusionError::Shared(shared)),
+        other => Error::Query(other),
+    }
+}

@@ -1,0 +1,33 @@
+//! # Tally engine
+//!
+//! An embeddable analytics storage engine: tables of events stored durably in RocksDB (recent
+//! batches) and Parquet (flushed segments), queried with SQL through Apache DataFusion.
+//!
+//! Start with [`Database::open`], then [`Database::sql`] and [`Database::ingest`]. The
+//! architecture is described in `docs/architecture.md`, the on-disk format in `docs/format.md`.
+
+mod catalog;
+mod commit;
+mod database;
+mod error;
+mod flush;
+mod ingest;
+mod options;
+mod query;
+mod snapshot;
+mod storage;
+mod types;
+
+pub use catalog::{ColumnDef, SegmentMeta, TableDef};
+pub use database::{Database, TableStats};
+pub use error::{DataErrorClass, Error, ErrorKind, Result};
+pub use options::Options;
+pub use query::{CATALOG, SCHEMA, StatementResult};
+pub use types::ColumnType;
+
+/// Re-exports of the Arrow and DataFusion versions Tally is built with, so embedders use the
+/// same types.
+pub mod reexports {
+    pub use arrow;
+    pub use datafusion;
+}

@@ -1,0 +1,46 @@
+//! Tuning knobs for a [`Database`](crate::Database).
+
+use std::time::Duration;
+
+/// How a database commits, flushes and queries. `Options::default()` suits most uses.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Sync the write-ahead log before a commit is acknowledged (Postgres'
+    /// `synchronous_commit = on`). With `false`, a crash may lose the last commits
+    /// but never leaves a partial one.
+    pub sync: bool,
+    /// Flush a table's hot tier to a Parquet segment once it holds this many rows.
+    pub flush_rows: usize,
+    /// … or this many bytes of Arrow IPC.
+    pub flush_bytes: usize,
+    /// … or once its oldest hot batch is this old.
+    pub flush_age: Duration,
+    /// How often the background flusher checks the thresholds.
+    pub flush_check_interval: Duration,
+    /// Run the background flusher. When `false`, segments are written only by
+    /// [`Database::flush`](crate::Database::flush) and on close.
+    pub background_flush: bool,
+    /// Flush the hot tier to Parquet on close. With `false`, close is fast and the hot
+    /// batches are read back from RocksDB at the next open.
+    pub flush_on_close: bool,
+    /// Rows per Parquet row group.
+    pub row_group_rows: usize,
+    /// Partitions DataFusion uses to run a query (defaults to the number of cores).
+    pub target_partitions: Option<usize>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            sync: true,
+            flush_rows: 1_000_000,
+            flush_bytes: 64 << 20,
+            flush_age: Duration::from_secs(60),
+            flush_check_interval: Duration::from_millis(500),
+            background_flush: true,
+            flush_on_close: true,
+            row_group_rows: 128 * 1024,
+            target_partitions: None,
+        }
+    }
+}

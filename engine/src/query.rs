@@ -1,0 +1,193 @@
+//! SQL: parsing, routing DDL to the catalog, and running everything else through DataFusion
+//! over a snapshot of the tables.
+
+pub(crate) mod catalog;
+pub(crate) mod ddl;
+pub(crate) mod table;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::{Schema, SchemaRef, UInt64Type};
+use datafusion::config::Dialect;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::context::{SessionConfig, SessionContext, SessionState};
+use datafusion::logical_expr::{DdlStatement, DmlStatement, LogicalPlan, WriteOp};
+use datafusion::sql::parser::{DFParser, Statement as DfStatement};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+
+use crate::commit::Writer;
+use crate::error::{Error, Result, from_datafusion};
+use crate::options::Options;
+use crate::snapshot::Snapshot;
+
+pub use catalog::{CATALOG, SCHEMA};
+
+/// The result of one SQL statement.
+#[derive(Debug, Clone)]
+pub struct StatementResult {
+    /// The command, as in a Postgres command tag: `SELECT`, `INSERT`, `CREATE TABLE`, …
+    pub command: String,
+    /// Schema of the returned rows (empty for commands that return none).
+    pub schema: SchemaRef,
+    /// Returned rows.
+    pub batches: Vec<RecordBatch>,
+    /// Rows written by an INSERT; rows returned by a query.
+    pub rows: u64,
+}
+
+impl StatementResult {
+    pub(crate) fn command(command: &str, rows: u64) -> Self {
+        StatementResult {
+            command: command.into(),
+            schema: Arc::new(Schema::empty()),
+            batches: vec![],
+            rows,
+        }
+    }
+}
+
+/// Parses SQL text into statements (PostgreSQL dialect).
+pub(crate) fn parse(sql: &str) -> Result<Vec<DfStatement>> {
+    DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {})
+        .map(Vec::from)
+        .map_err(|e| Error::Syntax(strip_prefix(e.to_string())))
+}
+
+fn strip_prefix(message: String) -> String {
+    message
+        .trim_start_matches("SQL error: ")
+        .trim_start_matches("ParserError(\"")
+        .trim_end_matches("\")")
+        .to_string()
+}
+
+/// The DataFusion session configuration shared by all statements.
+pub(crate) struct QueryEngine {
+    base: SessionState,
+    segments_dir: PathBuf,
+}
+
+impl QueryEngine {
+    pub(crate) fn new(options: &Options, segments_dir: PathBuf) -> Self {
+        let mut config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema(CATALOG, SCHEMA)
+            .with_create_default_catalog_and_schema(false);
+        if let Some(n) = options.target_partitions {
+            config = config.with_target_partitions(n.max(1));
+        }
+        let o = config.options_mut();
+        o.sql_parser.dialect = Dialect::PostgreSQL;
+        o.sql_parser.map_string_types_to_utf8view = false;
+        o.execution.parquet.pushdown_filters = true;
+        o.execution.parquet.reorder_filters = true;
+        o.execution.parquet.schema_force_view_types = false;
+        let base = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .build();
+        QueryEngine { base, segments_dir }
+    }
+
+    /// A session state whose catalog is `snapshot`.
+    pub(crate) fn state_at(&self, snapshot: Arc<Snapshot>, writer: Arc<Writer>) -> SessionState {
+        let mut state = self.base.clone();
+        state.register_catalog_list(Arc::new(catalog::SnapshotCatalogList::new(
+            snapshot,
+            self.segments_dir.clone(),
+            writer,
+        )));
+        state
+    }
+
+    /// Plans and runs one statement that DataFusion handles (queries, INSERT, EXPLAIN …).
+    pub(crate) async fn run(
+        &self,
+        state: SessionState,
+        statement: DfStatement,
+    ) -> Result<StatementResult> {
+        let plan = state.statement_to_plan(statement).await.map_err(classify)?;
+        let command = match &plan {
+            LogicalPlan::Ddl(ddl) => {
+                return Err(Error::NotSupported(format!(
+                    "{} is not supported",
+                    ddl_name(ddl)
+                )));
+            }
+            LogicalPlan::Copy(_) => {
+                return Err(Error::NotSupported(
+                    "COPY … TO a file is not supported".into(),
+                ));
+            }
+            LogicalPlan::Dml(DmlStatement {
+                op: WriteOp::Insert(_),
+                ..
+            }) => "INSERT",
+            LogicalPlan::Dml(DmlStatement { op, .. }) => {
+                return Err(Error::NotSupported(format!(
+                    "{op} is not supported: tables are append-only"
+                )));
+            }
+            LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) => "EXPLAIN",
+            LogicalPlan::Statement(_) => "SET",
+            _ => "SELECT",
+        };
+        let ctx = SessionContext::new_with_state(state);
+        let frame = ctx.execute_logical_plan(plan).await.map_err(classify)?;
+        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+        let batches = frame.collect().await.map_err(classify)?;
+        let rows = if command == "INSERT" {
+            batches
+                .iter()
+                .filter(|b| b.num_columns() == 1 && b.num_rows() > 0)
+                .filter_map(|b| {
+                    b.column(0)
+                        .as_primitive_opt::<UInt64Type>()
+                        .map(|c| c.value(0))
+                })
+                .sum()
+        } else {
+            batches.iter().map(|b| b.num_rows() as u64).sum()
+        };
+        Ok(StatementResult {
+            command: command.into(),
+            schema,
+            batches,
+            rows,
+        })
+    }
+}
+
+fn ddl_name(ddl: &DdlStatement) -> &'static str {
+    match ddl {
+        DdlStatement::CreateExternalTable(_) => "CREATE EXTERNAL TABLE",
+        DdlStatement::CreateMemoryTable(_) => "CREATE TABLE … AS",
+        DdlStatement::CreateView(_) => "CREATE VIEW",
+        DdlStatement::CreateCatalogSchema(_) | DdlStatement::CreateCatalog(_) => "CREATE SCHEMA",
+        DdlStatement::CreateIndex(_) => "CREATE INDEX",
+        DdlStatement::DropTable(_) | DdlStatement::DropView(_) => "this DROP",
+        DdlStatement::DropCatalogSchema(_) => "DROP SCHEMA",
+        DdlStatement::CreateFunction(_) | DdlStatement::DropFunction(_) => "CREATE/DROP FUNCTION",
+    }
+}
+
+/// Turns DataFusion errors into engine errors, recognizing the common user mistakes.
+fn classify(err: datafusion::error::DataFusionError) -> Error {
+    let engine = from_datafusion(err);
+    let Error::Query(inner) = &engine else {
+        return engine;
+    };
+    let message = inner.strip_backtrace();
+    if let Some(rest) = message.strip_prefix("Error during planning: table '")
+        && let Some(name) = rest.strip_suffix("' not found")
+    {
+        let table = name.rsplit('.').next().unwrap_or(name);
+        return Error::TableNotFound(table.to_string());
+    }
+    if message.starts_with("SQL error: ParserError") {
+        return Error::Syntax(strip_prefix(message));
+    }
+    engine
+}

@@ -1,0 +1,98 @@
+//! DataFusion's view of the catalog for one statement: catalog `tally`, schema `public`, and
+//! every table as of the statement's snapshot.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::catalog::{CatalogProvider, CatalogProviderList, SchemaProvider, TableProvider};
+use datafusion::error::Result as DfResult;
+
+use super::table::SnapshotTable;
+use crate::commit::Writer;
+use crate::snapshot::Snapshot;
+
+/// The default (and only) catalog name.
+pub const CATALOG: &str = "tally";
+/// The default (and only) schema name.
+pub const SCHEMA: &str = "public";
+
+/// Catalog list holding the single `tally` catalog at one snapshot.
+#[derive(Debug)]
+pub(crate) struct SnapshotCatalogList {
+    catalog: Arc<SnapshotCatalog>,
+}
+
+impl SnapshotCatalogList {
+    pub(crate) fn new(snapshot: Arc<Snapshot>, segments_dir: PathBuf, writer: Arc<Writer>) -> Self {
+        let schema = Arc::new(SnapshotSchema {
+            snapshot,
+            segments_dir,
+            writer,
+        });
+        SnapshotCatalogList {
+            catalog: Arc::new(SnapshotCatalog { schema }),
+        }
+    }
+}
+
+impl CatalogProviderList for SnapshotCatalogList {
+    fn register_catalog(
+        &self,
+        _name: String,
+        _catalog: Arc<dyn CatalogProvider>,
+    ) -> Option<Arc<dyn CatalogProvider>> {
+        None
+    }
+
+    fn catalog_names(&self) -> Vec<String> {
+        vec![CATALOG.to_string()]
+    }
+
+    fn catalog(&self, name: &str) -> Option<Arc<dyn CatalogProvider>> {
+        (name == CATALOG).then(|| Arc::clone(&self.catalog) as Arc<dyn CatalogProvider>)
+    }
+}
+
+#[derive(Debug)]
+struct SnapshotCatalog {
+    schema: Arc<SnapshotSchema>,
+}
+
+impl CatalogProvider for SnapshotCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        vec![SCHEMA.to_string()]
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        (name == SCHEMA).then(|| Arc::clone(&self.schema) as Arc<dyn SchemaProvider>)
+    }
+}
+
+#[derive(Debug)]
+struct SnapshotSchema {
+    snapshot: Arc<Snapshot>,
+    segments_dir: PathBuf,
+    writer: Arc<Writer>,
+}
+
+#[async_trait]
+impl SchemaProvider for SnapshotSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.snapshot.tables.keys().cloned().collect()
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        Ok(self.snapshot.tables.get(name).map(|state| {
+            Arc::new(SnapshotTable::new(
+                Arc::clone(state),
+                self.segments_dir.clone(),
+                Arc::clone(&self.writer),
+            )) as Arc<dyn TableProvider>
+        }))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.snapshot.tables.contains_key(name)
+    }
+}

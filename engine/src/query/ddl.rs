@@ -1,0 +1,221 @@
+//! Statements Tally executes itself rather than through DataFusion: CREATE TABLE and DROP TABLE,
+//! plus the clear refusals for what an append-only store does not do.
+
+use datafusion::sql::sqlparser::ast::{
+    self, ColumnOption, CreateTable, CreateTableOptions, Expr, ObjectName, ObjectType, SqlOption,
+    Statement, Value,
+};
+
+use crate::catalog::{CATALOG_ENTRY_VERSION, ColumnDef, TableDef};
+use crate::error::{Error, Result};
+use crate::types::ColumnType;
+
+/// What a DDL statement asks for.
+pub(crate) enum Ddl {
+    /// CREATE TABLE.
+    CreateTable {
+        /// The definition (id assigned at commit).
+        def: TableDef,
+        /// IF NOT EXISTS was given.
+        if_not_exists: bool,
+    },
+    /// DROP TABLE of one or more tables.
+    DropTables {
+        /// Table names.
+        names: Vec<String>,
+        /// IF EXISTS was given.
+        if_exists: bool,
+    },
+}
+
+/// Recognizes statements Tally handles itself. `Ok(None)` means "let DataFusion plan it".
+pub(crate) fn classify(statement: &Statement) -> Result<Option<Ddl>> {
+    match statement {
+        Statement::CreateTable(create) => create_table(create).map(Some),
+        Statement::Drop {
+            object_type: ObjectType::Table,
+            if_exists,
+            names,
+            cascade: _,
+            ..
+        } => {
+            let names = names.iter().map(object_name).collect::<Result<_>>()?;
+            Ok(Some(Ddl::DropTables {
+                names,
+                if_exists: *if_exists,
+            }))
+        }
+        Statement::Drop { object_type, .. } => Err(Error::NotSupported(format!(
+            "DROP {object_type} is not supported"
+        ))),
+        Statement::Update(_) => Err(Error::NotSupported(
+            "UPDATE is not supported: tables are append-only".into(),
+        )),
+        Statement::Delete(_) => Err(Error::NotSupported(
+            "DELETE is not supported: tables are append-only".into(),
+        )),
+        Statement::Truncate(_) => Err(Error::NotSupported(
+            "TRUNCATE is not supported: tables are append-only".into(),
+        )),
+        Statement::Merge(_) => Err(Error::NotSupported(
+            "MERGE is not supported: tables are append-only".into(),
+        )),
+        Statement::AlterTable(_) => Err(Error::NotSupported(
+            "ALTER TABLE is not supported yet".into(),
+        )),
+        Statement::CreateView(_) => Err(Error::NotSupported(
+            "CREATE VIEW is not supported yet".into(),
+        )),
+        Statement::CreateSchema { .. } | Statement::CreateDatabase { .. } => {
+            Err(Error::NotSupported(
+                "Tally has one schema, \"public\": CREATE SCHEMA/DATABASE is not supported".into(),
+            ))
+        }
+        Statement::CreateIndex(_) => Err(Error::NotSupported(
+            "CREATE INDEX is not supported: use WITH (bloom_filter_columns = '…') on the table"
+                .into(),
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// The unqualified, case-folded name of a table (`public.t` and `t` are the same table).
+pub(crate) fn object_name(name: &ObjectName) -> Result<String> {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|p| {
+            p.as_ident()
+                .map(normalize)
+                .ok_or_else(|| Error::Syntax(format!("invalid name {name}")))
+        })
+        .collect::<Result<_>>()?;
+    match parts.as_slice() {
+        [table] => Ok(table.clone()),
+        [schema, table] if schema == "public" => Ok(table.clone()),
+        [catalog, schema, table] if catalog == "tally" && schema == "public" => Ok(table.clone()),
+        _ => Err(Error::NotSupported(format!(
+            "{name}: tables live in schema \"public\""
+        ))),
+    }
+}
+
+/// Folds unquoted identifiers to lower case, as PostgreSQL does.
+fn normalize(ident: &ast::Ident) -> String {
+    if ident.quote_style.is_some() {
+        ident.value.clone()
+    } else {
+        ident.value.to_lowercase()
+    }
+}
+
+fn create_table(create: &CreateTable) -> Result<Ddl> {
+    if create.query.is_some() {
+        return Err(Error::NotSupported(
+            "CREATE TABLE … AS SELECT is not supported; create the table, then INSERT … SELECT"
+                .into(),
+        ));
+    }
+    if create.external || create.temporary || create.or_replace {
+        return Err(Error::NotSupported(
+            "only plain CREATE TABLE is supported (no EXTERNAL, TEMPORARY or OR REPLACE)".into(),
+        ));
+    }
+    let name = object_name(&create.name)?;
+    let mut columns = Vec::with_capacity(create.columns.len());
+    for column in &create.columns {
+        let mut nullable = true;
+        for option in &column.options {
+            match &option.option {
+                ColumnOption::NotNull => nullable = false,
+                ColumnOption::Null => nullable = true,
+                other => {
+                    return Err(Error::NotSupported(format!(
+                        "column option {other} on \"{}\" is not supported (only NULL / NOT NULL)",
+                        column.name
+                    )));
+                }
+            }
+        }
+        columns.push(ColumnDef {
+            name: normalize(&column.name),
+            column_type: ColumnType::from_sql(&column.data_type)?,
+            nullable,
+        });
+    }
+    if !create.constraints.is_empty() {
+        return Err(Error::NotSupported(
+            "table constraints (PRIMARY KEY, UNIQUE, …) are not supported".into(),
+        ));
+    }
+    let mut def = TableDef {
+        v: CATALOG_ENTRY_VERSION,
+        id: 0,
+        name,
+        columns,
+        time_column: None,
+        bloom_filter_columns: vec![],
+    };
+    let options = match &create.table_options {
+        CreateTableOptions::None => &[][..],
+        CreateTableOptions::With(options) => options.as_slice(),
+        _ => {
+            return Err(Error::NotSupported(
+                "table options must be given as WITH (key = 'value', …)".into(),
+            ));
+        }
+    };
+    for option in options {
+        let SqlOption::KeyValue { key, value } = option else {
+            return Err(Error::NotSupported(format!(
+                "table option {option} is not supported"
+            )));
+        };
+        let text = option_text(value).ok_or_else(|| {
+            Error::InvalidDefinition(format!(
+                "option {key} needs a string value, like {key} = 'ts'"
+            ))
+        })?;
+        match normalize(key).as_str() {
+            "time_column" => def.time_column = Some(column_reference(&def, &text)),
+            "bloom_filter_columns" => {
+                def.bloom_filter_columns = text
+                    .split(',')
+                    .filter(|c| !c.trim().is_empty())
+                    .map(|c| column_reference(&def, c))
+                    .collect();
+            }
+            other => {
+                return Err(Error::InvalidDefinition(format!(
+                    "unknown table option \"{other}\"; known options: time_column, bloom_filter_columns"
+                )));
+            }
+        }
+    }
+    def.validate()?;
+    Ok(Ddl::CreateTable {
+        def,
+        if_not_exists: create.if_not_exists,
+    })
+}
+
+/// A column named inside an option string: exact match first, then case-folded.
+fn column_reference(def: &TableDef, text: &str) -> String {
+    let text = text.trim();
+    if def.column_index(text).is_some() {
+        text.to_string()
+    } else {
+        text.to_lowercase()
+    }
+}
+
+fn option_text(value: &Expr) -> Option<String> {
+    match value {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => Some(s.clone()),
+            _ => None,
+        },
+        Expr::Identifier(ident) => Some(ident.value.clone()),
+        _ => None,
+    }
+}

@@ -1,0 +1,108 @@
+//! Key layouts of the column families (documented byte by byte in `docs/format.md`).
+//!
+//! Every integer in a key is big-endian, so RocksDB's byte order equals numeric order.
+
+/// Column family of table and segment definitions.
+pub(crate) const CF_CATALOG: &str = "catalog";
+/// Column family of hot (not yet flushed) batches.
+pub(crate) const CF_HOT: &str = "hot";
+/// Column family of counters and the format version.
+pub(crate) const CF_META: &str = "meta";
+/// All column families this version uses.
+pub(crate) const ALL_CFS: [&str; 3] = [CF_CATALOG, CF_HOT, CF_META];
+
+/// The on-disk format version this build writes and the newest it reads.
+pub(crate) const FORMAT_VERSION: u32 = 1;
+
+/// `meta` key: format version (u32 BE).
+pub(crate) const META_FORMAT_VERSION: &[u8] = b"format_version";
+/// `meta` key: next table id (u64 BE).
+pub(crate) const META_NEXT_TABLE_ID: &[u8] = b"next_table_id";
+/// `meta` key: next segment id (u64 BE).
+pub(crate) const META_NEXT_SEGMENT_ID: &[u8] = b"next_segment_id";
+/// `meta` key: sequence number of the last commit that wrote rows (u64 BE).
+pub(crate) const META_LAST_SEQ: &[u8] = b"last_seq";
+
+const TABLE_PREFIX: u8 = b't';
+const SEGMENT_PREFIX: u8 = b's';
+
+/// `catalog` key of a table definition: `'t' table_id`.
+pub(crate) fn table_key(table_id: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(TABLE_PREFIX);
+    k.extend_from_slice(&table_id.to_be_bytes());
+    k
+}
+
+/// Prefix of all table definitions.
+pub(crate) fn table_prefix() -> Vec<u8> {
+    vec![TABLE_PREFIX]
+}
+
+/// `catalog` key of a segment: `'s' table_id segment_id`.
+pub(crate) fn segment_key(table_id: u64, segment_id: u64) -> Vec<u8> {
+    let mut k = segment_prefix(table_id);
+    k.extend_from_slice(&segment_id.to_be_bytes());
+    k
+}
+
+/// Prefix of one table's segments.
+pub(crate) fn segment_prefix(table_id: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17);
+    k.push(SEGMENT_PREFIX);
+    k.extend_from_slice(&table_id.to_be_bytes());
+    k
+}
+
+/// Prefix of all segments.
+pub(crate) fn all_segments_prefix() -> Vec<u8> {
+    vec![SEGMENT_PREFIX]
+}
+
+/// `hot` key of a batch: `table_id seq`.
+pub(crate) fn hot_key(table_id: u64, seq: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&table_id.to_be_bytes());
+    k[8..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// Splits a `hot` key into table id and sequence number.
+pub(crate) fn parse_hot_key(key: &[u8]) -> Option<(u64, u64)> {
+    if key.len() != 16 {
+        return None;
+    }
+    let table = u64::from_be_bytes(key[..8].try_into().ok()?);
+    let seq = u64::from_be_bytes(key[8..].try_into().ok()?);
+    Some((table, seq))
+}
+
+/// Reads a big-endian u64 value.
+pub(crate) fn decode_u64(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes.try_into().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hot_keys_sort_by_table_then_sequence() {
+        let mut keys = [
+            hot_key(2, 1),
+            hot_key(1, 300),
+            hot_key(1, 2),
+            hot_key(1, 256),
+        ];
+        keys.sort();
+        let parsed: Vec<_> = keys.iter().map(|k| parse_hot_key(k).unwrap()).collect();
+        assert_eq!(parsed, vec![(1, 2), (1, 256), (1, 300), (2, 1)]);
+        assert_eq!(parse_hot_key(b"short"), None);
+    }
+
+    #[test]
+    fn segment_keys_share_their_table_prefix() {
+        assert!(segment_key(7, 9).starts_with(&segment_prefix(7)));
+        assert!(!segment_key(8, 9).starts_with(&segment_prefix(7)));
+    }
+}

@@ -1,0 +1,183 @@
+//! Parquet segments: how flushed rows are cut into day partitions, sorted and written.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::compute::{SortOptions, concat_batches, sort_to_indices, take_record_batch};
+use arrow::datatypes::{DataType, Date32Type, SchemaRef, TimestampMicrosecondType};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::SortingColumn;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+
+use crate::catalog::TableDef;
+use crate::error::{Error, Result};
+
+/// Microseconds in a day.
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// Rows of one segment-to-be: sorted by the time column, within one UTC day.
+pub(crate) struct SegmentRows {
+    /// The rows.
+    pub batch: RecordBatch,
+    /// Inclusive raw range of the time column, `None` if the table has none or all are NULL.
+    pub time_range: Option<(i64, i64)>,
+}
+
+/// Directory holding a table's segments.
+pub(crate) fn table_dir(segments_dir: &Path, table_id: u64) -> PathBuf {
+    segments_dir.join(table_id.to_string())
+}
+
+/// File name of a segment.
+pub(crate) fn file_name(segment_id: u64) -> String {
+    format!("{segment_id:016}.parquet")
+}
+
+/// Concatenates hot batches and cuts them into segments: one per UTC day of the time column
+/// (rows with a NULL time form their own segment), each sorted by time. Without a time column,
+/// everything becomes one segment in commit order.
+pub(crate) fn partition(
+    def: &TableDef,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<Vec<SegmentRows>> {
+    let all = concat_batches(schema, batches)
+        .map_err(|e| Error::arrow("concatenating hot batches", e))?;
+    if all.num_rows() == 0 {
+        return Ok(vec![]);
+    }
+    let Some(time_idx) = def.time_column_index() else {
+        return Ok(vec![SegmentRows {
+            batch: all,
+            time_range: None,
+        }]);
+    };
+    let order = sort_to_indices(
+        all.column(time_idx),
+        Some(SortOptions {
+            descending: false,
+            nulls_first: true,
+        }),
+        None,
+    )
+    .map_err(|e| Error::arrow("sorting rows by the time column", e))?;
+    let sorted = take_record_batch(&all, &order)
+        .map_err(|e| Error::arrow("sorting rows by the time column", e))?;
+    let times = RawTimes::new(sorted.column(time_idx))?;
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < sorted.num_rows() {
+        let day = times.day(start);
+        let mut end = start + 1;
+        while end < sorted.num_rows() && times.day(end) == day {
+            end += 1;
+        }
+        let time_range = day.map(|_| (times.values[start], times.values[end - 1]));
+        out.push(SegmentRows {
+            batch: sorted.slice(start, end - start),
+            time_range,
+        });
+        start = end;
+    }
+    Ok(out)
+}
+
+/// The time column as raw i64 values (days for DATE, µs for timestamps).
+struct RawTimes {
+    column: ArrayRef,
+    values: Vec<i64>,
+    in_days: bool,
+}
+
+impl RawTimes {
+    fn new(column: &ArrayRef) -> Result<Self> {
+        let (values, in_days) = match column.data_type() {
+            DataType::Date32 => {
+                let days = column.as_primitive::<Date32Type>().values();
+                (days.iter().map(|d| i64::from(*d)).collect(), true)
+            }
+            DataType::Timestamp(_, _) => (
+                column
+                    .as_primitive::<TimestampMicrosecondType>()
+                    .values()
+                    .to_vec(),
+                false,
+            ),
+            other => {
+                return Err(Error::Corrupt(format!(
+                    "time column has non-temporal type {other}"
+                )));
+            }
+        };
+        Ok(RawTimes {
+            column: column.clone(),
+            values,
+            in_days,
+        })
+    }
+
+    /// The UTC day of row `i`, `None` for NULL.
+    fn day(&self, i: usize) -> Option<i64> {
+        if self.column.is_null(i) {
+            return None;
+        }
+        let v = self.values[i];
+        Some(if self.in_days {
+            v
+        } else {
+            v.div_euclid(MICROS_PER_DAY)
+        })
+    }
+}
+
+/// Writes one segment file and syncs it (and its directory) to disk. Returns the file size.
+pub(crate) fn write(
+    path: &Path,
+    def: &TableDef,
+    rows: &RecordBatch,
+    row_group_rows: usize,
+) -> Result<u64> {
+    let context = || format!("writing segment {}", path.display());
+    let file = File::create(path).map_err(|e| Error::io(context(), e))?;
+    let mut props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(1).expect("zstd level 1 is valid"),
+        ))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(row_group_rows.max(1)));
+    if let Some(idx) = def.time_column_index() {
+        props = props.set_sorting_columns(Some(vec![SortingColumn {
+            column_idx: idx as i32,
+            descending: false,
+            nulls_first: true,
+        }]));
+    }
+    for column in &def.bloom_filter_columns {
+        props = props.set_column_bloom_filter_enabled(ColumnPath::from(column.as_str()), true);
+    }
+    let mut writer = ArrowWriter::try_new(file, Arc::clone(&rows.schema()), Some(props.build()))
+        .map_err(|e| Error::parquet(context(), e))?;
+    writer
+        .write(rows)
+        .map_err(|e| Error::parquet(context(), e))?;
+    let file = writer
+        .into_inner()
+        .map_err(|e| Error::parquet(context(), e))?;
+    file.sync_all().map_err(|e| Error::io(context(), e))?;
+    let size = file.metadata().map_err(|e| Error::io(context(), e))?.len();
+    if let Some(dir) = path.parent() {
+        sync_dir(dir)?;
+    }
+    Ok(size)
+}
+
+/// Syncs a directory so that the names created in it survive a crash.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
+}

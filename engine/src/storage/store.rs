@@ -1,0 +1,147 @@
+//! The RocksDB database: opening it with its column families, atomic writes, and loading the
+//! catalog and hot tier at open.
+
+use std::path::{Path, PathBuf};
+
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, IteratorMode, WriteBatch, WriteOptions};
+
+use super::keys::{self, ALL_CFS, CF_CATALOG, CF_HOT, CF_META};
+use crate::error::{Error, Result};
+
+/// One key-value pair read from RocksDB.
+pub(crate) type Entry = (Box<[u8]>, Box<[u8]>);
+
+/// The engine's RocksDB instance.
+pub(crate) struct Store {
+    db: DB,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (or creates) the RocksDB database under `path`, with every column family this
+    /// version uses plus any that exist on disk (so a newer directory can be inspected and
+    /// refused with a clear error rather than a RocksDB one).
+    pub(crate) fn open(path: &Path) -> Result<Store> {
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        opts.set_keep_log_file_num(4);
+        let mut names: Vec<String> = ALL_CFS.iter().map(|s| s.to_string()).collect();
+        if path.join("CURRENT").exists() {
+            let existing = DB::list_cf(&opts, path).map_err(|e| {
+                Error::storage(format!("listing column families in {}", path.display()), e)
+            })?;
+            for name in existing {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        let descriptors = names.iter().map(|name| {
+            let mut cf_opts = rocksdb::Options::default();
+            cf_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            ColumnFamilyDescriptor::new(name, cf_opts)
+        });
+        let db = DB::open_cf_descriptors(&opts, path, descriptors)
+            .map_err(|e| Error::storage(format!("opening {}", path.display()), e))?;
+        Ok(Store {
+            db,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// A column family handle.
+    pub(crate) fn cf(&self, name: &str) -> &ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .expect("every column family is opened at start")
+    }
+
+    /// Applies a write batch atomically, syncing the WAL first when `sync` is set.
+    pub(crate) fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
+        let mut opts = WriteOptions::default();
+        opts.set_sync(sync);
+        self.db
+            .write_opt(batch, &opts)
+            .map_err(|e| Error::storage(format!("committing to {}", self.path.display()), e))
+    }
+
+    /// Reads a `meta` value.
+    pub(crate) fn meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.db
+            .get_cf(self.cf(CF_META), key)
+            .map_err(|e| Error::storage("reading metadata", e))
+    }
+
+    /// Reads a `meta` counter, 0 when absent.
+    pub(crate) fn meta_u64(&self, key: &[u8]) -> Result<u64> {
+        match self.meta(key)? {
+            None => Ok(0),
+            Some(v) => keys::decode_u64(&v).ok_or_else(|| {
+                Error::Corrupt(format!(
+                    "meta key {} is not a u64",
+                    String::from_utf8_lossy(key)
+                ))
+            }),
+        }
+    }
+
+    /// Checks the directory's format version, stamping new directories with ours.
+    pub(crate) fn check_format_version(&self, data_dir: &Path) -> Result<()> {
+        match self.meta(keys::META_FORMAT_VERSION)? {
+            None => {
+                let mut batch = WriteBatch::default();
+                batch.put_cf(
+                    self.cf(CF_META),
+                    keys::META_FORMAT_VERSION,
+                    keys::FORMAT_VERSION.to_be_bytes(),
+                );
+                self.write(batch, true)
+            }
+            Some(v) => {
+                let found = u32::from_be_bytes(
+                    v.as_slice()
+                        .try_into()
+                        .map_err(|_| Error::Corrupt("format_version is not a u32".into()))?,
+                );
+                if found > keys::FORMAT_VERSION {
+                    return Err(Error::FormatTooNew {
+                        path: data_dir.to_path_buf(),
+                        found,
+                        supported: keys::FORMAT_VERSION,
+                    });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// All `(key, value)` pairs of a column family whose key starts with `prefix`, in key order.
+    pub(crate) fn scan_prefix(&self, cf: &str, prefix: &[u8]) -> Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        let iter = self.db.iterator_cf(
+            self.cf(cf),
+            IteratorMode::From(prefix, rocksdb::Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) =
+                item.map_err(|e| Error::storage(format!("scanning column family {cf}"), e))?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push((k, v));
+        }
+        Ok(out)
+    }
+
+    /// Every `(key, value)` of the hot column family.
+    pub(crate) fn scan_hot(&self) -> Result<Vec<Entry>> {
+        self.scan_prefix(CF_HOT, &[])
+    }
+
+    /// Every `(key, value)` of the catalog column family under `prefix`.
+    pub(crate) fn scan_catalog(&self, prefix: &[u8]) -> Result<Vec<Entry>> {
+        self.scan_prefix(CF_CATALOG, prefix)
+    }
+}

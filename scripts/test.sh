@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Runs Tally's whole test suite (unit, end-to-end, doc tests, examples), after setup.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+cargo test --workspace --locked "$@"
+cargo run --locked -q -p tally-engine --example embed

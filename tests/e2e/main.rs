@@ -1,0 +1,7 @@
+//! End-to-end tests of Tally through its public interfaces (one test binary, many modules).
+
+mod concurrency;
+mod crash;
+mod errors;
+mod lifecycle;
+mod sql;

@@ -1,0 +1,79 @@
+//! SQL surface: every column type round-trips (hot and flushed), information_schema, several
+//! statements in one call, INSERT … SELECT.
+
+use tally_tests::*;
+
+const ALL_TYPES: &str = "CREATE TABLE all_types (
+    b BOOLEAN, s SMALLINT, i INTEGER, l BIGINT, r REAL, d DOUBLE PRECISION, n NUMERIC(12, 3),
+    t TEXT, v VARCHAR(20), y BYTEA, dt DATE, ts TIMESTAMP NOT NULL, tz TIMESTAMPTZ)
+    WITH (time_column = 'ts')";
+
+const ROW: &str = "INSERT INTO all_types VALUES (true, -12, 123456, 9007199254740993, 1.5, 2.25, 12345.678,
+    'héllo', 'vc', decode('00ff10', 'hex'), '2026-02-28', '2026-01-01 12:34:56.123456', '2026-01-01 12:34:56.654321+00')";
+
+#[tokio::test]
+async fn every_type_round_trips_before_and_after_a_flush() {
+    let (_dir, db) = temp_db(test_options());
+    db.sql(ALL_TYPES).await.unwrap();
+    db.sql(ROW).await.unwrap();
+    db.sql("INSERT INTO all_types (ts) VALUES ('2026-01-02 00:00:00')")
+        .await
+        .unwrap();
+    let query =
+        "SELECT b, s, i, l, r, d, n, t, v, encode(y, 'hex'), dt, ts, tz FROM all_types ORDER BY ts";
+    let expected = vec![
+        "true|-12|123456|9007199254740993|1.5|2.25|12345.678|héllo|vc|00ff10|2026-02-28|2026-01-01T12:34:56.123456|2026-01-01T12:34:56.654321Z".to_string(),
+        "|||||||||||2026-01-02T00:00:00|".to_string(),
+    ];
+    assert_eq!(query_lines(&db, query).await, expected);
+    db.flush().await.unwrap();
+    assert_eq!(db.table_stats("all_types").unwrap().hot_rows, 0);
+    assert_eq!(query_lines(&db, query).await, expected);
+    let types = query_lines(
+        &db,
+        "SELECT column_name, data_type, is_nullable FROM information_schema.columns WHERE table_name = 'all_types' ORDER BY ordinal_position",
+    )
+    .await;
+    assert_eq!(types.len(), 13);
+    assert_eq!(types[6], "n|Decimal128(12, 3)|YES");
+    assert_eq!(types[11], "ts|Timestamp(µs)|NO");
+}
+
+#[tokio::test]
+async fn information_schema_lists_tables() {
+    let (_dir, db) = temp_db(test_options());
+    db.sql("CREATE TABLE a (x INT); CREATE TABLE \"B\" (y TEXT)")
+        .await
+        .unwrap();
+    let tables = query_lines(
+        &db,
+        "SELECT table_catalog, table_schema, table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name",
+    )
+    .await;
+    assert_eq!(tables, vec!["tally|public|B", "tally|public|a"]);
+    assert_eq!(db.table_names(), vec!["B".to_string(), "a".to_string()]);
+}
+
+#[tokio::test]
+async fn several_statements_run_in_order_and_see_each_other() {
+    let (_dir, db) = temp_db(test_options());
+    let results = db
+        .execute("CREATE TABLE t (x BIGINT); INSERT INTO t VALUES (1), (2); INSERT INTO t SELECT x + 10 FROM t; SELECT sum(x) FROM t")
+        .await
+        .unwrap();
+    let commands: Vec<_> = results
+        .iter()
+        .map(|r| (r.command.as_str(), r.rows))
+        .collect();
+    assert_eq!(
+        commands,
+        vec![
+            ("CREATE TABLE", 0),
+            ("INSERT", 2),
+            ("INSERT", 2),
+            ("SELECT", 1)
+        ]
+    );
+    assert_eq!(query_i64(&db, "SELECT sum(x) FROM t").await, 26);
+    assert_eq!(query_i64(&db, "SELECT sum(x) FROM public.t").await, 26);
+}
