@@ -269,32 +269,37 @@ impl Committer {
                 table,
                 batches,
             } => {
-                let state = working
+                let name = working
                     .table_by_id(*table_id)
+                    .map(|t| t.def.name.clone())
                     .ok_or_else(|| Error::TableNotFound(table.clone()))?;
-                let mut state = TableState::clone(state);
+                let mut last_seq = working.last_seq;
+                let state = working.tables.get_mut(&name).expect("table found above");
+                // Copies the table's state once per group; later appends in the group reuse it.
+                let state = Arc::make_mut(state);
                 let mut rows = 0u64;
                 let now = Instant::now();
                 for (rb, encoded) in batches {
-                    working.last_seq += 1;
-                    let seq = working.last_seq;
-                    batch.put_cf(store.cf(CF_HOT), keys::hot_key(*table_id, seq), encoded);
+                    last_seq += 1;
+                    batch.put_cf(
+                        store.cf(CF_HOT),
+                        keys::hot_key(*table_id, last_seq),
+                        encoded,
+                    );
                     rows += rb.num_rows() as u64;
                     state.hot.push(Arc::new(HotBatch {
-                        seq,
+                        seq: last_seq,
                         batch: rb.clone(),
                         bytes: encoded.len(),
                         since: now,
                     }));
                 }
+                working.last_seq = last_seq;
                 batch.put_cf(
                     store.cf(CF_META),
                     keys::META_LAST_SEQ,
-                    working.last_seq.to_be_bytes(),
+                    last_seq.to_be_bytes(),
                 );
-                working
-                    .tables
-                    .insert(state.def.name.clone(), Arc::new(state));
                 Ok(Outcome::Appended { rows })
             }
             Op::CreateTable { def, if_not_exists } => {

@@ -9,10 +9,11 @@ use std::time::Instant;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast;
 
 use crate::catalog::{self, SegmentMeta, TableDef};
 use crate::commit::{Op, Outcome, Writer};
-use crate::error::{Error, Result};
+use crate::error::{DataErrorClass, Error, Result};
 use crate::flush::Flusher;
 use crate::options::Options;
 use crate::query::ddl::{self, Ddl};
@@ -159,11 +160,23 @@ impl Database {
             }
             _ => {}
         }
+        let snapshot = self.inner.current.get();
+        let insert = match &statement {
+            DfStatement::Statement(s) => match s.as_ref() {
+                ast::Statement::Insert(insert) => Some(insert.clone()),
+                _ => None,
+            },
+            _ => None,
+        };
         let state = self
             .inner
             .engine
-            .state_at(self.inner.current.get(), Arc::clone(&self.inner.writer));
-        self.inner.engine.run(state, statement).await
+            .state_at(Arc::clone(&snapshot), Arc::clone(&self.inner.writer));
+        let result = self.inner.engine.run(state, statement).await;
+        result.map_err(|e| match &insert {
+            Some(insert) => name_values_null_error(e, insert, &snapshot),
+            None => e,
+        })
     }
 
     async fn run_ddl(&self, ddl: Ddl) -> Result<StatementResult> {
@@ -324,6 +337,66 @@ impl Drop for Inner {
             tracing::error!("closing {} failed: {e}", self.dir.display());
         }
     }
+}
+
+/// DataFusion rejects a NULL for a NOT NULL column while it builds an INSERT's VALUES, naming
+/// only the position (`column2`). Name the table and column instead, like every other NOT NULL
+/// error.
+fn name_values_null_error(err: Error, insert: &ast::Insert, snapshot: &Snapshot) -> Error {
+    let Error::Query(inner) = &err else {
+        return err;
+    };
+    let message = inner.to_string();
+    let Some(position) = message
+        .split("Column 'column")
+        .nth(1)
+        .and_then(|rest| rest.split_once("' is declared as non-nullable"))
+        .and_then(|(n, _)| n.parse::<usize>().ok())
+    else {
+        return err;
+    };
+    let ast::TableObject::TableName(name) = &insert.table else {
+        return err;
+    };
+    let Some(table) = ddl::object_name(name)
+        .ok()
+        .and_then(|t| snapshot.tables.get(&t))
+    else {
+        return err;
+    };
+    let column = match insert.columns.get(position.wrapping_sub(1)) {
+        Some(c) => {
+            c.0.last()
+                .and_then(|p| p.as_ident())
+                .map(|i| i.value.to_lowercase())
+        }
+        None if insert.columns.is_empty() => table
+            .def
+            .columns
+            .get(position.wrapping_sub(1))
+            .map(|c| c.name.clone()),
+        None => None,
+    };
+    match column {
+        Some(column) => Error::InvalidData {
+            table: table.def.name.clone(),
+            column,
+            row: first_literal_null(insert, position - 1),
+            class: DataErrorClass::NotNull,
+            reason: "null value violates NOT NULL constraint".into(),
+        },
+        None => err,
+    }
+}
+
+/// The first VALUES row whose value at `index` is a literal NULL.
+fn first_literal_null(insert: &ast::Insert, index: usize) -> Option<usize> {
+    let ast::SetExpr::Values(values) = insert.source.as_ref()?.body.as_ref() else {
+        return None;
+    };
+    values.rows.iter().position(|row| {
+        matches!(row.get(index), Some(ast::Expr::Value(v)) if matches!(v.value, ast::Value::Null))
+    })
 }
 
 fn lock_directory(dir: &Path) -> Result<File> {

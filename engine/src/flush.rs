@@ -152,6 +152,7 @@ impl Worker {
             .unwrap_or_default();
         table.hot_rows() >= self.options.flush_rows
             || table.hot_bytes() >= self.options.flush_bytes
+            || table.hot.len() >= self.options.flush_batches
             || oldest >= self.options.flush_age
     }
 

@@ -13,6 +13,9 @@ pub struct Options {
     pub flush_rows: usize,
     /// … or this many bytes of Arrow IPC.
     pub flush_bytes: usize,
+    /// … or this many hot batches (each commit copies the list of hot batches, so many tiny
+    /// commits are flushed sooner).
+    pub flush_batches: usize,
     /// … or once its oldest hot batch is this old.
     pub flush_age: Duration,
     /// How often the background flusher checks the thresholds.
@@ -35,6 +38,7 @@ impl Default for Options {
             sync: true,
             flush_rows: 1_000_000,
             flush_bytes: 64 << 20,
+            flush_batches: 4096,
             flush_age: Duration::from_secs(60),
             flush_check_interval: Duration::from_millis(500),
             background_flush: true,

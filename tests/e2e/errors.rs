@@ -171,7 +171,30 @@ async fn insert_is_atomic_when_a_later_row_is_bad() {
         .sql("INSERT INTO events (ts, batch_id) VALUES ('2026-01-01 00:00:00', 1), ('2026-01-01 00:00:01', 2), ('2026-01-01 00:00:02', NULL)")
         .await
         .unwrap_err();
-    assert!(err.to_string().to_lowercase().contains("null"), "{err}");
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Data(DataErrorClass::NotNull),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "table \"events\", column \"batch_id\", row 3: null value violates NOT NULL constraint"
+    );
+    // Through INSERT … SELECT the row is known too.
+    let err = db
+        .sql("INSERT INTO events (ts, batch_id) SELECT ts, CASE WHEN user_id IS NULL THEN NULL ELSE 1 END FROM events")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Data(DataErrorClass::NotNull),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with("table \"events\", column \"batch_id\", row "),
+        "{err}"
+    );
     let err = db
         .sql("INSERT INTO events (ts, batch_id, nope) VALUES ('2026-01-01 00:00:00', 1, 1)")
         .await
@@ -238,6 +261,8 @@ async fn bad_definitions_are_rejected() {
         ("SELECT * FROM missing", ErrorKind::UndefinedTable),
         ("DROP TABLE missing", ErrorKind::UndefinedTable),
         ("CREATE VIEW v AS SELECT 1", ErrorKind::NotSupported),
+        // One DROP of several tables is atomic: `events` survives the missing name.
+        ("DROP TABLE events, missing", ErrorKind::UndefinedTable),
     ];
     for (sql, kind) in cases {
         let err = db.sql(sql).await.map(|_| ()).unwrap_err();

@@ -48,6 +48,7 @@ async fn reopen_after_close_sees_everything_and_flushes_on_close() {
     db.close().unwrap();
     let after_close = db.ingest("events", events_batch(9, 1, 1)).await;
     assert!(matches!(after_close, Err(Error::Closed)), "{after_close:?}");
+    assert!(matches!(db.sql("SELECT 1").await, Err(Error::Closed)));
     let db = Database::open(dir.path().join("data"), test_options()).unwrap();
     let stats = db.table_stats("events").unwrap();
     assert_eq!(stats.hot_rows, 0, "close flushes the hot tier");

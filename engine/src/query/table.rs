@@ -167,9 +167,18 @@ impl TableProvider for SnapshotTable {
                 "{insert_op} is not supported: tables are append-only"
             ))));
         }
+        // The sink accepts NULLs everywhere so that `ingest::conform` checks NOT NULL itself and
+        // names the column and row, instead of DataFusion's anonymous check.
+        let accepted = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>();
         let sink = InsertSink {
             state: Arc::clone(&self.state),
-            schema: Arc::clone(&self.schema),
+            table_schema: Arc::clone(&self.schema),
+            accepted: Arc::new(arrow::datatypes::Schema::new(accepted)),
             writer: Arc::clone(&self.writer),
         };
         Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
@@ -237,7 +246,10 @@ fn raw_time(value: &ScalarValue) -> Option<i64> {
 /// Collects an INSERT's rows and commits them as one atomic append.
 struct InsertSink {
     state: Arc<TableState>,
-    schema: SchemaRef,
+    /// The table's schema: what is stored.
+    table_schema: SchemaRef,
+    /// What the sink accepts from its input: the table's schema with every column nullable.
+    accepted: SchemaRef,
     writer: Arc<Writer>,
 }
 
@@ -256,7 +268,7 @@ impl DisplayAs for InsertSink {
 #[async_trait]
 impl DataSink for InsertSink {
     fn schema(&self) -> &SchemaRef {
-        &self.schema
+        &self.accepted
     }
 
     async fn write_all(
@@ -273,7 +285,7 @@ impl DataSink for InsertSink {
                 continue;
             }
             let conformed =
-                ingest::conform(def, &self.schema, &batch, rows).map_err(to_datafusion)?;
+                ingest::conform(def, &self.table_schema, &batch, rows).map_err(to_datafusion)?;
             rows += batch.num_rows();
             let encoded = hot::encode(&conformed).map_err(to_datafusion)?;
             batches.push((conformed, encoded));
