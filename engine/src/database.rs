@@ -347,14 +347,21 @@ fn name_values_null_error(err: Error, insert: &ast::Insert, snapshot: &Snapshot)
         return err;
     };
     let message = inner.to_string();
-    let Some(position) = message
+    let values_position = message
         .split("Column 'column")
         .nth(1)
         .and_then(|rest| rest.split_once("' is declared as non-nullable"))
-        .and_then(|(n, _)| n.parse::<usize>().ok())
-    else {
+        .and_then(|(n, _)| n.parse::<usize>().ok());
+    // A column left out of the INSERT's column list is filled with NULL, then checked against
+    // the table's schema by position.
+    let table_position = message
+        .split("Invalid batch column at '")
+        .nth(1)
+        .and_then(|rest| rest.split_once("' has null but schema specifies non-nullable"))
+        .and_then(|(n, _)| n.parse::<usize>().ok());
+    if values_position.is_none() && table_position.is_none() {
         return err;
-    };
+    }
     let ast::TableObject::TableName(name) = &insert.table else {
         return err;
     };
@@ -364,24 +371,31 @@ fn name_values_null_error(err: Error, insert: &ast::Insert, snapshot: &Snapshot)
     else {
         return err;
     };
-    let column = match insert.columns.get(position.wrapping_sub(1)) {
-        Some(c) => {
-            c.0.last()
-                .and_then(|p| p.as_ident())
-                .map(|i| i.value.to_lowercase())
+    let (column, row) = match (values_position, table_position) {
+        (Some(position), _) => {
+            let column = match insert.columns.get(position.wrapping_sub(1)) {
+                Some(c) => {
+                    c.0.last()
+                        .and_then(|p| p.as_ident())
+                        .map(|i| i.value.to_lowercase())
+                }
+                None if insert.columns.is_empty() => table
+                    .def
+                    .columns
+                    .get(position.wrapping_sub(1))
+                    .map(|c| c.name.clone()),
+                None => None,
+            };
+            (column, first_literal_null(insert, position.wrapping_sub(1)))
         }
-        None if insert.columns.is_empty() => table
-            .def
-            .columns
-            .get(position.wrapping_sub(1))
-            .map(|c| c.name.clone()),
-        None => None,
+        (None, Some(index)) => (table.def.columns.get(index).map(|c| c.name.clone()), None),
+        (None, None) => (None, None),
     };
     match column {
         Some(column) => Error::InvalidData {
             table: table.def.name.clone(),
             column,
-            row: first_literal_null(insert, position - 1),
+            row,
             class: DataErrorClass::NotNull,
             reason: "null value violates NOT NULL constraint".into(),
         },

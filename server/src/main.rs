@@ -113,7 +113,10 @@ async fn run_and_print(db: &Database, sql: &str) -> bool {
                 } else {
                     match pretty_format_batches_with_schema(result.schema.clone(), &result.batches)
                     {
-                        Ok(table) => println!("{table}\n({} rows)", result.rows),
+                        Ok(table) => {
+                            let plural = if result.rows == 1 { "" } else { "s" };
+                            println!("{table}\n({} row{plural})", result.rows)
+                        }
                         Err(e) => eprintln!("error: cannot format the result: {e}"),
                     }
                 }

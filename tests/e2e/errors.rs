@@ -180,6 +180,35 @@ async fn insert_is_atomic_when_a_later_row_is_bad() {
         err.to_string(),
         "table \"events\", column \"batch_id\", row 3: null value violates NOT NULL constraint"
     );
+    // NOT NULL columns left out of the column list.
+    let err = db
+        .sql("INSERT INTO events (ts) VALUES ('2026-01-01 00:00:00')")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Data(DataErrorClass::NotNull),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with("table \"events\", column \"batch_id\""),
+        "{err}"
+    );
+    let err = db
+        .sql("INSERT INTO events (page) VALUES ('x')")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Data(DataErrorClass::NotNull),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with("table \"events\", column \"ts\""),
+        "{err}"
+    );
     // Through INSERT … SELECT the row is known too.
     let err = db
         .sql("INSERT INTO events (ts, batch_id) SELECT ts, CASE WHEN user_id IS NULL THEN NULL ELSE 1 END FROM events")
