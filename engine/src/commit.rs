@@ -35,8 +35,11 @@ pub(crate) enum Op {
         table_id: u64,
         /// Table name, for errors.
         table: String,
-        /// The batches and their encodings.
+        /// The batches and their encodings, for the hot tier.
         batches: Vec<(RecordBatch, Vec<u8>)>,
+        /// Segment files already written and synced by a bulk ingest, registered in the same
+        /// commit.
+        segments: Vec<SegmentMeta>,
     },
     /// Create a table (its `id` is assigned here).
     CreateTable {
@@ -268,11 +271,17 @@ impl Committer {
                 table_id,
                 table,
                 batches,
+                segments,
             } => {
                 let name = working
                     .table_by_id(*table_id)
                     .map(|t| t.def.name.clone())
                     .ok_or_else(|| Error::TableNotFound(table.clone()))?;
+                let stored_next_segment = if segments.is_empty() {
+                    0
+                } else {
+                    store.meta_u64(keys::META_NEXT_SEGMENT_ID)?
+                };
                 let mut last_seq = working.last_seq;
                 let state = working.tables.get_mut(&name).expect("table found above");
                 // Copies the table's state once per group; later appends in the group reuse it.
@@ -293,6 +302,23 @@ impl Committer {
                         bytes: encoded.len(),
                         since: now,
                     }));
+                }
+                for seg in segments {
+                    batch.put_cf(
+                        store.cf(CF_CATALOG),
+                        keys::segment_key(*table_id, seg.id),
+                        catalog::encode(seg),
+                    );
+                    state.segments.push(Arc::new(seg.clone()));
+                    rows += seg.rows;
+                }
+                if let Some(max_id) = segments.iter().map(|s| s.id).max() {
+                    let next = stored_next_segment.max(max_id + 1);
+                    batch.put_cf(
+                        store.cf(CF_META),
+                        keys::META_NEXT_SEGMENT_ID,
+                        next.to_be_bytes(),
+                    );
                 }
                 working.last_seq = last_seq;
                 batch.put_cf(

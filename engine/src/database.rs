@@ -3,14 +3,17 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
+use datafusion::common::ScalarValue;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast;
 
+use crate::bulk::{BulkIngest, BulkTarget};
 use crate::catalog::{self, SegmentMeta, TableDef};
 use crate::commit::{Op, Outcome, Writer};
 use crate::error::{DataErrorClass, Error, Result};
@@ -47,6 +50,10 @@ struct Inner {
     writer: Arc<Writer>,
     flusher: Flusher,
     engine: QueryEngine,
+    segments_dir: PathBuf,
+    /// Allocator of segment ids, shared by the flusher and bulk ingests.
+    segment_ids: Arc<AtomicU64>,
+    options: Options,
     flush_on_close: bool,
     /// Held until close: the RocksDB handle and the directory lock.
     resources: Mutex<Option<(Arc<Store>, File)>>,
@@ -83,7 +90,9 @@ impl Database {
             );
         }
         let next_table_id = store.meta_u64(keys::META_NEXT_TABLE_ID)?;
-        let next_segment_id = store.meta_u64(keys::META_NEXT_SEGMENT_ID)?;
+        let segment_ids = Arc::new(AtomicU64::new(
+            store.meta_u64(keys::META_NEXT_SEGMENT_ID)?.max(1),
+        ));
         let current = Arc::new(Current::new(snapshot));
         let writer = Arc::new(Writer::start(
             Arc::clone(&store),
@@ -97,9 +106,9 @@ impl Database {
             Arc::clone(&writer),
             segments_dir.clone(),
             options.clone(),
-            next_segment_id,
+            Arc::clone(&segment_ids),
         )?;
-        let engine = QueryEngine::new(&options, segments_dir);
+        let engine = QueryEngine::new(&options, segments_dir.clone());
         tracing::info!("opened {} in {:?}", dir.display(), started.elapsed());
         Ok(Database {
             inner: Arc::new(Inner {
@@ -108,6 +117,9 @@ impl Database {
                 writer,
                 flusher,
                 engine,
+                segments_dir,
+                segment_ids,
+                options: options.clone(),
                 flush_on_close: options.flush_on_close,
                 resources: Mutex::new(Some((store, lock))),
             }),
@@ -135,30 +147,72 @@ impl Database {
     pub async fn execute(&self, sql: &str) -> Result<Vec<StatementResult>> {
         let mut results = Vec::new();
         for statement in query::parse(sql)? {
-            results.push(self.execute_statement(statement).await?);
+            results.push(self.execute_statement(statement, vec![]).await?);
         }
         Ok(results)
     }
 
-    async fn execute_statement(&self, statement: DfStatement) -> Result<StatementResult> {
+    /// Parses and plans one statement without running it: its parameter types (`$1`, `$2` …)
+    /// and result schema, for a client's Describe. Run it with [`Database::execute_prepared`];
+    /// it is planned again then, against the data as of that moment.
+    pub async fn prepare(&self, sql: &str) -> Result<Prepared> {
         self.inner.check_open()?;
-        match &statement {
-            DfStatement::Statement(s) => {
-                if let Some(ddl) = ddl::classify(s)? {
-                    return self.run_ddl(ddl).await;
-                }
-            }
-            DfStatement::CreateExternalTable(_) => {
-                return Err(Error::NotSupported(
-                    "CREATE EXTERNAL TABLE is not supported".into(),
-                ));
-            }
-            DfStatement::CopyTo(_) => {
-                return Err(Error::NotSupported(
-                    "COPY … TO a file is not supported".into(),
-                ));
-            }
-            _ => {}
+        let mut statements = query::parse(sql)?;
+        if statements.len() != 1 {
+            return Err(Error::Syntax(format!(
+                "a prepared statement must be exactly one SQL statement, not {}",
+                statements.len()
+            )));
+        }
+        let statement = statements.pop().expect("one statement");
+        if let Some(ddl) = classify_statement(&statement)? {
+            return Ok(Prepared {
+                statement,
+                command: ddl.command().into(),
+                param_types: vec![],
+                schema: Arc::new(arrow::datatypes::Schema::empty()),
+            });
+        }
+        let state = self
+            .inner
+            .engine
+            .state_at(self.inner.current.get(), Arc::clone(&self.inner.writer));
+        let (plan, command) = self.inner.engine.plan(&state, statement.clone()).await?;
+        let param_types = parameter_types(&plan)?;
+        let schema = Arc::new(plan.schema().as_arrow().clone());
+        Ok(Prepared {
+            statement,
+            command: command.into(),
+            param_types,
+            schema,
+        })
+    }
+
+    /// Runs a statement made by [`Database::prepare`] with values for its parameters.
+    pub async fn execute_prepared(
+        &self,
+        prepared: &Prepared,
+        params: Vec<ScalarValue>,
+    ) -> Result<StatementResult> {
+        if params.len() != prepared.param_types.len() {
+            return Err(Error::Syntax(format!(
+                "the statement takes {} parameter(s) but {} were given",
+                prepared.param_types.len(),
+                params.len()
+            )));
+        }
+        self.execute_statement(prepared.statement.clone(), params)
+            .await
+    }
+
+    async fn execute_statement(
+        &self,
+        statement: DfStatement,
+        params: Vec<ScalarValue>,
+    ) -> Result<StatementResult> {
+        self.inner.check_open()?;
+        if let Some(ddl) = classify_statement(&statement)? {
+            return self.run_ddl(ddl).await;
         }
         let snapshot = self.inner.current.get();
         let insert = match &statement {
@@ -168,11 +222,18 @@ impl Database {
             },
             _ => None,
         };
-        let state = self
-            .inner
-            .engine
-            .state_at(Arc::clone(&snapshot), Arc::clone(&self.inner.writer));
-        let result = self.inner.engine.run(state, statement).await;
+        let engine = &self.inner.engine;
+        let state = engine.state_at(Arc::clone(&snapshot), Arc::clone(&self.inner.writer));
+        let result = async {
+            let (plan, command) = engine.plan(&state, statement).await?;
+            let plan = if params.is_empty() {
+                plan
+            } else {
+                plan.with_param_values(params).map_err(Error::Query)?
+            };
+            engine.run_plan(state, plan, command).await
+        }
+        .await;
         result.map_err(|e| match &insert {
             Some(insert) => name_values_null_error(e, insert, &snapshot),
             None => e,
@@ -221,6 +282,7 @@ impl Database {
             table_id: def.id,
             table: def.name.clone(),
             batches: vec![(conformed, encoded)],
+            segments: vec![],
         };
         match self.inner.writer.commit(op).await? {
             Outcome::Appended { rows } => Ok(rows),
@@ -228,6 +290,29 @@ impl Database {
                 "unexpected commit outcome {other:?}"
             ))),
         }
+    }
+
+    /// Starts an atomic ingest of any number of batches into `table` (the path of `COPY`):
+    /// memory stays bounded because rows beyond the flush thresholds are written to Parquet
+    /// segments as they arrive, and nothing becomes visible until [`BulkIngest::commit`].
+    pub fn bulk_ingest(&self, table: &str) -> Result<BulkIngest> {
+        self.inner.check_open()?;
+        let snapshot = self.inner.current.get();
+        let state = snapshot
+            .tables
+            .get(table)
+            .ok_or_else(|| Error::TableNotFound(table.to_string()))?;
+        Ok(BulkIngest::new(
+            Arc::clone(&state.def),
+            Arc::clone(&self.inner.writer),
+            BulkTarget {
+                segments_dir: self.inner.segments_dir.clone(),
+                segment_ids: Arc::clone(&self.inner.segment_ids),
+                spill_rows: self.inner.options.flush_rows,
+                spill_bytes: self.inner.options.flush_bytes,
+                row_group_rows: self.inner.options.row_group_rows,
+            },
+        ))
     }
 
     /// The definition of a table.
@@ -279,6 +364,56 @@ impl Database {
     pub fn close(&self) -> Result<()> {
         self.inner.close()
     }
+}
+
+/// A planned statement with its parameter types and result schema, from [`Database::prepare`].
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    statement: DfStatement,
+    /// The command it runs (`SELECT`, `INSERT`, `CREATE TABLE` …).
+    pub command: String,
+    /// Types of `$1`, `$2` …, as inferred from their use (`None` where nothing constrains one).
+    pub param_types: Vec<Option<DataType>>,
+    /// Schema of the rows it returns (empty for commands that return none).
+    pub schema: SchemaRef,
+}
+
+/// Statements Tally runs itself (DDL), or refuses before planning.
+fn classify_statement(statement: &DfStatement) -> Result<Option<Ddl>> {
+    match statement {
+        DfStatement::Statement(s) => ddl::classify(s),
+        DfStatement::CreateExternalTable(_) => Err(Error::NotSupported(
+            "CREATE EXTERNAL TABLE is not supported".into(),
+        )),
+        DfStatement::CopyTo(_) => Err(Error::NotSupported(
+            "COPY … TO a file is not supported".into(),
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// Parameter types in position order (`$1` first).
+fn parameter_types(plan: &datafusion::logical_expr::LogicalPlan) -> Result<Vec<Option<DataType>>> {
+    let by_name = plan.get_parameter_types().map_err(Error::Query)?;
+    let mut numbered = Vec::with_capacity(by_name.len());
+    for (name, ty) in by_name {
+        let position = name
+            .strip_prefix('$')
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| {
+                Error::NotSupported(format!(
+                    "parameter {name}: only positional parameters ($1, $2 …) are supported"
+                ))
+            })?;
+        numbered.push((position, ty));
+    }
+    let count = numbered.iter().map(|(p, _)| *p).max().unwrap_or(0);
+    let mut types = vec![None; count];
+    for (position, ty) in numbered {
+        types[position - 1] = ty;
+    }
+    Ok(types)
 }
 
 /// Row and segment counts of one table, from [`Database::table_stats`].

@@ -5,8 +5,8 @@
 //! them and deletes the hot batches they replace. A crash in between leaves files the catalog
 //! does not name, which the next open deletes.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -14,7 +14,6 @@ use std::time::Instant;
 
 use tokio::sync::oneshot;
 
-use crate::catalog::{CATALOG_ENTRY_VERSION, SegmentMeta};
 use crate::commit::{Op, Writer};
 use crate::error::{Error, Result};
 use crate::options::Options;
@@ -54,7 +53,7 @@ impl Flusher {
         writer: Arc<Writer>,
         segments_dir: PathBuf,
         options: Options,
-        next_segment_id: u64,
+        segment_ids: Arc<AtomicU64>,
     ) -> Result<Flusher> {
         let (tx, rx) = mpsc::channel();
         let worker = Worker {
@@ -62,7 +61,7 @@ impl Flusher {
             writer,
             segments_dir,
             options,
-            next_segment_id: AtomicU64::new(next_segment_id.max(1)),
+            segment_ids,
         };
         let thread = std::thread::Builder::new()
             .name("tally-flush".into())
@@ -124,7 +123,7 @@ struct Worker {
     writer: Arc<Writer>,
     segments_dir: PathBuf,
     options: Options,
-    next_segment_id: AtomicU64,
+    segment_ids: Arc<AtomicU64>,
 }
 
 impl Worker {
@@ -159,66 +158,31 @@ impl Worker {
     fn flush_table(&self, table: &TableState) -> Result<()> {
         let started = Instant::now();
         let def = &table.def;
-        let schema = def.arrow_schema();
         let batches: Vec<_> = table.hot.iter().map(|h| h.batch.clone()).collect();
         let flushed: Vec<u64> = table.hot.iter().map(|h| h.seq).collect();
-        let parts = segment::partition(def, &schema, &batches)?;
-        let dir = segment::table_dir(&self.segments_dir, def.id);
-        if !dir.exists() {
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-            segment::sync_dir(&self.segments_dir)?;
+        let written = segment::write_segments(
+            &self.segments_dir,
+            def,
+            &batches,
+            &self.segment_ids,
+            self.options.row_group_rows,
+        )?;
+        let rows: u64 = written.iter().map(|w| w.meta.rows).sum();
+        let files = written.len();
+        let segments = written.iter().map(|w| w.meta.clone()).collect();
+        if let Err(e) = self.writer.commit_blocking(Op::RegisterSegments {
+            table_id: def.id,
+            segments,
+            flushed,
+        }) {
+            segment::remove_written(&written);
+            return Err(e);
         }
-        let mut written: Vec<PathBuf> = Vec::new();
-        let result = (|| {
-            let mut metas = Vec::with_capacity(parts.len());
-            for part in &parts {
-                let id = self.next_segment_id.fetch_add(1, Ordering::Relaxed);
-                let file_name = segment::file_name(id);
-                let path = dir.join(&file_name);
-                written.push(path.clone());
-                let bytes = segment::write(&path, def, &part.batch, self.options.row_group_rows)?;
-                metas.push(SegmentMeta {
-                    v: CATALOG_ENTRY_VERSION,
-                    id,
-                    table_id: def.id,
-                    file_name,
-                    rows: part.batch.num_rows() as u64,
-                    bytes,
-                    time_range: part.time_range,
-                });
-            }
-            let rows: u64 = metas.iter().map(|m| m.rows).sum();
-            let files = metas.len();
-            self.writer.commit_blocking(Op::RegisterSegments {
-                table_id: def.id,
-                segments: metas,
-                flushed,
-            })?;
-            tracing::info!(
-                "flushed {rows} rows of table \"{}\" into {files} segment(s) in {:?}",
-                def.name,
-                started.elapsed()
-            );
-            Ok(())
-        })();
-        if result.is_err() {
-            remove_files(&written);
-        }
-        result
-    }
-}
-
-fn remove_files(paths: &[PathBuf]) {
-    for path in paths {
-        remove_quietly(path);
-    }
-}
-
-fn remove_quietly(path: &Path) {
-    if let Err(e) = std::fs::remove_file(path)
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!("could not remove {}: {e}", path.display());
+        tracing::info!(
+            "flushed {rows} rows of table \"{}\" into {files} segment(s) in {:?}",
+            def.name,
+            started.elapsed()
+        );
+        Ok(())
     }
 }

@@ -6,6 +6,7 @@
 //! Start with [`Database::open`], then [`Database::sql`] and [`Database::ingest`]. The
 //! architecture is described in `docs/architecture.md`, the on-disk format in `docs/format.md`.
 
+mod bulk;
 mod catalog;
 mod commit;
 mod database;
@@ -18,8 +19,9 @@ mod snapshot;
 mod storage;
 mod types;
 
+pub use bulk::BulkIngest;
 pub use catalog::{ColumnDef, SegmentMeta, TableDef};
-pub use database::{Database, TableStats};
+pub use database::{Database, Prepared, TableStats};
 pub use error::{DataErrorClass, Error, ErrorKind, Result};
 pub use options::Options;
 pub use query::{CATALOG, SCHEMA, StatementResult};

@@ -102,38 +102,25 @@ impl QueryEngine {
         state
     }
 
-    /// Plans and runs one statement that DataFusion handles (queries, INSERT, EXPLAIN …).
-    pub(crate) async fn run(
+    /// Plans one statement that DataFusion handles (queries, INSERT, EXPLAIN …) and names its
+    /// command, refusing what Tally does not support.
+    pub(crate) async fn plan(
+        &self,
+        state: &SessionState,
+        statement: DfStatement,
+    ) -> Result<(LogicalPlan, &'static str)> {
+        let plan = state.statement_to_plan(statement).await.map_err(classify)?;
+        let command = command_of(&plan)?;
+        Ok((plan, command))
+    }
+
+    /// Runs a plan made by [`QueryEngine::plan`] and collects its result.
+    pub(crate) async fn run_plan(
         &self,
         state: SessionState,
-        statement: DfStatement,
+        plan: LogicalPlan,
+        command: &str,
     ) -> Result<StatementResult> {
-        let plan = state.statement_to_plan(statement).await.map_err(classify)?;
-        let command = match &plan {
-            LogicalPlan::Ddl(ddl) => {
-                return Err(Error::NotSupported(format!(
-                    "{} is not supported",
-                    ddl_name(ddl)
-                )));
-            }
-            LogicalPlan::Copy(_) => {
-                return Err(Error::NotSupported(
-                    "COPY … TO a file is not supported".into(),
-                ));
-            }
-            LogicalPlan::Dml(DmlStatement {
-                op: WriteOp::Insert(_),
-                ..
-            }) => "INSERT",
-            LogicalPlan::Dml(DmlStatement { op, .. }) => {
-                return Err(Error::NotSupported(format!(
-                    "{op} is not supported: tables are append-only"
-                )));
-            }
-            LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) => "EXPLAIN",
-            LogicalPlan::Statement(_) => "SET",
-            _ => "SELECT",
-        };
         let ctx = SessionContext::new_with_state(state);
         let frame = ctx.execute_logical_plan(plan).await.map_err(classify)?;
         let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
@@ -158,6 +145,47 @@ impl QueryEngine {
             rows,
         })
     }
+}
+
+/// The Postgres command tag of a plan, or why Tally refuses it.
+fn command_of(plan: &LogicalPlan) -> Result<&'static str> {
+    use datafusion::logical_expr::{Statement, TransactionConclusion};
+    Ok(match plan {
+        LogicalPlan::Ddl(ddl) => {
+            return Err(Error::NotSupported(format!(
+                "{} is not supported",
+                ddl_name(ddl)
+            )));
+        }
+        LogicalPlan::Copy(_) => {
+            return Err(Error::NotSupported(
+                "COPY … TO a file is not supported".into(),
+            ));
+        }
+        LogicalPlan::Dml(DmlStatement {
+            op: WriteOp::Insert(_),
+            ..
+        }) => "INSERT",
+        LogicalPlan::Dml(DmlStatement { op, .. }) => {
+            return Err(Error::NotSupported(format!(
+                "{op} is not supported: tables are append-only"
+            )));
+        }
+        LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) => "EXPLAIN",
+        LogicalPlan::Statement(statement) => match statement {
+            Statement::TransactionStart(_) => "BEGIN",
+            Statement::TransactionEnd(end) => match end.conclusion {
+                TransactionConclusion::Commit => "COMMIT",
+                TransactionConclusion::Rollback => "ROLLBACK",
+            },
+            Statement::SetVariable(_) => "SET",
+            Statement::ResetVariable(_) => "RESET",
+            Statement::Prepare(_) => "PREPARE",
+            Statement::Execute(_) => "EXECUTE",
+            Statement::Deallocate(_) => "DEALLOCATE",
+        },
+        _ => "SELECT",
+    })
 }
 
 fn ddl_name(ddl: &DdlStatement) -> &'static str {

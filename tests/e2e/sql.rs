@@ -77,3 +77,62 @@ async fn several_statements_run_in_order_and_see_each_other() {
     assert_eq!(query_i64(&db, "SELECT sum(x) FROM t").await, 26);
     assert_eq!(query_i64(&db, "SELECT sum(x) FROM public.t").await, 26);
 }
+
+#[tokio::test]
+async fn prepared_statements_report_parameters_and_schema_and_see_new_data() {
+    use tally_engine::reexports::arrow::datatypes::DataType;
+    use tally_engine::reexports::datafusion::common::ScalarValue;
+    let (_dir, db) = temp_db(test_options());
+    db.sql("CREATE TABLE t (x BIGINT NOT NULL, label TEXT)")
+        .await
+        .unwrap();
+    let select = db
+        .prepare("SELECT label, x * 2 AS doubled FROM t WHERE x > $1 ORDER BY x")
+        .await
+        .unwrap();
+    assert_eq!(select.param_types, vec![Some(DataType::Int64)]);
+    let fields: Vec<_> = select
+        .schema
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), f.data_type().clone()))
+        .collect();
+    assert_eq!(
+        fields,
+        vec![
+            ("label".to_string(), DataType::Utf8),
+            ("doubled".to_string(), DataType::Int64)
+        ]
+    );
+    let insert = db.prepare("INSERT INTO t VALUES ($1, $2)").await.unwrap();
+    assert_eq!(insert.command, "INSERT");
+    assert_eq!(
+        insert.param_types,
+        vec![Some(DataType::Int64), Some(DataType::Utf8)]
+    );
+    for (x, label) in [(1, "a"), (2, "b"), (3, "c")] {
+        let r = db
+            .execute_prepared(
+                &insert,
+                vec![
+                    ScalarValue::Int64(Some(x)),
+                    ScalarValue::Utf8(Some(label.into())),
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.rows, 1);
+    }
+    let result = db
+        .execute_prepared(&select, vec![ScalarValue::Int64(Some(1))])
+        .await
+        .unwrap();
+    assert_eq!(result.rows, 2, "rows inserted after prepare are visible");
+    let err = db.execute_prepared(&select, vec![]).await.unwrap_err();
+    assert!(err.to_string().contains("1 parameter"), "{err}");
+    assert!(db.prepare("SELECT 1; SELECT 2").await.is_err());
+    let ddl = db.prepare("CREATE TABLE u (y INT)").await.unwrap();
+    assert_eq!(ddl.command, "CREATE TABLE");
+    db.execute_prepared(&ddl, vec![]).await.unwrap();
+    assert!(db.table("u").is_some());
+}

@@ -28,6 +28,16 @@ pub(crate) enum Ddl {
     },
 }
 
+impl Ddl {
+    /// The Postgres command tag.
+    pub(crate) fn command(&self) -> &'static str {
+        match self {
+            Ddl::CreateTable { .. } => "CREATE TABLE",
+            Ddl::DropTables { .. } => "DROP TABLE",
+        }
+    }
+}
+
 /// Recognizes statements Tally handles itself. `Ok(None)` means "let DataFusion plan it".
 pub(crate) fn classify(statement: &Statement) -> Result<Option<Ddl>> {
     match statement {

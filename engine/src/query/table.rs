@@ -297,6 +297,7 @@ impl DataSink for InsertSink {
             table_id: def.id,
             table: def.name.clone(),
             batches,
+            segments: vec![],
         };
         match self.writer.commit(op).await.map_err(to_datafusion)? {
             Outcome::Appended { rows } => Ok(rows),

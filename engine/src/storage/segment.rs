@@ -3,6 +3,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::compute::{SortOptions, concat_batches, sort_to_indices, take_record_batch};
@@ -13,7 +14,7 @@ use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use crate::catalog::TableDef;
+use crate::catalog::{CATALOG_ENTRY_VERSION, SegmentMeta, TableDef};
 use crate::error::{Error, Result};
 
 /// Microseconds in a day.
@@ -180,4 +181,71 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
+}
+
+/// A segment file written but perhaps not yet registered.
+pub(crate) struct WrittenSegment {
+    /// What the catalog will record.
+    pub meta: SegmentMeta,
+    /// Where the file is.
+    pub path: PathBuf,
+}
+
+/// Writes `batches` of a table as segment files (one per UTC day of the time column), each
+/// synced to disk, with ids from `ids`. On error, removes the files it wrote.
+pub(crate) fn write_segments(
+    segments_dir: &Path,
+    def: &TableDef,
+    batches: &[RecordBatch],
+    ids: &AtomicU64,
+    row_group_rows: usize,
+) -> Result<Vec<WrittenSegment>> {
+    let parts = partition(def, &def.arrow_schema(), batches)?;
+    let dir = table_dir(segments_dir, def.id);
+    if !dir.exists() {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        sync_dir(segments_dir)?;
+    }
+    let mut written = Vec::with_capacity(parts.len());
+    for part in &parts {
+        let id = ids.fetch_add(1, Ordering::Relaxed);
+        let file_name = file_name(id);
+        let path = dir.join(&file_name);
+        match write(&path, def, &part.batch, row_group_rows) {
+            Ok(bytes) => written.push(WrittenSegment {
+                meta: SegmentMeta {
+                    v: CATALOG_ENTRY_VERSION,
+                    id,
+                    table_id: def.id,
+                    file_name,
+                    rows: part.batch.num_rows() as u64,
+                    bytes,
+                    time_range: part.time_range,
+                },
+                path,
+            }),
+            Err(e) => {
+                remove_file_quietly(&path);
+                remove_written(&written);
+                return Err(e);
+            }
+        }
+    }
+    Ok(written)
+}
+
+/// Removes segment files that will not be registered.
+pub(crate) fn remove_written(written: &[WrittenSegment]) {
+    for w in written {
+        remove_file_quietly(&w.path);
+    }
+}
+
+fn remove_file_quietly(path: &Path) {
+    if let Err(e) = std::fs::remove_file(path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!("could not remove {}: {e}", path.display());
+    }
 }

@@ -1,0 +1,154 @@
+//! [`BulkIngest`]: one atomic commit of any number of batches (the path of `COPY`), in bounded
+//! memory.
+//!
+//! Validated rows collect in memory up to the flush thresholds; beyond them they are written to
+//! Parquet segment files (synced, not yet registered). `commit` registers those segments and
+//! appends the rest to the hot tier in one RocksDB commit. Until then nothing is visible; a
+//! bulk ingest that is dropped, fails or is interrupted by a crash leaves only unregistered
+//! files, which are deleted (at drop, or as orphans at the next open).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+
+use crate::catalog::TableDef;
+use crate::commit::{Op, Outcome, Writer};
+use crate::error::{Error, Result};
+use crate::ingest;
+use crate::storage::hot;
+use crate::storage::segment::{self, WrittenSegment};
+
+/// Where and when a bulk ingest spills to segment files.
+pub(crate) struct BulkTarget {
+    pub segments_dir: PathBuf,
+    pub segment_ids: Arc<AtomicU64>,
+    pub spill_rows: usize,
+    pub spill_bytes: usize,
+    pub row_group_rows: usize,
+}
+
+/// An atomic ingest of many batches into one table, from [`Database::bulk_ingest`](crate::Database::bulk_ingest).
+pub struct BulkIngest {
+    def: Arc<TableDef>,
+    schema: SchemaRef,
+    writer: Arc<Writer>,
+    target: Arc<BulkTarget>,
+    buffered: Vec<RecordBatch>,
+    buffered_rows: usize,
+    buffered_bytes: usize,
+    written: Vec<WrittenSegment>,
+    rows: u64,
+}
+
+impl BulkIngest {
+    pub(crate) fn new(def: Arc<TableDef>, writer: Arc<Writer>, target: BulkTarget) -> Self {
+        let schema = def.arrow_schema();
+        BulkIngest {
+            def,
+            schema,
+            writer,
+            target: Arc::new(target),
+            buffered: Vec::new(),
+            buffered_rows: 0,
+            buffered_bytes: 0,
+            written: Vec::new(),
+            rows: 0,
+        }
+    }
+
+    /// The table's definition.
+    pub fn table(&self) -> &TableDef {
+        &self.def
+    }
+
+    /// The table's Arrow schema, which [`BulkIngest::write`] conforms batches to.
+    pub fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    /// Rows accepted so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Validates a batch (like [`Database::ingest`](crate::Database::ingest); errors name the
+    /// row counted from the start of this bulk ingest) and adds it.
+    pub async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        let conformed = ingest::conform(&self.def, &self.schema, &batch, self.rows as usize)?;
+        if conformed.num_rows() == 0 {
+            return Ok(());
+        }
+        self.rows += conformed.num_rows() as u64;
+        self.buffered_rows += conformed.num_rows();
+        self.buffered_bytes += conformed.get_array_memory_size();
+        self.buffered.push(conformed);
+        if self.buffered_rows >= self.target.spill_rows
+            || self.buffered_bytes >= self.target.spill_bytes
+        {
+            self.spill().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the buffered rows to segment files on a blocking thread.
+    async fn spill(&mut self) -> Result<()> {
+        let batches = std::mem::take(&mut self.buffered);
+        self.buffered_rows = 0;
+        self.buffered_bytes = 0;
+        let def = Arc::clone(&self.def);
+        let target = Arc::clone(&self.target);
+        let written = tokio::task::spawn_blocking(move || {
+            segment::write_segments(
+                &target.segments_dir,
+                &def,
+                &batches,
+                &target.segment_ids,
+                target.row_group_rows,
+            )
+        })
+        .await
+        .map_err(|e| {
+            Error::io(
+                "writing bulk segments",
+                std::io::Error::other(e.to_string()),
+            )
+        })??;
+        self.written.extend(written);
+        Ok(())
+    }
+
+    /// Makes every row visible in one durable commit and returns the number of rows.
+    pub async fn commit(mut self) -> Result<u64> {
+        let mut batches = Vec::with_capacity(self.buffered.len());
+        for batch in std::mem::take(&mut self.buffered) {
+            let encoded = hot::encode(&batch)?;
+            batches.push((batch, encoded));
+        }
+        let segments = self.written.iter().map(|w| w.meta.clone()).collect();
+        let op = Op::Append {
+            table_id: self.def.id,
+            table: self.def.name.clone(),
+            batches,
+            segments,
+        };
+        let outcome = self.writer.commit(op).await?;
+        // Registered: the files now belong to the catalog.
+        self.written.clear();
+        match outcome {
+            Outcome::Appended { rows } => Ok(rows),
+            other => Err(Error::Corrupt(format!(
+                "unexpected commit outcome {other:?}"
+            ))),
+        }
+    }
+}
+
+impl Drop for BulkIngest {
+    fn drop(&mut self) {
+        // Not committed (or the commit failed): the spilled files were never registered.
+        segment::remove_written(&self.written);
+    }
+}
