@@ -20,6 +20,11 @@ use crate::error::{Error, Result};
 use crate::ingest;
 use crate::storage::hot;
 use crate::storage::segment::{self, WrittenSegment};
+use crate::views::{
+    self, CompiledView,
+    state::{self, AggState},
+};
+use std::collections::HashMap;
 
 /// Where and when a bulk ingest spills to segment files.
 pub(crate) struct BulkTarget {
@@ -41,12 +46,23 @@ pub struct BulkIngest {
     buffered_bytes: usize,
     written: Vec<WrittenSegment>,
     rows: u64,
+    /// The table's views when the bulk ingest started, and their deltas over every row so far.
+    views: Vec<Arc<CompiledView>>,
+    view_states: Vec<HashMap<Vec<u8>, Vec<AggState>>>,
 }
 
 impl BulkIngest {
-    pub(crate) fn new(def: Arc<TableDef>, writer: Arc<Writer>, target: BulkTarget) -> Self {
+    pub(crate) fn new(
+        def: Arc<TableDef>,
+        writer: Arc<Writer>,
+        target: BulkTarget,
+        views: Vec<Arc<CompiledView>>,
+    ) -> Self {
         let schema = def.arrow_schema();
+        let view_states = vec![HashMap::new(); views.len()];
         BulkIngest {
+            views,
+            view_states,
             def,
             schema,
             writer,
@@ -80,6 +96,9 @@ impl BulkIngest {
         let conformed = ingest::conform(&self.def, &self.schema, &batch, self.rows as usize)?;
         if conformed.num_rows() == 0 {
             return Ok(());
+        }
+        for (view, states) in self.views.iter().zip(self.view_states.iter_mut()) {
+            views::maintain::accumulate(view, &conformed, states)?;
         }
         self.rows += conformed.num_rows() as u64;
         self.buffered_rows += conformed.num_rows();
@@ -128,11 +147,22 @@ impl BulkIngest {
             batches.push((batch, encoded));
         }
         let segments = self.written.iter().map(|w| w.meta.clone()).collect();
+        let mut covered: Vec<u64> = self.views.iter().map(|v| v.def.id).collect();
+        covered.sort_unstable();
+        let mut deltas = Vec::new();
+        for (view, states) in self.views.iter().zip(std::mem::take(&mut self.view_states)) {
+            deltas.extend(
+                states
+                    .into_iter()
+                    .map(|(k, s)| (views::state_key(view.def.id, &k), state::encode(&s))),
+            );
+        }
         let op = Op::Append {
             table_id: self.def.id,
             table: self.def.name.clone(),
             batches,
             segments,
+            view_deltas: Some((covered, deltas)),
         };
         let outcome = self.writer.commit(op).await?;
         // Registered: the files now belong to the catalog.

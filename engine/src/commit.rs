@@ -19,10 +19,11 @@ use tokio::sync::oneshot;
 
 use crate::catalog::{self, CATALOG_ENTRY_VERSION, SegmentMeta, TableDef};
 use crate::error::{Error, Result};
-use crate::snapshot::{Current, HotBatch, Snapshot, TableState};
-use crate::storage::keys::{self, CF_CATALOG, CF_HOT, CF_META};
+use crate::snapshot::{Current, HotBatch, Snapshot, TableState, ViewEntry};
+use crate::storage::keys::{self, CF_CATALOG, CF_HOT, CF_META, CF_VIEWS};
 use crate::storage::segment;
 use crate::storage::store::Store;
+use crate::views::{self, CompiledView, ViewDef, ViewStatus};
 
 /// Most requests committed in one group.
 const MAX_GROUP: usize = 512;
@@ -40,6 +41,10 @@ pub(crate) enum Op {
         /// Segment files already written and synced by a bulk ingest, registered in the same
         /// commit.
         segments: Vec<SegmentMeta>,
+        /// View deltas computed by the caller for all rows (a bulk ingest, whose spilled rows
+        /// are no longer in `batches`), with the ids of the views they cover. `None`: the
+        /// commit thread computes them from `batches`.
+        view_deltas: Option<(Vec<u64>, Vec<(Vec<u8>, Vec<u8>)>)>,
     },
     /// Create a table (its `id` is assigned here).
     CreateTable {
@@ -51,6 +56,34 @@ pub(crate) enum Op {
     /// Drop tables and all their data (all or none).
     DropTables {
         /// Table names.
+        names: Vec<String>,
+        /// Skip names that do not exist.
+        if_exists: bool,
+        /// Drop the views over them too (otherwise such views make the drop fail).
+        cascade: bool,
+    },
+    /// Create a materialized view (its id is assigned here); it starts backfilling.
+    CreateView {
+        /// The compiled view (its `def.id` is replaced).
+        view: Box<CompiledView>,
+        /// Succeed without change if the name exists.
+        if_not_exists: bool,
+    },
+    /// Merge backfill deltas into a view's states.
+    Backfill {
+        /// The view.
+        view_id: u64,
+        /// `(views key, encoded state)` deltas.
+        deltas: Vec<(Vec<u8>, Vec<u8>)>,
+    },
+    /// Mark a backfilled view ready.
+    ViewReady {
+        /// The view.
+        view_id: u64,
+    },
+    /// Drop materialized views and their states (all or none).
+    DropViews {
+        /// View names.
         names: Vec<String>,
         /// Skip names that do not exist.
         if_exists: bool,
@@ -80,6 +113,11 @@ pub(crate) enum Outcome {
     Dropped,
     /// Segments registered.
     Registered,
+    /// View created (`None`: it existed and IF NOT EXISTS was given). The snapshot is the one
+    /// this commit published: the rows to backfill are exactly the rows it holds.
+    ViewCreated(Option<(u64, Arc<Snapshot>)>),
+    /// View states merged, view marked ready, or views dropped.
+    ViewChanged,
 }
 
 struct Request {
@@ -212,7 +250,7 @@ impl Committer {
     fn commit_group(&mut self, group: Vec<Request>) {
         let mut working = (*self.current.get()).clone();
         let mut batch = WriteBatch::default();
-        let mut results = Vec::with_capacity(group.len());
+        let mut results: Vec<Result<Outcome>> = Vec::with_capacity(group.len());
         let mut dropped_dirs = Vec::new();
         let mut needs_sync = self.sync;
         for req in &group {
@@ -230,7 +268,13 @@ impl Committer {
         };
         match write {
             Ok(()) => {
-                self.current.set(working);
+                working.rocks = Some(Arc::new(self.store.snapshot()));
+                let published = self.current.set(working);
+                for result in results.iter_mut() {
+                    if let Ok(Outcome::ViewCreated(Some((_, snapshot)))) = result {
+                        *snapshot = Arc::clone(&published);
+                    }
+                }
                 for dir in dropped_dirs {
                     if let Err(e) = std::fs::remove_dir_all(&dir)
                         && e.kind() != std::io::ErrorKind::NotFound
@@ -272,6 +316,7 @@ impl Committer {
                 table,
                 batches,
                 segments,
+                view_deltas: precomputed,
             } => {
                 let name = working
                     .table_by_id(*table_id)
@@ -282,6 +327,33 @@ impl Committer {
                 } else {
                     store.meta_u64(keys::META_NEXT_SEGMENT_ID)?
                 };
+                // Every view over the table gets its deltas in this same commit; computing them
+                // can fail, so it happens before the first write enters the batch.
+                let mut computed = Vec::new();
+                let view_deltas = match precomputed {
+                    Some((covered, deltas)) => {
+                        let mut current: Vec<u64> =
+                            working.views_of(*table_id).map(|v| v.view.def.id).collect();
+                        current.sort_unstable();
+                        if &current != covered {
+                            return Err(Error::NotSupported(format!(
+                                "the materialized views of table \"{table}\" changed while this bulk load ran; run it again"
+                            )));
+                        }
+                        deltas
+                    }
+                    None => {
+                        for entry in working.views_of(*table_id) {
+                            for (rb, _) in batches {
+                                computed.extend(views::maintain::deltas(&entry.view, rb)?);
+                            }
+                        }
+                        &computed
+                    }
+                };
+                for (key, value) in view_deltas {
+                    batch.merge_cf(store.cf(CF_VIEWS), key, value);
+                }
                 let mut last_seq = working.last_seq;
                 let state = working.tables.get_mut(&name).expect("table found above");
                 // Copies the table's state once per group; later appends in the group reuse it.
@@ -359,7 +431,11 @@ impl Committer {
                     .insert(def.name.clone(), Arc::new(TableState::new(def)));
                 Ok(Outcome::Created)
             }
-            Op::DropTables { names, if_exists } => {
+            Op::DropTables {
+                names,
+                if_exists,
+                cascade,
+            } => {
                 let mut dropped = Vec::new();
                 for name in names {
                     match working.tables.get(name) {
@@ -367,6 +443,21 @@ impl Committer {
                         None if *if_exists => {}
                         None => return Err(Error::TableNotFound(name.clone())),
                     }
+                }
+                let dependent: Vec<String> = working
+                    .views
+                    .values()
+                    .filter(|v| dropped.contains(&v.view.def.table_id))
+                    .map(|v| v.view.def.name.clone())
+                    .collect();
+                if !dependent.is_empty() && !*cascade {
+                    return Err(Error::DependentObjects(format!(
+                        "cannot drop table because materialized view(s) {} depend on it; use DROP TABLE … CASCADE to drop them too",
+                        dependent.join(", ")
+                    )));
+                }
+                for name in &dependent {
+                    drop_view(store, working, batch, name);
                 }
                 for id in &dropped {
                     let id = *id;
@@ -385,6 +476,99 @@ impl Committer {
                     dropped_dirs.push(segment::table_dir(&self.segments_dir, id));
                 }
                 Ok(Outcome::Dropped)
+            }
+            Op::CreateView {
+                view,
+                if_not_exists,
+            } => {
+                let name = &view.def.name;
+                if working.views.contains_key(name) {
+                    return if *if_not_exists {
+                        Ok(Outcome::ViewCreated(None))
+                    } else {
+                        Err(Error::TableExists(name.clone()))
+                    };
+                }
+                if working.tables.contains_key(name) {
+                    return Err(Error::TableExists(name.clone()));
+                }
+                if working.table_by_id(view.def.table_id).is_none() {
+                    return Err(Error::TableNotFound(format!("(id {})", view.def.table_id)));
+                }
+                let id = self.next_table_id.max(1);
+                self.next_table_id = id + 1;
+                let def = ViewDef {
+                    v: CATALOG_ENTRY_VERSION,
+                    id,
+                    status: ViewStatus::Backfilling,
+                    ..ViewDef::clone(&view.def)
+                };
+                batch.put_cf(
+                    store.cf(CF_CATALOG),
+                    keys::view_key(id),
+                    catalog::encode(&def),
+                );
+                batch.put_cf(
+                    store.cf(CF_META),
+                    keys::META_NEXT_TABLE_ID,
+                    self.next_table_id.to_be_bytes(),
+                );
+                let mut compiled = CompiledView::clone(view);
+                compiled.def = Arc::new(def);
+                working.views.insert(
+                    name.clone(),
+                    Arc::new(ViewEntry {
+                        view: Arc::new(compiled),
+                        status: ViewStatus::Backfilling,
+                    }),
+                );
+                // The published snapshot is filled in once the commit is durable.
+                Ok(Outcome::ViewCreated(Some((
+                    id,
+                    Arc::new(Snapshot::default()),
+                ))))
+            }
+            Op::Backfill { view_id, deltas } => {
+                if !working.views.values().any(|v| v.view.def.id == *view_id) {
+                    return Err(Error::TableNotFound(format!("(view id {view_id})")));
+                }
+                for (key, value) in deltas {
+                    batch.merge_cf(store.cf(CF_VIEWS), key, value);
+                }
+                Ok(Outcome::ViewChanged)
+            }
+            Op::ViewReady { view_id } => {
+                let entry = working
+                    .views
+                    .values_mut()
+                    .find(|v| v.view.def.id == *view_id)
+                    .ok_or_else(|| Error::TableNotFound(format!("(view id {view_id})")))?;
+                let def = ViewDef {
+                    status: ViewStatus::Ready,
+                    ..ViewDef::clone(&entry.view.def)
+                };
+                batch.put_cf(
+                    store.cf(CF_CATALOG),
+                    keys::view_key(*view_id),
+                    catalog::encode(&def),
+                );
+                let entry = Arc::make_mut(entry);
+                let mut compiled = CompiledView::clone(&entry.view);
+                compiled.def = Arc::new(def);
+                entry.view = Arc::new(compiled);
+                entry.status = ViewStatus::Ready;
+                Ok(Outcome::ViewChanged)
+            }
+            Op::DropViews { names, if_exists } => {
+                for name in names {
+                    if !working.views.contains_key(name) && !*if_exists {
+                        return Err(Error::TableNotFound(name.clone()));
+                    }
+                }
+                for name in names {
+                    drop_view(store, working, batch, name);
+                }
+                Ok(Outcome::ViewChanged)
             }
             Op::RegisterSegments {
                 table_id,
@@ -424,5 +608,18 @@ impl Committer {
                 Ok(Outcome::Registered)
             }
         }
+    }
+}
+
+/// Deletes a view's definition and states (no-op if it does not exist).
+fn drop_view(store: &Store, working: &mut Snapshot, batch: &mut WriteBatch, name: &str) {
+    if let Some(entry) = working.views.remove(name) {
+        let id = entry.view.def.id;
+        batch.delete_cf(store.cf(CF_CATALOG), keys::view_key(id));
+        batch.delete_range_cf(
+            store.cf(CF_VIEWS),
+            views::view_prefix(id),
+            views::view_prefix(id + 1),
+        );
     }
 }

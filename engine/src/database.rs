@@ -14,16 +14,17 @@ use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast;
 
 use crate::bulk::{BulkIngest, BulkTarget};
-use crate::catalog::{self, SegmentMeta, TableDef};
+use crate::catalog::{self, CATALOG_ENTRY_VERSION, SegmentMeta, TableDef};
 use crate::commit::{Op, Outcome, Writer};
 use crate::error::{DataErrorClass, Error, Result};
 use crate::flush::Flusher;
 use crate::options::Options;
 use crate::query::ddl::{self, Ddl};
 use crate::query::{self, QueryEngine, StatementResult};
-use crate::snapshot::{Current, HotBatch, Snapshot, TableState};
+use crate::snapshot::{Current, HotBatch, Snapshot, TableState, ViewEntry};
 use crate::storage::keys;
 use crate::storage::store::Store;
+use crate::views::{self, ViewDef, ViewStatus};
 use crate::{ingest, storage::hot};
 
 /// An open Tally database. Cheap to clone; every clone shares the same engine, and it is safe
@@ -81,7 +82,10 @@ impl Database {
         std::fs::create_dir_all(&segments_dir)
             .map_err(|e| Error::io(format!("creating {}", segments_dir.display()), e))?;
 
-        let snapshot = load_snapshot(&store)?;
+        let engine = QueryEngine::new(&options, segments_dir.clone());
+        let mut snapshot = load_snapshot(&store)?;
+        let unfinished = load_views(&store, &engine, &mut snapshot)?;
+        snapshot.rocks = Some(Arc::new(store.snapshot()));
         let removed = remove_orphans(&segments_dir, &snapshot)?;
         if removed > 0 {
             tracing::info!(
@@ -108,9 +112,7 @@ impl Database {
             options.clone(),
             Arc::clone(&segment_ids),
         )?;
-        let engine = QueryEngine::new(&options, segments_dir.clone());
-        tracing::info!("opened {} in {:?}", dir.display(), started.elapsed());
-        Ok(Database {
+        let db = Database {
             inner: Arc::new(Inner {
                 dir,
                 current,
@@ -123,7 +125,19 @@ impl Database {
                 flush_on_close: options.flush_on_close,
                 resources: Mutex::new(Some((store, lock))),
             }),
-        })
+        };
+        for view_id in unfinished {
+            // A backfill interrupted by a crash starts over: its partial states were deleted
+            // at load, and the rows it must cover are all rows committed so far.
+            let db2 = db.clone();
+            run_on_own_runtime(async move { db2.backfill(view_id).await })?;
+        }
+        tracing::info!(
+            "opened {} in {:?}",
+            db.inner.dir.display(),
+            started.elapsed()
+        );
+        Ok(db)
     }
 
     /// The data directory.
@@ -249,12 +263,35 @@ impl Database {
                     .await?;
                 Ok(StatementResult::command("CREATE TABLE", 0))
             }
-            Ddl::DropTables { names, if_exists } => {
+            Ddl::DropTables {
+                names,
+                if_exists,
+                cascade,
+            } => {
                 self.inner
                     .writer
-                    .commit(Op::DropTables { names, if_exists })
+                    .commit(Op::DropTables {
+                        names,
+                        if_exists,
+                        cascade,
+                    })
                     .await?;
                 Ok(StatementResult::command("DROP TABLE", 0))
+            }
+            Ddl::CreateView {
+                name,
+                query,
+                if_not_exists,
+            } => {
+                self.create_view(name, query, if_not_exists).await?;
+                Ok(StatementResult::command("CREATE MATERIALIZED VIEW", 0))
+            }
+            Ddl::DropViews { names, if_exists } => {
+                self.inner
+                    .writer
+                    .commit(Op::DropViews { names, if_exists })
+                    .await?;
+                Ok(StatementResult::command("DROP MATERIALIZED VIEW", 0))
             }
         }
     }
@@ -283,6 +320,7 @@ impl Database {
             table: def.name.clone(),
             batches: vec![(conformed, encoded)],
             segments: vec![],
+            view_deltas: None,
         };
         match self.inner.writer.commit(op).await? {
             Outcome::Appended { rows } => Ok(rows),
@@ -302,6 +340,10 @@ impl Database {
             .tables
             .get(table)
             .ok_or_else(|| Error::TableNotFound(table.to_string()))?;
+        let views = snapshot
+            .views_of(state.def.id)
+            .map(|v| Arc::clone(&v.view))
+            .collect();
         Ok(BulkIngest::new(
             Arc::clone(&state.def),
             Arc::clone(&self.inner.writer),
@@ -312,7 +354,132 @@ impl Database {
                 spill_bytes: self.inner.options.flush_bytes,
                 row_group_rows: self.inner.options.row_group_rows,
             },
+            views,
         ))
+    }
+
+    async fn create_view(&self, name: String, query: String, if_not_exists: bool) -> Result<()> {
+        let snapshot = self.inner.current.get();
+        if snapshot.views.contains_key(&name) && if_not_exists {
+            return Ok(());
+        }
+        let def = ViewDef {
+            v: CATALOG_ENTRY_VERSION,
+            id: 0,
+            name: name.clone(),
+            table_id: 0,
+            query,
+            status: ViewStatus::Backfilling,
+        };
+        let compiled = self
+            .inner
+            .engine
+            .compile_view(&snapshot.tables, def)
+            .await?;
+        let outcome = self
+            .inner
+            .writer
+            .commit(Op::CreateView {
+                view: Box::new(compiled),
+                if_not_exists,
+            })
+            .await?;
+        let Outcome::ViewCreated(Some((view_id, created_at))) = outcome else {
+            return Ok(());
+        };
+        if let Err(e) = self.backfill_at(view_id, created_at).await {
+            let _ = self
+                .inner
+                .writer
+                .commit(Op::DropViews {
+                    names: vec![name],
+                    if_exists: true,
+                })
+                .await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Backfills a view from the rows committed so far (used at open for interrupted backfills).
+    async fn backfill(&self, view_id: u64) -> Result<()> {
+        let snapshot = self.inner.current.get();
+        self.backfill_at(view_id, snapshot).await
+    }
+
+    /// Aggregates the rows of `snapshot` into a view created by the commit that published it,
+    /// then marks the view ready. Rows committed later reach the view as ordinary deltas, and
+    /// merges commute, so the two cannot race.
+    async fn backfill_at(&self, view_id: u64, snapshot: Arc<Snapshot>) -> Result<()> {
+        const CHUNK_ROWS: usize = 256 * 1024;
+        let entry = snapshot
+            .views
+            .values()
+            .find(|v| v.view.def.id == view_id)
+            .cloned()
+            .ok_or_else(|| Error::TableNotFound(format!("(view id {view_id})")))?;
+        let table = snapshot
+            .table_by_id(entry.view.def.table_id)
+            .map(|t| t.def.name.clone())
+            .ok_or_else(|| Error::TableNotFound(format!("(id {})", entry.view.def.table_id)))?;
+        let started = Instant::now();
+        let state = self
+            .inner
+            .engine
+            .state_at(Arc::clone(&snapshot), Arc::clone(&self.inner.writer));
+        let ctx = datafusion::prelude::SessionContext::new_with_state(state);
+        let sql = format!("SELECT * FROM \"{}\"", table.replace('"', "\"\""));
+        let frame = ctx.sql(&sql).await.map_err(Error::Query)?;
+        let mut stream = frame.execute_stream().await.map_err(Error::Query)?;
+        let (mut deltas, mut pending_rows, mut total_rows) = (Vec::new(), 0usize, 0u64);
+        while let Some(batch) = futures::StreamExt::next(&mut stream).await {
+            let batch = batch.map_err(Error::Query)?;
+            pending_rows += batch.num_rows();
+            total_rows += batch.num_rows() as u64;
+            deltas.extend(views::maintain::deltas(&entry.view, &batch)?);
+            if pending_rows >= CHUNK_ROWS {
+                self.inner
+                    .writer
+                    .commit(Op::Backfill {
+                        view_id,
+                        deltas: std::mem::take(&mut deltas),
+                    })
+                    .await?;
+                pending_rows = 0;
+                tracing::info!(
+                    "backfilling view \"{}\": {total_rows} rows so far",
+                    entry.view.def.name
+                );
+            }
+        }
+        if !deltas.is_empty() {
+            self.inner
+                .writer
+                .commit(Op::Backfill { view_id, deltas })
+                .await?;
+        }
+        self.inner.writer.commit(Op::ViewReady { view_id }).await?;
+        tracing::info!(
+            "backfilled view \"{}\" from {total_rows} rows in {:?}",
+            entry.view.def.name,
+            started.elapsed()
+        );
+        Ok(())
+    }
+
+    /// The definition of a materialized view.
+    pub fn view(&self, name: &str) -> Option<ViewDef> {
+        self.inner
+            .current
+            .get()
+            .views
+            .get(name)
+            .map(|v| ViewDef::clone(&v.view.def))
+    }
+
+    /// Names of all materialized views.
+    pub fn view_names(&self) -> Vec<String> {
+        self.inner.current.get().views.keys().cloned().collect()
     }
 
     /// The definition of a table.
@@ -460,6 +627,8 @@ impl Inner {
         };
         self.flusher.shutdown();
         self.writer.shutdown();
+        // Snapshots hold RocksDB read views; drop ours so the database closes now.
+        self.current.set(Snapshot::default());
         drop(resources);
         tracing::info!("closed {}", self.dir.display());
         flushed
@@ -600,7 +769,69 @@ fn load_snapshot(store: &Store) -> Result<Snapshot> {
         .into_values()
         .map(|t| (t.def.name.clone(), Arc::new(t)))
         .collect();
-    Ok(Snapshot { tables, last_seq })
+    Ok(Snapshot {
+        tables,
+        last_seq,
+        ..Snapshot::default()
+    })
+}
+
+/// Loads and compiles the materialized views. Returns the ids of views whose backfill was
+/// interrupted; their partial states are deleted here, to be backfilled again.
+fn load_views(store: &Store, engine: &QueryEngine, snapshot: &mut Snapshot) -> Result<Vec<u64>> {
+    let mut unfinished = Vec::new();
+    for (_, value) in store.scan_catalog(&keys::view_def_prefix())? {
+        let def: ViewDef = catalog::decode("view definition", &value)?;
+        let Some(table) = snapshot.table_by_id(def.table_id) else {
+            continue;
+        };
+        let table_name = table.def.name.clone();
+        let status = def.status;
+        let id = def.id;
+        let name = def.name.clone();
+        let tables = snapshot.tables.clone();
+        let compiled =
+            futures::executor::block_on(engine.compile_view(&tables, def)).map_err(|e| {
+                Error::Corrupt(format!(
+                    "materialized view \"{name}\" over \"{table_name}\" no longer compiles: {e}"
+                ))
+            })?;
+        if status == ViewStatus::Backfilling {
+            let mut batch = rocksdb::WriteBatch::default();
+            batch.delete_range_cf(
+                store.cf(keys::CF_VIEWS),
+                views::view_prefix(id),
+                views::view_prefix(id + 1),
+            );
+            store.write(batch, true)?;
+            unfinished.push(id);
+        }
+        snapshot.views.insert(
+            name,
+            Arc::new(ViewEntry {
+                view: Arc::new(compiled),
+                status,
+            }),
+        );
+    }
+    Ok(unfinished)
+}
+
+/// Runs a future to completion on a fresh single-threaded runtime on its own thread, so that
+/// synchronous code (open) can use async engine code whether or not it runs inside a runtime.
+fn run_on_own_runtime<F>(future: F) -> Result<()>
+where
+    F: std::future::Future<Output = Result<()>> + Send + 'static,
+{
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("starting a runtime for backfill", e))?;
+        runtime.block_on(future)
+    })
+    .join()
+    .map_err(|_| Error::Corrupt("backfill thread panicked".into()))?
 }
 
 /// Deletes segment files and table directories that the catalog does not name.

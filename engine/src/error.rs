@@ -75,6 +75,9 @@ pub enum Error {
         /// Why the value is rejected.
         reason: String,
     },
+    /// Other objects depend on the one being dropped.
+    #[error("{0}")]
+    DependentObjects(String),
     /// A table definition is invalid (unknown type, bad option …).
     #[error("invalid definition: {0}")]
     InvalidDefinition(String),
@@ -140,6 +143,8 @@ pub enum ErrorKind {
     Syntax,
     /// Invalid definition.
     InvalidDefinition,
+    /// Dependent objects still exist (2BP01).
+    DependentObjects,
     /// Planning or execution error from the query engine.
     Query,
     /// Internal: storage, IO, corruption, lock, closed.
@@ -157,6 +162,7 @@ impl Error {
             Error::NotSupported(_) => ErrorKind::NotSupported,
             Error::Syntax(_) => ErrorKind::Syntax,
             Error::InvalidDefinition(_) => ErrorKind::InvalidDefinition,
+            Error::DependentObjects(_) => ErrorKind::DependentObjects,
             Error::Query(_) => ErrorKind::Query,
             _ => ErrorKind::Internal,
         }

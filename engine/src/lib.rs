@@ -18,6 +18,7 @@ mod query;
 mod snapshot;
 mod storage;
 mod types;
+mod views;
 
 pub use bulk::BulkIngest;
 pub use catalog::{ColumnDef, SegmentMeta, TableDef};
@@ -26,6 +27,7 @@ pub use error::{DataErrorClass, Error, ErrorKind, Result};
 pub use options::Options;
 pub use query::{CATALOG, SCHEMA, StatementResult};
 pub use types::ColumnType;
+pub use views::{ViewDef, ViewStatus};
 
 /// Re-exports of the Arrow and DataFusion versions Tally is built with, so embedders use the
 /// same types.

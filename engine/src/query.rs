@@ -91,6 +91,55 @@ impl QueryEngine {
         QueryEngine { base, segments_dir }
     }
 
+    /// Plans and compiles a materialized view's query against the tables' definitions (no
+    /// data is read). Fills in `def.table_id`.
+    pub(crate) async fn compile_view(
+        &self,
+        tables: &std::collections::BTreeMap<String, Arc<crate::snapshot::TableState>>,
+        mut def: crate::views::ViewDef,
+    ) -> Result<crate::views::CompiledView> {
+        use datafusion::catalog::{
+            CatalogProvider, MemoryCatalogProvider, MemoryCatalogProviderList,
+            MemorySchemaProvider, SchemaProvider,
+        };
+        use datafusion::datasource::empty::EmptyTable;
+        let schema = Arc::new(MemorySchemaProvider::new());
+        for (name, table) in tables {
+            schema
+                .register_table(
+                    name.clone(),
+                    Arc::new(EmptyTable::new(table.def.arrow_schema())),
+                )
+                .map_err(Error::Query)?;
+        }
+        let catalog = Arc::new(MemoryCatalogProvider::new());
+        catalog
+            .register_schema(SCHEMA, schema)
+            .map_err(Error::Query)?;
+        let list = Arc::new(MemoryCatalogProviderList::new());
+        datafusion::catalog::CatalogProviderList::register_catalog(
+            list.as_ref(),
+            CATALOG.to_string(),
+            catalog,
+        );
+        let mut state = self.base.clone();
+        state.register_catalog_list(list);
+
+        let mut statements = parse(&def.query)?;
+        let (Some(statement), true) = (statements.pop(), statements.is_empty()) else {
+            return Err(Error::InvalidDefinition(
+                "a materialized view is defined by exactly one SELECT".into(),
+            ));
+        };
+        let plan = state.statement_to_plan(statement).await.map_err(classify)?;
+        let analysis = crate::views::definition::analyze(&plan)?;
+        let table = tables
+            .get(&analysis.table)
+            .ok_or_else(|| Error::TableNotFound(analysis.table.clone()))?;
+        def.table_id = table.def.id;
+        crate::views::definition::compile(def, &plan, &state)
+    }
+
     /// A session state whose catalog is `snapshot`.
     pub(crate) fn state_at(&self, snapshot: Arc<Snapshot>, writer: Arc<Writer>) -> SessionState {
         let mut state = self.base.clone();

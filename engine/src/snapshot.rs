@@ -9,6 +9,8 @@ use std::time::Instant;
 use arrow::record_batch::RecordBatch;
 
 use crate::catalog::{SegmentMeta, TableDef};
+use crate::storage::store::DbSnapshot;
+use crate::views::{CompiledView, ViewStatus};
 
 /// A committed batch not yet flushed to Parquet.
 #[derive(Debug)]
@@ -55,16 +57,36 @@ impl TableState {
     }
 }
 
+/// A materialized view as of a snapshot.
+#[derive(Debug, Clone)]
+pub(crate) struct ViewEntry {
+    /// The compiled definition (its `def` holds id, table and query).
+    pub view: Arc<CompiledView>,
+    /// Backfilling or ready.
+    pub status: ViewStatus,
+}
+
 /// All tables at one commit point.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Snapshot {
     /// Tables by name.
     pub tables: BTreeMap<String, Arc<TableState>>,
+    /// Materialized views by name.
+    pub views: BTreeMap<String, Arc<ViewEntry>>,
+    /// RocksDB as of this commit (view states are read from it).
+    pub rocks: Option<Arc<DbSnapshot>>,
     /// Sequence number of the last commit that wrote rows.
     pub last_seq: u64,
 }
 
 impl Snapshot {
+    /// Views maintained over the table with this id.
+    pub(crate) fn views_of(&self, table_id: u64) -> impl Iterator<Item = &Arc<ViewEntry>> {
+        self.views
+            .values()
+            .filter(move |v| v.view.def.table_id == table_id)
+    }
+
     /// The table with this id, if it exists.
     pub(crate) fn table_by_id(&self, id: u64) -> Option<&Arc<TableState>> {
         self.tables.values().find(|t| t.def.id == id)
@@ -86,8 +108,10 @@ impl Current {
         Arc::clone(&self.0.read().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Publishes a new snapshot.
-    pub(crate) fn set(&self, snapshot: Snapshot) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
+    /// Publishes a new snapshot and returns it.
+    pub(crate) fn set(&self, snapshot: Snapshot) -> Arc<Snapshot> {
+        let snapshot = Arc::new(snapshot);
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&snapshot);
+        snapshot
     }
 }

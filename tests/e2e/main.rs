@@ -6,3 +6,4 @@ mod crash;
 mod errors;
 mod lifecycle;
 mod sql;
+mod views;

@@ -11,6 +11,7 @@ use datafusion::error::Result as DfResult;
 use super::table::SnapshotTable;
 use crate::commit::Writer;
 use crate::snapshot::Snapshot;
+use crate::views::read::ViewTable;
 
 /// The default (and only) catalog name.
 pub const CATALOG: &str = "tally";
@@ -79,20 +80,36 @@ struct SnapshotSchema {
 #[async_trait]
 impl SchemaProvider for SnapshotSchema {
     fn table_names(&self) -> Vec<String> {
-        self.snapshot.tables.keys().cloned().collect()
+        self.snapshot
+            .tables
+            .keys()
+            .chain(self.snapshot.views.keys())
+            .cloned()
+            .collect()
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        Ok(self.snapshot.tables.get(name).map(|state| {
-            Arc::new(SnapshotTable::new(
+        if let Some(state) = self.snapshot.tables.get(name) {
+            let table = SnapshotTable::new(
                 Arc::clone(state),
                 self.segments_dir.clone(),
                 Arc::clone(&self.writer),
-            )) as Arc<dyn TableProvider>
-        }))
+            );
+            return Ok(Some(Arc::new(table)));
+        }
+        let (Some(entry), Some(rocks)) =
+            (self.snapshot.views.get(name), self.snapshot.rocks.as_ref())
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Arc::new(ViewTable::new(
+            Arc::clone(&entry.view),
+            entry.status,
+            Arc::clone(rocks),
+        ))))
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.snapshot.tables.contains_key(name)
+        self.snapshot.tables.contains_key(name) || self.snapshot.views.contains_key(name)
     }
 }

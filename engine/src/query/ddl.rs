@@ -25,6 +25,24 @@ pub(crate) enum Ddl {
         names: Vec<String>,
         /// IF EXISTS was given.
         if_exists: bool,
+        /// CASCADE was given: drop dependent views too.
+        cascade: bool,
+    },
+    /// CREATE MATERIALIZED VIEW.
+    CreateView {
+        /// View name.
+        name: String,
+        /// The defining query.
+        query: String,
+        /// IF NOT EXISTS was given.
+        if_not_exists: bool,
+    },
+    /// DROP MATERIALIZED VIEW of one or more views.
+    DropViews {
+        /// View names.
+        names: Vec<String>,
+        /// IF EXISTS was given.
+        if_exists: bool,
     },
 }
 
@@ -34,6 +52,8 @@ impl Ddl {
         match self {
             Ddl::CreateTable { .. } => "CREATE TABLE",
             Ddl::DropTables { .. } => "DROP TABLE",
+            Ddl::CreateView { .. } => "CREATE MATERIALIZED VIEW",
+            Ddl::DropViews { .. } => "DROP MATERIALIZED VIEW",
         }
     }
 }
@@ -46,13 +66,38 @@ pub(crate) fn classify(statement: &Statement) -> Result<Option<Ddl>> {
             object_type: ObjectType::Table,
             if_exists,
             names,
-            cascade: _,
+            cascade,
             ..
         } => {
             let names = names.iter().map(object_name).collect::<Result<_>>()?;
             Ok(Some(Ddl::DropTables {
                 names,
                 if_exists: *if_exists,
+                cascade: *cascade,
+            }))
+        }
+        Statement::Drop {
+            object_type: ObjectType::MaterializedView,
+            if_exists,
+            names,
+            ..
+        } => {
+            let names = names.iter().map(object_name).collect::<Result<_>>()?;
+            Ok(Some(Ddl::DropViews {
+                names,
+                if_exists: *if_exists,
+            }))
+        }
+        Statement::CreateView(view) if view.materialized => {
+            if view.or_replace || view.or_alter || !view.columns.is_empty() {
+                return Err(Error::NotSupported(
+                    "CREATE MATERIALIZED VIEW supports neither OR REPLACE nor a column list; name the columns with AS in the query".into(),
+                ));
+            }
+            Ok(Some(Ddl::CreateView {
+                name: object_name(&view.name)?,
+                query: view.query.to_string(),
+                if_not_exists: view.if_not_exists,
             }))
         }
         Statement::Drop { object_type, .. } => Err(Error::NotSupported(format!(

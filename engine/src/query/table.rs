@@ -298,6 +298,7 @@ impl DataSink for InsertSink {
             table: def.name.clone(),
             batches,
             segments: vec![],
+            view_deltas: None,
         };
         match self.writer.commit(op).await.map_err(to_datafusion)? {
             Outcome::Appended { rows } => Ok(rows),

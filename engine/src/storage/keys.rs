@@ -8,8 +8,10 @@ pub(crate) const CF_CATALOG: &str = "catalog";
 pub(crate) const CF_HOT: &str = "hot";
 /// Column family of counters and the format version.
 pub(crate) const CF_META: &str = "meta";
+/// Column family of materialized-view states (merge operator: view state merge).
+pub(crate) const CF_VIEWS: &str = "views";
 /// All column families this version uses.
-pub(crate) const ALL_CFS: [&str; 3] = [CF_CATALOG, CF_HOT, CF_META];
+pub(crate) const ALL_CFS: [&str; 4] = [CF_CATALOG, CF_HOT, CF_META, CF_VIEWS];
 
 /// The on-disk format version this build writes and the newest it reads.
 pub(crate) const FORMAT_VERSION: u32 = 1;
@@ -24,6 +26,7 @@ pub(crate) const META_NEXT_SEGMENT_ID: &[u8] = b"next_segment_id";
 pub(crate) const META_LAST_SEQ: &[u8] = b"last_seq";
 
 const TABLE_PREFIX: u8 = b't';
+const VIEW_PREFIX: u8 = b'v';
 const SEGMENT_PREFIX: u8 = b's';
 
 /// `catalog` key of a table definition: `'t' table_id`.
@@ -37,6 +40,19 @@ pub(crate) fn table_key(table_id: u64) -> Vec<u8> {
 /// Prefix of all table definitions.
 pub(crate) fn table_prefix() -> Vec<u8> {
     vec![TABLE_PREFIX]
+}
+
+/// `catalog` key of a view definition: `'v' view_id`.
+pub(crate) fn view_key(view_id: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(VIEW_PREFIX);
+    k.extend_from_slice(&view_id.to_be_bytes());
+    k
+}
+
+/// Prefix of all view definitions.
+pub(crate) fn view_def_prefix() -> Vec<u8> {
+    vec![VIEW_PREFIX]
 }
 
 /// `catalog` key of a segment: `'s' table_id segment_id`.

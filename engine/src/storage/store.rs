@@ -2,14 +2,48 @@
 //! catalog and hot tier at open.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, IteratorMode, WriteBatch, WriteOptions};
 
-use super::keys::{self, ALL_CFS, CF_CATALOG, CF_HOT, CF_META};
+use super::keys::{self, ALL_CFS, CF_CATALOG, CF_HOT, CF_META, CF_VIEWS};
 use crate::error::{Error, Result};
 
 /// One key-value pair read from RocksDB.
 pub(crate) type Entry = (Box<[u8]>, Box<[u8]>);
+
+/// A consistent read view of RocksDB, taken by the commit thread right after each commit and
+/// kept in that commit's [`crate::snapshot::Snapshot`].
+pub(crate) struct DbSnapshot {
+    // Declared first so that it is dropped before the store it borrows from.
+    snapshot: rocksdb::SnapshotWithThreadMode<'static, DB>,
+    store: Arc<Store>,
+}
+
+impl DbSnapshot {
+    /// Every `(key, value)` of the views column family under `prefix`, as of this snapshot.
+    pub(crate) fn scan_views(&self, prefix: &[u8]) -> Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        let iter = self.snapshot.iterator_cf(
+            self.store.cf(CF_VIEWS),
+            IteratorMode::From(prefix, rocksdb::Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) = item.map_err(|e| Error::storage("reading view states", e))?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push((k, v));
+        }
+        Ok(out)
+    }
+}
+
+impl std::fmt::Debug for DbSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DbSnapshot")
+    }
+}
 
 /// The engine's RocksDB instance.
 pub(crate) struct Store {
@@ -41,6 +75,12 @@ impl Store {
         let descriptors = names.iter().map(|name| {
             let mut cf_opts = rocksdb::Options::default();
             cf_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            if name == CF_VIEWS {
+                cf_opts.set_merge_operator_associative(
+                    "tally_view_state_v1",
+                    crate::views::state::merge_operator,
+                );
+            }
             ColumnFamilyDescriptor::new(name, cf_opts)
         });
         let db = DB::open_cf_descriptors(&opts, path, descriptors)
@@ -49,6 +89,24 @@ impl Store {
             db,
             path: path.to_path_buf(),
         })
+    }
+
+    /// Takes a consistent read view of everything committed so far.
+    pub(crate) fn snapshot(self: &Arc<Self>) -> DbSnapshot {
+        let snapshot = self.db.snapshot();
+        // SAFETY: the snapshot borrows `self.db`. `DbSnapshot` holds an `Arc` of this store for
+        // as long as the snapshot lives and drops the snapshot first (field order), so the
+        // database outlives every snapshot taken from it.
+        let snapshot = unsafe {
+            std::mem::transmute::<
+                rocksdb::SnapshotWithThreadMode<'_, DB>,
+                rocksdb::SnapshotWithThreadMode<'static, DB>,
+            >(snapshot)
+        };
+        DbSnapshot {
+            snapshot,
+            store: Arc::clone(self),
+        }
     }
 
     /// A column family handle.

@@ -1,0 +1,380 @@
+//! Analysis of `CREATE MATERIALIZED VIEW … AS SELECT`: the query is planned by DataFusion, its
+//! shape checked once (with a precise error for anything that cannot be maintained
+//! incrementally), and its expressions compiled to physical expressions evaluated per batch.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::tree_node::TreeNode;
+use datafusion::execution::context::SessionState;
+use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, Volatility};
+use datafusion::physical_expr::PhysicalExpr;
+
+use super::ViewDef;
+use super::key::KeyKind;
+use crate::error::{Error, Result};
+
+/// The kind of an aggregate a view maintains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AggKind {
+    /// `count(*)`, `count(x)`.
+    Count,
+    /// `sum(x)`.
+    Sum,
+    /// `min(x)`.
+    Min,
+    /// `max(x)`.
+    Max,
+    /// `avg(x)`.
+    Avg,
+}
+
+/// One maintained aggregate, compiled.
+#[derive(Debug, Clone)]
+pub(crate) struct CompiledAgg {
+    pub kind: AggKind,
+    /// The argument (`count(*)` counts a non-null literal).
+    pub arg: Arc<dyn PhysicalExpr>,
+    /// How argument values are held in the state.
+    pub arg_kind: KeyKind,
+    /// `FILTER (WHERE …)`.
+    pub filter: Option<Arc<dyn PhysicalExpr>>,
+    /// The type DataFusion gives the aggregate's result.
+    pub output_type: DataType,
+}
+
+/// One group expression, compiled.
+#[derive(Debug, Clone)]
+pub(crate) struct CompiledGroup {
+    pub expr: Arc<dyn PhysicalExpr>,
+    pub kind: KeyKind,
+    pub output_type: DataType,
+}
+
+/// Where a view's output column comes from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum OutputSource {
+    Group(usize),
+    Agg(usize),
+}
+
+/// A view ready to maintain and read.
+#[derive(Debug, Clone)]
+pub(crate) struct CompiledView {
+    pub def: Arc<ViewDef>,
+    pub filter: Option<Arc<dyn PhysicalExpr>>,
+    pub groups: Vec<CompiledGroup>,
+    pub aggs: Vec<CompiledAgg>,
+    pub outputs: Vec<OutputSource>,
+    /// Output schema: the view's column names and DataFusion's types, all nullable.
+    pub schema: SchemaRef,
+}
+
+/// What analysis found, before it knows the view's id.
+pub(crate) struct Analysis {
+    /// Name of the aggregated table.
+    pub table: String,
+}
+
+/// Finds the table a view query reads, checking the plan's shape.
+pub(crate) fn analyze(plan: &LogicalPlan) -> Result<Analysis> {
+    let shape = Shape::of(plan)?;
+    Ok(Analysis { table: shape.table })
+}
+
+/// Compiles a planned view query for `def`.
+pub(crate) fn compile(
+    def: ViewDef,
+    plan: &LogicalPlan,
+    state: &SessionState,
+) -> Result<CompiledView> {
+    let shape = Shape::of(plan)?;
+    let input_schema = shape.aggregate.input.schema();
+    let physical = |expr: &Expr| {
+        state
+            .create_physical_expr(expr.clone(), input_schema)
+            .map_err(Error::Query)
+    };
+
+    let filter = shape.filter.as_ref().map(&physical).transpose()?;
+    let mut groups = Vec::new();
+    for (i, expr) in shape.aggregate.group_expr.iter().enumerate() {
+        let output_type = shape.aggregate.schema.field(i).data_type().clone();
+        groups.push(CompiledGroup {
+            expr: physical(expr)?,
+            kind: key_kind(&output_type, expr)?,
+            output_type,
+        });
+    }
+    let group_count = groups.len();
+    let mut aggs = Vec::new();
+    for (i, expr) in shape.aggregate.aggr_expr.iter().enumerate() {
+        let output_type = shape
+            .aggregate
+            .schema
+            .field(group_count + i)
+            .data_type()
+            .clone();
+        aggs.push(compile_aggregate(
+            expr,
+            output_type,
+            &physical,
+            input_schema,
+        )?);
+    }
+
+    let projection = &shape.projection;
+    let mut outputs = Vec::with_capacity(projection.len());
+    let mut fields = Vec::with_capacity(projection.len());
+    for (i, expr) in projection.iter().enumerate() {
+        let Expr::Column(column) = unalias(expr) else {
+            return Err(Error::NotSupported(format!(
+                "view column {expr} computes on top of the aggregates; a materialized view's columns must be group expressions or aggregates (compute on top when you query the view)"
+            )));
+        };
+        let index = shape
+            .aggregate
+            .schema
+            .index_of_column(column)
+            .map_err(Error::Query)?;
+        outputs.push(if index < group_count {
+            OutputSource::Group(index)
+        } else {
+            OutputSource::Agg(index - group_count)
+        });
+        let field = plan.schema().field(i);
+        fields.push(Field::new(field.name(), field.data_type().clone(), true));
+    }
+    Ok(CompiledView {
+        def: Arc::new(def),
+        filter,
+        groups,
+        aggs,
+        outputs,
+        schema: Arc::new(Schema::new(fields)),
+    })
+}
+
+fn compile_aggregate(
+    expr: &Expr,
+    output_type: DataType,
+    physical: &impl Fn(&Expr) -> Result<Arc<dyn PhysicalExpr>>,
+    input_schema: &datafusion::common::DFSchema,
+) -> Result<CompiledAgg> {
+    let Expr::AggregateFunction(function) = unalias(expr) else {
+        return Err(Error::NotSupported(format!(
+            "aggregate {expr} cannot be maintained"
+        )));
+    };
+    let name = function.func.name().to_lowercase();
+    let params = &function.params;
+    if !params.order_by.is_empty() {
+        return Err(Error::NotSupported(format!(
+            "{name}(… ORDER BY …) cannot be maintained incrementally"
+        )));
+    }
+    if params.distinct {
+        return Err(Error::NotSupported(format!(
+            "{name}(DISTINCT …) is not supported in materialized views yet"
+        )));
+    }
+    let kind = match name.as_str() {
+        "count" => AggKind::Count,
+        "sum" => AggKind::Sum,
+        "min" => AggKind::Min,
+        "max" => AggKind::Max,
+        "avg" | "mean" => AggKind::Avg,
+        "approx_distinct" | "approx_count_distinct" => {
+            return Err(Error::NotSupported(format!(
+                "{name} is not supported in materialized views yet"
+            )));
+        }
+        other => {
+            return Err(Error::NotSupported(format!(
+                "aggregate {other} cannot be maintained incrementally; supported: count, sum, min, max, avg"
+            )));
+        }
+    };
+    let [arg] = params.args.as_slice() else {
+        return Err(Error::NotSupported(format!(
+            "{name} with {} arguments cannot be maintained",
+            params.args.len()
+        )));
+    };
+    check_deterministic(arg)?;
+    let arg_type = arg.get_type(input_schema).map_err(Error::Query)?;
+    let arg_kind = key_kind(&arg_type, arg)?;
+    let supported = match kind {
+        AggKind::Count | AggKind::Min | AggKind::Max => true,
+        AggKind::Sum => {
+            matches!(arg_kind, KeyKind::Int | KeyKind::Float | KeyKind::Decimal)
+                && !arg_type.is_temporal()
+        }
+        AggKind::Avg => {
+            matches!(arg_kind, KeyKind::Int | KeyKind::Float) && !arg_type.is_temporal()
+        }
+    };
+    if !supported {
+        return Err(Error::NotSupported(format!(
+            "{name} of {arg_type} is not supported in materialized views"
+        )));
+    }
+    let filter = params.filter.as_deref().map(|f| {
+        check_deterministic(f)?;
+        physical(f)
+    });
+    Ok(CompiledAgg {
+        kind,
+        arg: physical(arg)?,
+        arg_kind,
+        filter: filter.transpose()?,
+        output_type,
+    })
+}
+
+/// How values of a type are held in keys and states.
+pub(crate) fn key_kind(data_type: &DataType, expr: &Expr) -> Result<KeyKind> {
+    use DataType::*;
+    Ok(match data_type {
+        Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | Date32 | Timestamp(_, _) => {
+            KeyKind::Int
+        }
+        Float16 | Float32 | Float64 => KeyKind::Float,
+        Decimal128(_, _) => KeyKind::Decimal,
+        Boolean => KeyKind::Bool,
+        Utf8 | LargeUtf8 | Utf8View | Binary | LargeBinary | BinaryView => KeyKind::Bytes,
+        Null => KeyKind::Int,
+        other => {
+            return Err(Error::NotSupported(format!(
+                "{expr} has type {other}, which a materialized view cannot group or aggregate"
+            )));
+        }
+    })
+}
+
+fn unalias(expr: &Expr) -> &Expr {
+    match expr {
+        Expr::Alias(alias) => unalias(&alias.expr),
+        other => other,
+    }
+}
+
+/// Rejects subqueries and functions whose result can change between evaluations.
+fn check_deterministic(expr: &Expr) -> Result<()> {
+    let mut problem = None;
+    expr.apply(|e| {
+        match e {
+            Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_) => {
+                problem = Some("subqueries cannot be maintained incrementally".to_string());
+            }
+            Expr::ScalarFunction(f) if f.func.signature().volatility != Volatility::Immutable => {
+                problem = Some(format!(
+                    "{}() is not deterministic, so a materialized view cannot use it",
+                    f.func.name()
+                ));
+            }
+            Expr::WindowFunction(_) => {
+                problem = Some("window functions cannot be maintained incrementally".into())
+            }
+            _ => {}
+        }
+        Ok(if problem.is_some() {
+            datafusion::common::tree_node::TreeNodeRecursion::Stop
+        } else {
+            datafusion::common::tree_node::TreeNodeRecursion::Continue
+        })
+    })
+    .map_err(Error::Query)?;
+    problem.map_or(Ok(()), |p| Err(Error::NotSupported(p)))
+}
+
+/// The one plan shape a view may have: Projection → Aggregate → [Filter] → [alias] → TableScan.
+struct Shape<'a> {
+    projection: Vec<Expr>,
+    aggregate: &'a datafusion::logical_expr::Aggregate,
+    filter: Option<Expr>,
+    table: String,
+}
+
+impl<'a> Shape<'a> {
+    fn of(plan: &'a LogicalPlan) -> Result<Shape<'a>> {
+        let LogicalPlan::Projection(projection) = plan else {
+            return Err(refuse(plan));
+        };
+        let LogicalPlan::Aggregate(aggregate) = projection.input.as_ref() else {
+            return Err(match projection.input.as_ref() {
+                LogicalPlan::Filter(f) if matches!(f.input.as_ref(), LogicalPlan::Aggregate(_)) => {
+                    Error::NotSupported(
+                        "HAVING cannot be maintained incrementally; filter when you query the view"
+                            .into(),
+                    )
+                }
+                LogicalPlan::TableScan(_) | LogicalPlan::Filter(_) => Error::NotSupported(
+                    "a materialized view needs aggregates (count, sum, min, max, avg) or GROUP BY"
+                        .into(),
+                ),
+                other => refuse(other),
+            });
+        };
+        for expr in aggregate.group_expr.iter().chain(&projection.expr) {
+            check_deterministic(expr)?;
+        }
+        if aggregate
+            .group_expr
+            .iter()
+            .any(|e| matches!(e, Expr::GroupingSet(_)))
+        {
+            return Err(Error::NotSupported(
+                "GROUPING SETS, CUBE and ROLLUP are not supported in materialized views".into(),
+            ));
+        }
+        let mut input = aggregate.input.as_ref();
+        let mut filter = None;
+        loop {
+            match input {
+                LogicalPlan::Filter(f) => {
+                    check_deterministic(&f.predicate)?;
+                    filter = Some(match filter {
+                        None => f.predicate.clone(),
+                        Some(other) => f.predicate.clone().and(other),
+                    });
+                    input = f.input.as_ref();
+                }
+                LogicalPlan::SubqueryAlias(alias)
+                    if matches!(alias.input.as_ref(), LogicalPlan::TableScan(_)) =>
+                {
+                    input = alias.input.as_ref();
+                }
+                LogicalPlan::TableScan(scan) => {
+                    return Ok(Shape {
+                        projection: projection.expr.clone(),
+                        aggregate,
+                        filter,
+                        table: scan.table_name.table().to_string(),
+                    });
+                }
+                other => return Err(refuse(other)),
+            }
+        }
+    }
+}
+
+/// The precise refusal for a plan node a view cannot have.
+fn refuse(plan: &LogicalPlan) -> Error {
+    let what = match plan {
+        LogicalPlan::Join(_) => "joins",
+        LogicalPlan::Window(_) => "window functions",
+        LogicalPlan::Sort(_) => "ORDER BY",
+        LogicalPlan::Limit(_) => "LIMIT",
+        LogicalPlan::Distinct(_) => "SELECT DISTINCT",
+        LogicalPlan::Union(_) => "UNION",
+        LogicalPlan::Subquery(_) | LogicalPlan::SubqueryAlias(_) => "subqueries",
+        LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => "a view without a table",
+        LogicalPlan::Unnest(_) => "UNNEST",
+        LogicalPlan::RecursiveQuery(_) => "recursive queries",
+        _ => "this query shape",
+    };
+    Error::NotSupported(format!(
+        "{what} cannot be maintained incrementally; a materialized view is SELECT <group expressions>, <aggregates> FROM <table> [WHERE …] [GROUP BY …]"
+    ))
+}

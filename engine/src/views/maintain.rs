@@ -1,0 +1,287 @@
+//! Per-batch maintenance: evaluate a view's filter, group keys and aggregate arguments on an
+//! Arrow batch and pre-aggregate it into one partial state per group (a delta to merge).
+
+use std::collections::HashMap;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Decimal128Array, Float64Array, Int64Array,
+    RecordBatch, StringArray,
+};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int64Type};
+use datafusion::physical_expr::PhysicalExpr;
+
+use super::definition::{AggKind, CompiledView};
+use super::key::{KeyKind, KeyValue, encode_value};
+use super::state::{self, AggState};
+use super::state_key;
+use crate::error::{Error, Result};
+
+/// The `(views key, encoded delta state)` pairs that `batch` contributes to `view`.
+pub(crate) fn deltas(view: &CompiledView, batch: &RecordBatch) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    Ok(partial_states(view, batch)?
+        .into_iter()
+        .map(|(k, s)| (state_key(view.def.id, &k), state::encode(&s)))
+        .collect())
+}
+
+/// Partial states of `batch` per group key (without the view prefix), merged into `into`.
+pub(crate) fn accumulate(
+    view: &CompiledView,
+    batch: &RecordBatch,
+    into: &mut HashMap<Vec<u8>, Vec<AggState>>,
+) -> Result<()> {
+    for (key, states) in partial_states(view, batch)? {
+        match into.get_mut(&key) {
+            Some(existing) => {
+                for (a, b) in existing.iter_mut().zip(&states) {
+                    a.merge(b)?;
+                }
+            }
+            None => {
+                into.insert(key, states);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Pre-aggregates `batch` into one partial state per group key (without the view prefix).
+fn partial_states(
+    view: &CompiledView,
+    batch: &RecordBatch,
+) -> Result<HashMap<Vec<u8>, Vec<AggState>>> {
+    let rows = batch.num_rows();
+    if rows == 0 {
+        return Ok(HashMap::new());
+    }
+    let selected = match &view.filter {
+        Some(f) => Some(evaluate_mask(f, batch)?),
+        None => None,
+    };
+    let groups: Vec<Column> = view
+        .groups
+        .iter()
+        .map(|g| Column::new(evaluate(&g.expr, batch)?, g.kind))
+        .collect::<Result<_>>()?;
+    let args: Vec<Column> = view
+        .aggs
+        .iter()
+        .map(|a| Column::new(evaluate(&a.arg, batch)?, a.arg_kind))
+        .collect::<Result<_>>()?;
+    let agg_filters: Vec<Option<BooleanArray>> = view
+        .aggs
+        .iter()
+        .map(|a| {
+            a.filter
+                .as_ref()
+                .map(|f| evaluate_mask(f, batch))
+                .transpose()
+        })
+        .collect::<Result<_>>()?;
+    let initial: Vec<AggState> = view
+        .aggs
+        .iter()
+        .map(|a| initial_state(a.kind, a.arg_kind))
+        .collect();
+
+    let mut by_group: HashMap<Vec<u8>, Vec<AggState>> = HashMap::new();
+    let mut key = Vec::with_capacity(32);
+    for row in 0..rows {
+        if let Some(mask) = &selected
+            && !passes(mask, row)
+        {
+            continue;
+        }
+        key.clear();
+        for g in &groups {
+            encode_value(&mut key, &g.get(row));
+        }
+        let states = match by_group.get_mut(key.as_slice()) {
+            Some(states) => states,
+            None => by_group
+                .entry(key.clone())
+                .or_insert_with(|| initial.clone()),
+        };
+        for (j, agg) in view.aggs.iter().enumerate() {
+            if let Some(mask) = &agg_filters[j]
+                && !passes(mask, row)
+            {
+                continue;
+            }
+            update(&mut states[j], agg.kind, args[j].get(row));
+        }
+    }
+    Ok(by_group)
+}
+
+fn passes(mask: &BooleanArray, row: usize) -> bool {
+    mask.is_valid(row) && mask.value(row)
+}
+
+fn evaluate(expr: &std::sync::Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Result<ArrayRef> {
+    expr.evaluate(batch)
+        .and_then(|v| v.into_array(batch.num_rows()))
+        .map_err(Error::Query)
+}
+
+fn evaluate_mask(
+    expr: &std::sync::Arc<dyn PhysicalExpr>,
+    batch: &RecordBatch,
+) -> Result<BooleanArray> {
+    let array = evaluate(expr, batch)?;
+    array.as_boolean_opt().cloned().ok_or_else(|| {
+        Error::InvalidDefinition(format!(
+            "view filter returned {}, not boolean",
+            array.data_type()
+        ))
+    })
+}
+
+/// The empty state of an aggregate.
+pub(crate) fn initial_state(kind: AggKind, arg: KeyKind) -> AggState {
+    match kind {
+        AggKind::Count => AggState::Count(0),
+        AggKind::Sum => match arg {
+            KeyKind::Float => AggState::SumFloat(None),
+            KeyKind::Decimal => AggState::SumDecimal(None),
+            _ => AggState::SumInt(None),
+        },
+        AggKind::Min => AggState::Min(None),
+        AggKind::Max => AggState::Max(None),
+        AggKind::Avg => AggState::Avg { sum: 0.0, count: 0 },
+    }
+}
+
+fn update(state: &mut AggState, kind: AggKind, value: KeyValue) {
+    if value == KeyValue::Null {
+        return;
+    }
+    match (state, kind) {
+        (AggState::Count(n), _) => *n += 1,
+        (AggState::SumInt(s), _) => {
+            if let KeyValue::Int(v) = value {
+                *s = Some(s.unwrap_or(0).wrapping_add(v));
+            }
+        }
+        (AggState::SumFloat(s), _) => {
+            if let KeyValue::Float(v) = value {
+                *s = Some(s.unwrap_or(0.0) + v);
+            }
+        }
+        (AggState::SumDecimal(s), _) => {
+            if let KeyValue::Decimal(v) = value {
+                *s = Some(s.unwrap_or(0).wrapping_add(v));
+            }
+        }
+        (state @ (AggState::Min(_) | AggState::Max(_)), _) => {
+            let delta = match state {
+                AggState::Min(_) => AggState::Min(Some(value)),
+                _ => AggState::Max(Some(value)),
+            };
+            state.merge(&delta).expect("same kind of state");
+        }
+        (AggState::Avg { sum, count }, _) => {
+            let v = match value {
+                KeyValue::Int(v) => v as f64,
+                KeyValue::Float(v) => v,
+                _ => return,
+            };
+            *sum += v;
+            *count += 1;
+        }
+    }
+}
+
+/// A column of group values or aggregate arguments in its canonical representation.
+enum Column {
+    Int(Int64Array),
+    Float(Float64Array),
+    Decimal(Decimal128Array),
+    Bool(BooleanArray),
+    Text(StringArray),
+    Bytes(BinaryArray),
+    Null,
+}
+
+impl Column {
+    fn new(array: ArrayRef, kind: KeyKind) -> Result<Column> {
+        if array.data_type() == &DataType::Null {
+            return Ok(Column::Null);
+        }
+        let canon =
+            |to: &DataType| cast(&array, to).map_err(|e| Error::arrow("evaluating a view", e));
+        Ok(match kind {
+            KeyKind::Int => {
+                let ints = match array.data_type() {
+                    DataType::Date32 => canon(&DataType::Int32).and_then(|a| {
+                        cast(&a, &DataType::Int64).map_err(|e| Error::arrow("evaluating a view", e))
+                    })?,
+                    _ => canon(&DataType::Int64)?,
+                };
+                Column::Int(ints.as_primitive::<Int64Type>().clone())
+            }
+            KeyKind::Float => Column::Float(
+                canon(&DataType::Float64)?
+                    .as_primitive::<Float64Type>()
+                    .clone(),
+            ),
+            KeyKind::Decimal => Column::Decimal(array.as_primitive::<Decimal128Type>().clone()),
+            KeyKind::Bool => Column::Bool(array.as_boolean().clone()),
+            KeyKind::Bytes => match array.data_type() {
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                    Column::Text(canon(&DataType::Utf8)?.as_string::<i32>().clone())
+                }
+                _ => Column::Bytes(canon(&DataType::Binary)?.as_binary::<i32>().clone()),
+            },
+        })
+    }
+
+    fn get(&self, i: usize) -> KeyValue {
+        match self {
+            Column::Null => KeyValue::Null,
+            Column::Int(a) => {
+                if a.is_null(i) {
+                    KeyValue::Null
+                } else {
+                    KeyValue::Int(a.value(i))
+                }
+            }
+            Column::Float(a) => {
+                if a.is_null(i) {
+                    KeyValue::Null
+                } else {
+                    KeyValue::Float(a.value(i))
+                }
+            }
+            Column::Decimal(a) => {
+                if a.is_null(i) {
+                    KeyValue::Null
+                } else {
+                    KeyValue::Decimal(a.value(i))
+                }
+            }
+            Column::Bool(a) => {
+                if a.is_null(i) {
+                    KeyValue::Null
+                } else {
+                    KeyValue::Bool(a.value(i))
+                }
+            }
+            Column::Text(a) => {
+                if a.is_null(i) {
+                    KeyValue::Null
+                } else {
+                    KeyValue::Bytes(a.value(i).as_bytes().to_vec())
+                }
+            }
+            Column::Bytes(a) => {
+                if a.is_null(i) {
+                    KeyValue::Null
+                } else {
+                    KeyValue::Bytes(a.value(i).to_vec())
+                }
+            }
+        }
+    }
+}

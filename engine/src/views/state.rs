@@ -1,0 +1,357 @@
+//! Mergeable partial aggregate states and their stored encoding (the values of the `views`
+//! column family). Documented byte by byte in `docs/format.md`.
+//!
+//! A value is `0x01` (encoding version), the number of states as u16 LE, then each state as a
+//! tag byte and its payload (little-endian numbers). Merging two values merges their states
+//! position by position; merging is associative and commutative, so RocksDB may combine delta
+//! operands in any grouping and ingest never reads before it writes.
+
+use std::cmp::Ordering;
+
+use rocksdb::MergeOperands;
+
+use super::key::KeyValue;
+use crate::error::{Error, Result};
+
+/// Encoding version of a state value.
+pub(crate) const STATE_VERSION: u8 = 1;
+
+/// The partial state of one aggregate over one group.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum AggState {
+    /// `count(*)` / `count(x)`: rows (or non-null values) counted.
+    Count(i64),
+    /// `sum` of integers (wrapping, like DataFusion's); `None` until a non-null value is seen.
+    SumInt(Option<i64>),
+    /// `sum` of floats.
+    SumFloat(Option<f64>),
+    /// `sum` of decimals, in units of the scale.
+    SumDecimal(Option<i128>),
+    /// `min`: the smallest non-null value.
+    Min(Option<KeyValue>),
+    /// `max`: the largest non-null value.
+    Max(Option<KeyValue>),
+    /// `avg`: sum and count of non-null values.
+    Avg {
+        /// Sum of the values.
+        sum: f64,
+        /// Number of values.
+        count: i64,
+    },
+}
+
+const TAG_COUNT: u8 = 1;
+const TAG_SUM_INT: u8 = 2;
+const TAG_SUM_FLOAT: u8 = 3;
+const TAG_SUM_DECIMAL: u8 = 4;
+const TAG_MIN: u8 = 5;
+const TAG_MAX: u8 = 6;
+const TAG_AVG: u8 = 7;
+
+impl AggState {
+    /// Combines another partial state of the same aggregate into this one.
+    pub(crate) fn merge(&mut self, other: &AggState) -> Result<()> {
+        match (self, other) {
+            (AggState::Count(a), AggState::Count(b)) => *a = a.wrapping_add(*b),
+            (AggState::SumInt(a), AggState::SumInt(b)) => *a = add_opt(*a, *b, i64::wrapping_add),
+            (AggState::SumFloat(a), AggState::SumFloat(b)) => *a = add_opt(*a, *b, |x, y| x + y),
+            (AggState::SumDecimal(a), AggState::SumDecimal(b)) => {
+                *a = add_opt(*a, *b, i128::wrapping_add)
+            }
+            (AggState::Min(a), AggState::Min(b)) => keep(a, b, Ordering::Less),
+            (AggState::Max(a), AggState::Max(b)) => keep(a, b, Ordering::Greater),
+            (AggState::Avg { sum, count }, AggState::Avg { sum: s, count: c }) => {
+                *sum += s;
+                *count += c;
+            }
+            (a, b) => {
+                return Err(Error::Corrupt(format!(
+                    "cannot merge view states {a:?} and {b:?}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn add_opt<T: Copy>(a: Option<T>, b: Option<T>, add: impl Fn(T, T) -> T) -> Option<T> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(add(x, y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+/// Keeps in `a` whichever of `a` and `b` compares as `want` (Less for min, Greater for max).
+fn keep(a: &mut Option<KeyValue>, b: &Option<KeyValue>, want: Ordering) {
+    if let Some(b) = b
+        && a.as_ref().is_none_or(|a| compare(b, a) == want)
+    {
+        *a = Some(b.clone());
+    }
+}
+
+/// Orders two values of the same kind the way DataFusion's min/max do.
+pub(crate) fn compare(a: &KeyValue, b: &KeyValue) -> Ordering {
+    match (a, b) {
+        (KeyValue::Int(x), KeyValue::Int(y)) => x.cmp(y),
+        (KeyValue::Float(x), KeyValue::Float(y)) => x.total_cmp(y),
+        (KeyValue::Decimal(x), KeyValue::Decimal(y)) => x.cmp(y),
+        (KeyValue::Bool(x), KeyValue::Bool(y)) => x.cmp(y),
+        (KeyValue::Bytes(x), KeyValue::Bytes(y)) => x.cmp(y),
+        _ => Ordering::Equal,
+    }
+}
+
+/// Encodes the states of one group.
+pub(crate) fn encode(states: &[AggState]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(3 + states.len() * 10);
+    out.push(STATE_VERSION);
+    out.extend_from_slice(&(states.len() as u16).to_le_bytes());
+    for state in states {
+        match state {
+            AggState::Count(n) => {
+                out.push(TAG_COUNT);
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+            AggState::SumInt(v) => {
+                out.push(TAG_SUM_INT);
+                opt(&mut out, v.map(|v| v.to_le_bytes()));
+            }
+            AggState::SumFloat(v) => {
+                out.push(TAG_SUM_FLOAT);
+                opt(&mut out, v.map(|v| v.to_le_bytes()));
+            }
+            AggState::SumDecimal(v) => {
+                out.push(TAG_SUM_DECIMAL);
+                opt(&mut out, v.map(|v| v.to_le_bytes()));
+            }
+            AggState::Min(v) | AggState::Max(v) => {
+                out.push(if matches!(state, AggState::Min(_)) {
+                    TAG_MIN
+                } else {
+                    TAG_MAX
+                });
+                match v {
+                    None => out.push(0),
+                    Some(v) => {
+                        out.push(1);
+                        encode_scalar(&mut out, v);
+                    }
+                }
+            }
+            AggState::Avg { sum, count } => {
+                out.push(TAG_AVG);
+                out.extend_from_slice(&sum.to_le_bytes());
+                out.extend_from_slice(&count.to_le_bytes());
+            }
+        }
+    }
+    out
+}
+
+fn opt<const N: usize>(out: &mut Vec<u8>, bytes: Option<[u8; N]>) {
+    match bytes {
+        None => out.push(0),
+        Some(b) => {
+            out.push(1);
+            out.extend_from_slice(&b);
+        }
+    }
+}
+
+fn encode_scalar(out: &mut Vec<u8>, v: &KeyValue) {
+    match v {
+        KeyValue::Null => out.push(0),
+        KeyValue::Int(x) => {
+            out.push(1);
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        KeyValue::Float(x) => {
+            out.push(2);
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        KeyValue::Decimal(x) => {
+            out.push(3);
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        KeyValue::Bool(x) => {
+            out.push(4);
+            out.push(u8::from(*x));
+        }
+        KeyValue::Bytes(x) => {
+            out.push(5);
+            out.extend_from_slice(&(x.len() as u32).to_le_bytes());
+            out.extend_from_slice(x);
+        }
+    }
+}
+
+/// Reads the states of one group.
+pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<AggState>> {
+    let mut r = Reader(bytes);
+    let version = r.u8()?;
+    if version != STATE_VERSION {
+        return Err(Error::Corrupt(format!(
+            "view state has encoding version {version}, expected {STATE_VERSION}"
+        )));
+    }
+    let n = u16::from_le_bytes(r.array()?);
+    let mut states = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let state = match r.u8()? {
+            TAG_COUNT => AggState::Count(i64::from_le_bytes(r.array()?)),
+            TAG_SUM_INT => AggState::SumInt(r.opt()?.map(i64::from_le_bytes)),
+            TAG_SUM_FLOAT => AggState::SumFloat(r.opt()?.map(f64::from_le_bytes)),
+            TAG_SUM_DECIMAL => AggState::SumDecimal(r.opt()?.map(i128::from_le_bytes)),
+            tag @ (TAG_MIN | TAG_MAX) => {
+                let value = if r.u8()? == 0 {
+                    None
+                } else {
+                    Some(r.scalar()?)
+                };
+                if tag == TAG_MIN {
+                    AggState::Min(value)
+                } else {
+                    AggState::Max(value)
+                }
+            }
+            TAG_AVG => AggState::Avg {
+                sum: f64::from_le_bytes(r.array()?),
+                count: i64::from_le_bytes(r.array()?),
+            },
+            tag => return Err(Error::Corrupt(format!("unknown view state tag {tag}"))),
+        };
+        states.push(state);
+    }
+    if !r.0.is_empty() {
+        return Err(Error::Corrupt("trailing bytes after view state".into()));
+    }
+    Ok(states)
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8]> {
+        if self.0.len() < n {
+            return Err(Error::Corrupt("truncated view state".into()));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        Ok(self.take(N)?.try_into().expect("took N bytes"))
+    }
+
+    fn opt<const N: usize>(&mut self) -> Result<Option<[u8; N]>> {
+        match self.u8()? {
+            0 => Ok(None),
+            _ => Ok(Some(self.array()?)),
+        }
+    }
+
+    fn scalar(&mut self) -> Result<KeyValue> {
+        Ok(match self.u8()? {
+            1 => KeyValue::Int(i64::from_le_bytes(self.array()?)),
+            2 => KeyValue::Float(f64::from_le_bytes(self.array()?)),
+            3 => KeyValue::Decimal(i128::from_le_bytes(self.array()?)),
+            4 => KeyValue::Bool(self.u8()? != 0),
+            5 => {
+                let len = u32::from_le_bytes(self.array()?) as usize;
+                KeyValue::Bytes(self.take(len)?.to_vec())
+            }
+            kind => {
+                return Err(Error::Corrupt(format!(
+                    "unknown value kind {kind} in view state"
+                )));
+            }
+        })
+    }
+}
+
+/// Merges two encoded values.
+pub(crate) fn merge_encoded(into: &mut Vec<AggState>, bytes: &[u8]) -> Result<()> {
+    let other = decode(bytes)?;
+    if other.len() != into.len() {
+        return Err(Error::Corrupt("view states of different lengths".into()));
+    }
+    for (a, b) in into.iter_mut().zip(&other) {
+        a.merge(b)?;
+    }
+    Ok(())
+}
+
+/// The RocksDB merge operator of the `views` column family (full and partial merge alike).
+pub(crate) fn merge_operator(
+    key: &[u8],
+    existing: Option<&[u8]>,
+    operands: &MergeOperands,
+) -> Option<Vec<u8>> {
+    let mut values = existing.into_iter().chain(operands.iter());
+    let first = values.next()?;
+    let result = (|| {
+        let mut states = decode(first)?;
+        for value in values {
+            merge_encoded(&mut states, value)?;
+        }
+        Ok::<_, Error>(encode(&states))
+    })();
+    match result {
+        Ok(bytes) => Some(bytes),
+        Err(e) => {
+            tracing::error!("view state merge failed for key {key:?}: {e}");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_round_trip_and_merge() {
+        let a = vec![
+            AggState::Count(3),
+            AggState::SumInt(None),
+            AggState::SumFloat(Some(1.5)),
+            AggState::SumDecimal(Some(-7)),
+            AggState::Min(Some(KeyValue::Bytes(b"m".to_vec()))),
+            AggState::Max(Some(KeyValue::Int(4))),
+            AggState::Avg { sum: 3.0, count: 2 },
+        ];
+        let b = vec![
+            AggState::Count(2),
+            AggState::SumInt(Some(5)),
+            AggState::SumFloat(None),
+            AggState::SumDecimal(Some(10)),
+            AggState::Min(Some(KeyValue::Bytes(b"a".to_vec()))),
+            AggState::Max(None),
+            AggState::Avg { sum: 1.0, count: 1 },
+        ];
+        assert_eq!(decode(&encode(&a)).unwrap(), a);
+        let mut merged = a.clone();
+        merge_encoded(&mut merged, &encode(&b)).unwrap();
+        assert_eq!(
+            merged,
+            vec![
+                AggState::Count(5),
+                AggState::SumInt(Some(5)),
+                AggState::SumFloat(Some(1.5)),
+                AggState::SumDecimal(Some(3)),
+                AggState::Min(Some(KeyValue::Bytes(b"a".to_vec()))),
+                AggState::Max(Some(KeyValue::Int(4))),
+                AggState::Avg { sum: 4.0, count: 3 },
+            ]
+        );
+        assert!(decode(&encode(&a)[..5]).is_err());
+        assert!(merge_encoded(&mut merged, &encode(&b[..2])).is_err());
+    }
+}

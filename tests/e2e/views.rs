@@ -1,0 +1,450 @@
+//! Materialized views: every view equals its defining query recomputed over the base rows, at
+//! every snapshot, through ingest, flush, backfill, reopen and concurrent writers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tally_engine::{Database, ErrorKind};
+use tally_tests::*;
+
+/// The group and aggregate columns of a view, and the recompute query over the table.
+struct ViewCase {
+    name: &'static str,
+    select: String,
+    order: String,
+}
+
+impl ViewCase {
+    fn create(&self) -> String {
+        format!("CREATE MATERIALIZED VIEW {} AS {}", self.name, self.select)
+    }
+
+    fn recompute(&self) -> String {
+        format!(
+            "SELECT * FROM ({}) AS recomputed ORDER BY {}",
+            self.select, self.order
+        )
+    }
+
+    fn read(&self) -> String {
+        format!("SELECT * FROM {} ORDER BY {}", self.name, self.order)
+    }
+}
+
+fn clickstream_views() -> Vec<ViewCase> {
+    vec![
+        ViewCase {
+            name: "page_hourly",
+            select: "SELECT date_trunc('hour', ts) AS hour, page, count(*) AS views, sum(user_id) AS user_sum, \
+                     avg(latency_ms) AS avg_latency, max(latency_ms) AS max_latency, min(ts) AS first_seen \
+                     FROM events GROUP BY 1, 2"
+                .into(),
+            order: "hour, page".into(),
+        },
+        ViewCase {
+            name: "daily",
+            select: "SELECT date_trunc('day', ts) AS day, count(*) AS n, count(user_id) AS with_user, \
+                     count(*) FILTER (WHERE latency_ms > 100) AS slow FROM events GROUP BY 1"
+                .into(),
+            order: "day".into(),
+        },
+        ViewCase {
+            name: "slow_pages",
+            select: "SELECT lower(page) AS page, min(user_id) AS min_user, sum(latency_ms) AS total \
+                     FROM events WHERE latency_ms >= 90 GROUP BY lower(page)"
+                .into(),
+            order: "page".into(),
+        },
+        ViewCase { name: "everything", select: "SELECT count(*) AS n, sum(batch_id) AS s FROM events".into(), order: "n".into() },
+    ]
+}
+
+async fn assert_views_exact(db: &Database, views: &[ViewCase]) {
+    for v in views {
+        let stored = query_lines(db, &v.read()).await;
+        let expected = query_lines(db, &v.recompute()).await;
+        assert_eq!(stored, expected, "view {} differs from its query", v.name);
+    }
+}
+
+#[tokio::test]
+async fn clickstream_views_stay_exact_through_ingest_flush_and_reopen() {
+    let (dir, db) = temp_db(test_options());
+    db.sql(EVENTS_DDL).await.unwrap();
+    db.ingest("events", events_batch(0, 300, 3)).await.unwrap();
+    let views = clickstream_views();
+    // Created over existing rows: backfilled.
+    for v in &views {
+        db.sql(&v.create()).await.unwrap();
+    }
+    assert_views_exact(&db, &views).await;
+    for b in 1..6 {
+        db.ingest("events", events_batch(b, 200 + b as usize * 10, 3))
+            .await
+            .unwrap();
+        if b == 3 {
+            db.flush().await.unwrap();
+        }
+        assert_views_exact(&db, &views).await;
+    }
+    db.sql("INSERT INTO events VALUES ('2025-12-31 23:59:59', 5, '/LATE', 250.0, 99)")
+        .await
+        .unwrap();
+    assert_views_exact(&db, &views).await;
+    db.close().unwrap();
+    let db = Database::open(dir.path().join("data"), test_options()).unwrap();
+    assert_views_exact(&db, &views).await;
+    db.ingest("events", events_batch(7, 100, 2)).await.unwrap();
+    assert_views_exact(&db, &views).await;
+    assert_eq!(db.view_names().len(), 4);
+}
+
+#[tokio::test]
+async fn unmaintainable_definitions_are_refused_precisely() {
+    let (_dir, db) = temp_db(test_options());
+    db.sql(EVENTS_DDL).await.unwrap();
+    db.sql("CREATE TABLE other (batch_id BIGINT)")
+        .await
+        .unwrap();
+    let cases = [
+        (
+            "SELECT e.page, count(*) FROM events e JOIN other o ON e.batch_id = o.batch_id GROUP BY 1",
+            "joins",
+        ),
+        (
+            "SELECT page, count(*) FROM events GROUP BY page ORDER BY page",
+            "ORDER BY",
+        ),
+        (
+            "SELECT page, count(*) FROM events GROUP BY page LIMIT 3",
+            "LIMIT",
+        ),
+        (
+            "SELECT page, count(*) FROM events GROUP BY page HAVING count(*) > 1",
+            "HAVING",
+        ),
+        (
+            "SELECT page, count(*) FROM events WHERE ts < now() GROUP BY page",
+            "now()",
+        ),
+        (
+            "SELECT page, sum(random()) FROM events GROUP BY page",
+            "random()",
+        ),
+        (
+            "SELECT page, count(*) FROM events WHERE batch_id IN (SELECT batch_id FROM other) GROUP BY page",
+            "subquer",
+        ),
+        ("SELECT page, row_number() OVER () FROM events", "window"),
+        ("SELECT page FROM events", "aggregates"),
+        (
+            "SELECT page, count(*) + 1 AS n FROM events GROUP BY page",
+            "on top of the aggregates",
+        ),
+        (
+            "SELECT page, count(DISTINCT user_id) FROM events GROUP BY page",
+            "DISTINCT",
+        ),
+    ];
+    for (query, expected) in cases {
+        let err = db
+            .sql(&format!("CREATE MATERIALIZED VIEW v AS {query}"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotSupported, "{query}: {err}");
+        assert!(err.to_string().contains(expected), "{query}: {err}");
+        assert!(db.view_names().is_empty(), "{query} created a view");
+    }
+    let err = db
+        .sql("CREATE MATERIALIZED VIEW events AS SELECT count(*) FROM other")
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::DuplicateTable, "{err}");
+    let err = db
+        .sql("CREATE MATERIALIZED VIEW v AS SELECT count(*) FROM missing")
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UndefinedTable, "{err}");
+}
+
+#[tokio::test]
+async fn dropping_tables_and_views() {
+    let (dir, db) = temp_db(test_options());
+    db.sql(EVENTS_DDL).await.unwrap();
+    db.ingest("events", events_batch(0, 100, 1)).await.unwrap();
+    db.sql("CREATE MATERIALIZED VIEW n AS SELECT count(*) AS n FROM events")
+        .await
+        .unwrap();
+    db.sql("CREATE MATERIALIZED VIEW IF NOT EXISTS n AS SELECT count(*) AS n FROM events")
+        .await
+        .unwrap();
+    let err = db.sql("DROP TABLE events").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::DependentObjects, "{err}");
+    assert!(err.to_string().contains("CASCADE"), "{err}");
+    db.sql("DROP MATERIALIZED VIEW n").await.unwrap();
+    db.sql("DROP MATERIALIZED VIEW IF EXISTS n").await.unwrap();
+    db.sql("CREATE MATERIALIZED VIEW n AS SELECT count(*) AS n FROM events")
+        .await
+        .unwrap();
+    assert_eq!(query_i64(&db, "SELECT n FROM n").await, 100);
+    db.sql("DROP TABLE events CASCADE").await.unwrap();
+    assert!(db.view_names().is_empty() && db.table_names().is_empty());
+    db.close().unwrap();
+    let db = Database::open(dir.path().join("data"), test_options()).unwrap();
+    assert!(db.view_names().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn backfill_while_ingest_runs_and_one_query_sees_view_and_table_together() {
+    let (_dir, db) = temp_db(eager_flush_options());
+    db.sql(EVENTS_DDL).await.unwrap();
+    for b in 0..20 {
+        db.ingest("events", events_batch(b, 250, 2)).await.unwrap();
+    }
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let db = db.clone();
+        let done = Arc::clone(&done);
+        tokio::spawn(async move {
+            let mut b = 100;
+            while !done.load(Ordering::Relaxed) {
+                db.ingest("events", events_batch(b, 100, 2)).await.unwrap();
+                b += 1;
+            }
+        })
+    };
+    db.sql("CREATE MATERIALIZED VIEW per_batch AS SELECT batch_id, count(*) AS n FROM events GROUP BY batch_id")
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        let line = query_lines(
+            &db,
+            "SELECT (SELECT sum(n) FROM per_batch), (SELECT count(*) FROM events)",
+        )
+        .await;
+        let (view, table) = line[0].split_once('|').unwrap();
+        assert_eq!(view, table, "view and table disagree inside one query");
+    }
+    done.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+    let stored = query_lines(&db, "SELECT batch_id, n FROM per_batch ORDER BY batch_id").await;
+    let expected = query_lines(
+        &db,
+        "SELECT batch_id, count(*) FROM events GROUP BY batch_id ORDER BY batch_id",
+    )
+    .await;
+    assert_eq!(stored, expected);
+}
+
+mod property {
+    //! Random tables, batches and view definitions: after every batch, each view equals its
+    //! defining query recomputed by DataFusion over the raw rows at the same snapshot.
+
+    use std::sync::Arc;
+
+    use arrow::array::{
+        ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+        TimestampMicrosecondArray,
+    };
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use proptest::prelude::*;
+    use tally_engine::Options;
+    use tally_tests::*;
+
+    const GROUPS: [&str; 5] = [
+        "k1",
+        "k2",
+        "date_trunc('hour', ts)",
+        "CASE WHEN x > 0 THEN 'pos' ELSE 'other' END",
+        "lower(k2)",
+    ];
+    const AGGS: [&str; 14] = [
+        "count(*)",
+        "count(x)",
+        "sum(x)",
+        "min(x)",
+        "max(x)",
+        "avg(x)",
+        "sum(y)",
+        "min(y)",
+        "max(y)",
+        "avg(y)",
+        "min(k2)",
+        "max(ts)",
+        "count(*) FILTER (WHERE x > 10)",
+        "sum(y) FILTER (WHERE k1 = 1)",
+    ];
+    const FILTERS: [Option<&str>; 4] =
+        [None, Some("x IS NOT NULL"), Some("k1 <> 2"), Some("y > 0")];
+
+    #[derive(Debug, Clone)]
+    struct Row {
+        minutes: i64,
+        k1: Option<i32>,
+        k2: Option<&'static str>,
+        x: Option<i64>,
+        y: Option<i32>,
+    }
+
+    fn row() -> impl Strategy<Value = Row> {
+        (
+            0i64..600,
+            prop::option::of(0i32..4),
+            prop::option::of(prop::sample::select(vec!["a", "B", "b", "c"])),
+            prop::option::of(-50i64..50),
+            prop::option::of(-40i32..40),
+        )
+            .prop_map(|(minutes, k1, k2, x, y)| Row {
+                minutes,
+                k1,
+                k2,
+                x,
+                y,
+            })
+    }
+
+    #[derive(Debug, Clone)]
+    struct Case {
+        groups: Vec<usize>,
+        aggs: Vec<usize>,
+        filter: Option<&'static str>,
+        batches: Vec<(Vec<Row>, bool)>,
+    }
+
+    fn case() -> impl Strategy<Value = Case> {
+        (
+            prop::sample::subsequence((0..GROUPS.len()).collect::<Vec<_>>(), 0..=3),
+            prop::sample::subsequence((0..AGGS.len()).collect::<Vec<_>>(), 1..=5),
+            prop::sample::select(FILTERS.to_vec()),
+            prop::collection::vec((prop::collection::vec(row(), 0..30), any::<bool>()), 1..5),
+        )
+            .prop_map(|(groups, aggs, filter, batches)| Case {
+                groups,
+                aggs,
+                filter,
+                batches,
+            })
+    }
+
+    fn batch(rows: &[Row]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+                false,
+            ),
+            Field::new("k1", DataType::Int32, true),
+            Field::new("k2", DataType::Utf8, true),
+            Field::new("x", DataType::Int64, true),
+            Field::new("y", DataType::Float64, true),
+        ]));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(TimestampMicrosecondArray::from_iter_values(
+                rows.iter().map(|r| JAN_1_2026_US + r.minutes * 60_000_000),
+            )),
+            Arc::new(Int32Array::from_iter(rows.iter().map(|r| r.k1))),
+            Arc::new(StringArray::from_iter(rows.iter().map(|r| r.k2))),
+            Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.x))),
+            // Multiples of 0.25: float sums are exact in any order.
+            Arc::new(Float64Array::from_iter(
+                rows.iter().map(|r| r.y.map(|y| f64::from(y) * 0.25)),
+            )),
+        ];
+        RecordBatch::try_new(schema, columns).unwrap()
+    }
+
+    fn select(case: &Case) -> String {
+        let mut items: Vec<String> = case
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| format!("{} AS g{i}", GROUPS[*g]))
+            .collect();
+        items.extend(
+            case.aggs
+                .iter()
+                .enumerate()
+                .map(|(i, a)| format!("{} AS a{i}", AGGS[*a])),
+        );
+        let mut sql = format!("SELECT {} FROM t", items.join(", "));
+        if let Some(f) = case.filter {
+            sql.push_str(&format!(" WHERE {f}"));
+        }
+        if !case.groups.is_empty() {
+            let keys: Vec<&str> = case.groups.iter().map(|g| GROUPS[*g]).collect();
+            sql.push_str(&format!(" GROUP BY {}", keys.join(", ")));
+        }
+        sql
+    }
+
+    async fn run(case: Case) {
+        let (_dir, db) = temp_db(Options {
+            row_group_rows: 16,
+            ..test_options()
+        });
+        db.sql("CREATE TABLE t (ts TIMESTAMP NOT NULL, k1 INT, k2 TEXT, x BIGINT, y DOUBLE PRECISION) WITH (time_column = 'ts')")
+            .await
+            .unwrap();
+        let query = select(&case);
+        let order: Vec<String> = (1..=case.groups.len() + case.aggs.len())
+            .map(|i| i.to_string())
+            .collect();
+        let order = order.join(", ");
+        // The first batch exists before the view: it is backfilled.
+        let (first, rest) = case.batches.split_first().unwrap();
+        db.ingest("t", batch(&first.0)).await.unwrap();
+        db.sql(&format!("CREATE MATERIALIZED VIEW v AS {query}"))
+            .await
+            .unwrap_or_else(|e| panic!("{query}: {e}"));
+        for (i, (rows, flush)) in std::iter::once(first).chain(rest).enumerate() {
+            if i > 0 {
+                db.ingest("t", batch(rows)).await.unwrap();
+            }
+            if *flush {
+                db.flush().await.unwrap();
+            }
+            let stored = query_lines(&db, &format!("SELECT * FROM v ORDER BY {order}")).await;
+            let expected = query_lines(
+                &db,
+                &format!("SELECT * FROM ({query}) AS q ORDER BY {order}"),
+            )
+            .await;
+            assert_eq!(stored, expected, "after batch {i} of {query}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(64),
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn views_equal_their_recomputed_query(case in case()) {
+            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(run(case));
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_bulk_ingest_that_spills_updates_views_exactly() {
+    let (_dir, db) = temp_db(tally_engine::Options {
+        flush_rows: 700,
+        ..test_options()
+    });
+    db.sql(EVENTS_DDL).await.unwrap();
+    let views = clickstream_views();
+    for v in &views {
+        db.sql(&v.create()).await.unwrap();
+    }
+    let mut bulk = db.bulk_ingest("events").unwrap();
+    for b in 0..6 {
+        bulk.write(events_batch(b, 400, 3)).await.unwrap();
+    }
+    bulk.commit().await.unwrap();
+    assert!(
+        db.table_stats("events").unwrap().segments > 0,
+        "the bulk ingest spilled"
+    );
+    assert_views_exact(&db, &views).await;
+}
