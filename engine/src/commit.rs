@@ -25,6 +25,9 @@ use crate::storage::segment;
 use crate::storage::store::Store;
 use crate::views::{self, CompiledView, ViewDef, ViewStatus};
 
+/// A `(views key, encoded state)` delta to merge.
+pub(crate) type ViewDelta = (Vec<u8>, Vec<u8>);
+
 /// Most requests committed in one group.
 const MAX_GROUP: usize = 512;
 
@@ -44,7 +47,7 @@ pub(crate) enum Op {
         /// View deltas computed by the caller for all rows (a bulk ingest, whose spilled rows
         /// are no longer in `batches`), with the ids of the views they cover. `None`: the
         /// commit thread computes them from `batches`.
-        view_deltas: Option<(Vec<u64>, Vec<(Vec<u8>, Vec<u8>)>)>,
+        view_deltas: Option<(Vec<u64>, Vec<ViewDelta>)>,
     },
     /// Create a table (its `id` is assigned here).
     CreateTable {
@@ -233,7 +236,11 @@ impl Committer {
                 Ok(Message::Commit(req)) => group.push(req),
                 Ok(Message::Shutdown) | Err(_) => break,
             }
-            while group.len() < MAX_GROUP {
+            // A view's backfill reads the snapshot its CreateView publishes; a later append in
+            // the same group would be in that snapshot and also send deltas, so CreateView ends
+            // its group.
+            let ends_group = |req: &Request| matches!(req.op, Op::CreateView { .. });
+            while group.len() < MAX_GROUP && !group.last().is_some_and(ends_group) {
                 match rx.try_recv() {
                     Ok(Message::Commit(req)) => group.push(req),
                     Ok(Message::Shutdown) => {

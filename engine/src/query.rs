@@ -3,6 +3,7 @@
 
 pub(crate) mod catalog;
 pub(crate) mod ddl;
+pub(crate) mod system;
 pub(crate) mod table;
 
 use std::path::PathBuf;

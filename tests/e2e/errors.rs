@@ -315,8 +315,8 @@ async fn a_directory_from_a_newer_format_is_refused() {
     {
         let mut opts = rocksdb::Options::default();
         opts.create_missing_column_families(true);
-        let db =
-            rocksdb::DB::open_cf(&opts, path.join("rocksdb"), ["catalog", "hot", "meta"]).unwrap();
+        let families = rocksdb::DB::list_cf(&opts, path.join("rocksdb")).unwrap();
+        let db = rocksdb::DB::open_cf(&opts, path.join("rocksdb"), families).unwrap();
         db.put_cf(
             db.cf_handle("meta").unwrap(),
             b"format_version",

@@ -50,7 +50,14 @@ async fn information_schema_lists_tables() {
         "SELECT table_catalog, table_schema, table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name",
     )
     .await;
-    assert_eq!(tables, vec!["tally|public|B", "tally|public|a"]);
+    assert_eq!(
+        tables,
+        vec![
+            "tally|public|B",
+            "tally|public|a",
+            "tally|public|tally_views"
+        ]
+    );
     assert_eq!(db.table_names(), vec!["B".to_string(), "a".to_string()]);
 }
 

@@ -97,6 +97,29 @@ async fn clickstream_views_stay_exact_through_ingest_flush_and_reopen() {
     db.ingest("events", events_batch(7, 100, 2)).await.unwrap();
     assert_views_exact(&db, &views).await;
     assert_eq!(db.view_names().len(), 4);
+    let listed = query_lines(
+        &db,
+        "SELECT name, table_name, state, groups > 0, bytes > 0 FROM tally_views ORDER BY name",
+    )
+    .await;
+    assert_eq!(
+        listed,
+        vec![
+            "daily|events|ready|true|true",
+            "everything|events|ready|true|true",
+            "page_hourly|events|ready|true|true",
+            "slow_pages|events|ready|true|true",
+        ]
+    );
+    let groups = query_i64(
+        &db,
+        "SELECT groups FROM tally_views WHERE name = 'page_hourly'",
+    )
+    .await;
+    assert_eq!(
+        groups,
+        query_i64(&db, "SELECT count(*) FROM page_hourly").await
+    );
 }
 
 #[tokio::test]

@@ -8,8 +8,10 @@ use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, CatalogProviderList, SchemaProvider, TableProvider};
 use datafusion::error::Result as DfResult;
 
+use super::system::{TALLY_VIEWS, views_table};
 use super::table::SnapshotTable;
 use crate::commit::Writer;
+use crate::error::to_datafusion;
 use crate::snapshot::Snapshot;
 use crate::views::read::ViewTable;
 
@@ -85,6 +87,7 @@ impl SchemaProvider for SnapshotSchema {
             .keys()
             .chain(self.snapshot.views.keys())
             .cloned()
+            .chain([TALLY_VIEWS.to_string()])
             .collect()
     }
 
@@ -96,6 +99,11 @@ impl SchemaProvider for SnapshotSchema {
                 Arc::clone(&self.writer),
             );
             return Ok(Some(Arc::new(table)));
+        }
+        if name == TALLY_VIEWS {
+            return Ok(Some(Arc::new(
+                views_table(&self.snapshot).map_err(to_datafusion)?,
+            )));
         }
         let (Some(entry), Some(rocks)) =
             (self.snapshot.views.get(name), self.snapshot.rocks.as_ref())
@@ -110,6 +118,8 @@ impl SchemaProvider for SnapshotSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.snapshot.tables.contains_key(name) || self.snapshot.views.contains_key(name)
+        self.snapshot.tables.contains_key(name)
+            || self.snapshot.views.contains_key(name)
+            || name == TALLY_VIEWS
     }
 }

@@ -95,7 +95,7 @@ pub(crate) fn classify(statement: &Statement) -> Result<Option<Ddl>> {
                 ));
             }
             Ok(Some(Ddl::CreateView {
-                name: object_name(&view.name)?,
+                name: unreserved(object_name(&view.name)?)?,
                 query: view.query.to_string(),
                 if_not_exists: view.if_not_exists,
             }))
@@ -155,6 +155,16 @@ pub(crate) fn object_name(name: &ObjectName) -> Result<String> {
     }
 }
 
+/// Refuses names of system tables.
+fn unreserved(name: String) -> Result<String> {
+    if name == super::system::TALLY_VIEWS {
+        return Err(Error::InvalidDefinition(format!(
+            "\"{name}\" is the name of a system table"
+        )));
+    }
+    Ok(name)
+}
+
 /// Folds unquoted identifiers to lower case, as PostgreSQL does.
 fn normalize(ident: &ast::Ident) -> String {
     if ident.quote_style.is_some() {
@@ -176,7 +186,7 @@ fn create_table(create: &CreateTable) -> Result<Ddl> {
             "only plain CREATE TABLE is supported (no EXTERNAL, TEMPORARY or OR REPLACE)".into(),
         ));
     }
-    let name = object_name(&create.name)?;
+    let name = unreserved(object_name(&create.name)?)?;
     let mut columns = Vec::with_capacity(create.columns.len());
     for column in &create.columns {
         let mut nullable = true;

@@ -24,13 +24,10 @@ use super::key::{self, KeyKind, KeyValue};
 use super::state::{self, AggState};
 use super::{ViewStatus, view_prefix};
 use crate::error::{Error, Result, to_datafusion};
-use crate::storage::store::DbSnapshot;
+use crate::storage::store::{DbSnapshot, Entry};
 
 /// Turns a view's stored `(key, state)` entries into rows of its output schema.
-pub(crate) fn finalize(
-    view: &CompiledView,
-    entries: &[(Box<[u8]>, Box<[u8]>)],
-) -> Result<RecordBatch> {
+pub(crate) fn finalize(view: &CompiledView, entries: &[Entry]) -> Result<RecordBatch> {
     let kinds: Vec<KeyKind> = view.groups.iter().map(|g| g.kind).collect();
     let mut group_values: Vec<Vec<KeyValue>> = vec![Vec::with_capacity(entries.len()); kinds.len()];
     let mut agg_states: Vec<Vec<AggState>> =

@@ -277,7 +277,7 @@ impl Reader<'_> {
 }
 
 /// Merges two encoded values.
-pub(crate) fn merge_encoded(into: &mut Vec<AggState>, bytes: &[u8]) -> Result<()> {
+pub(crate) fn merge_encoded(into: &mut [AggState], bytes: &[u8]) -> Result<()> {
     let other = decode(bytes)?;
     if other.len() != into.len() {
         return Err(Error::Corrupt("view states of different lengths".into()));
