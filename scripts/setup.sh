@@ -8,6 +8,8 @@ command -v clang >/dev/null 2>&1 || need+=(clang)
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v g++ >/dev/null 2>&1 || need+=(g++)
+# psql: the end-to-end tests of the Postgres wire server drive it.
+command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tally_engine::reexports::arrow::util::pretty::pretty_format_batches_with_schema;
 use tally_engine::{Database, Options};
+use tally_server::{Config, Server};
 
 /// Tally: an embedded analytics storage engine.
 #[derive(Parser)]
@@ -18,6 +19,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the data directory over the Postgres wire protocol (psql, drivers, COPY).
+    Serve {
+        /// Data directory (created if missing) [default: ./tally-data].
+        #[arg(long, env = "TALLY_DATA")]
+        data: Option<PathBuf>,
+        /// Address to listen on [default: 127.0.0.1:5433].
+        #[arg(long, env = "TALLY_LISTEN")]
+        listen: Option<String>,
+        /// TOML config file with `data` and `listen` (flags and environment win).
+        #[arg(long, env = "TALLY_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Run SQL against a data directory: from `-c`, or statement by statement from standard
     /// input (an interactive prompt on a terminal).
     Sql {
@@ -31,14 +44,20 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The server logs where it listens by default; the SQL shell stays quiet.
+    let default_log = match cli.command {
+        Command::Serve { .. } => "info",
+        Command::Sql { .. } => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TALLY_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+                .unwrap_or_else(|_| default_log.into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -48,6 +67,71 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Sql { data, command } => runtime.block_on(run_sql(data, command)),
+        Command::Serve {
+            data,
+            listen,
+            config,
+        } => runtime.block_on(serve(data, listen, config)),
+    }
+}
+
+async fn serve(data: Option<PathBuf>, listen: Option<String>, config: Option<PathBuf>) -> ExitCode {
+    let config = match Config::resolve(data, listen, config.as_deref()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let server = match Server::bind(&config, Options::default()).await {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = server
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| config.listen.clone());
+    tracing::info!(
+        "Tally {} listening on {addr} (data in {}); connect with: psql -h {} -p {}",
+        env!("CARGO_PKG_VERSION"),
+        server.database().path().display(),
+        addr.rsplit_once(':').map(|(h, _)| h).unwrap_or("127.0.0.1"),
+        addr.rsplit_once(':').map(|(_, p)| p).unwrap_or("5433"),
+    );
+    match server.run(shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("cannot listen for SIGTERM: {e}");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => tracing::info!("SIGINT received"),
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
     }
 }
 

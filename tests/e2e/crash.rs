@@ -216,11 +216,19 @@ async fn kill_9_during_backfill_then_the_view_is_exact_after_reopen() {
 fn raw_view_status(data: &std::path::Path) -> String {
     let opts = rocksdb::Options::default();
     let families = rocksdb::DB::list_cf(&opts, data.join("rocksdb")).unwrap();
-    let db = rocksdb::DB::open_cf_for_read_only(&opts, data.join("rocksdb"), families, false).unwrap();
+    let db =
+        rocksdb::DB::open_cf_for_read_only(&opts, data.join("rocksdb"), families, false).unwrap();
     let catalog = db.cf_handle("catalog").unwrap();
-    let found = db.prefix_iterator_cf(catalog, b"v").map_while(Result::ok).find(|(k, _)| k.starts_with(b"v"));
+    let found = db
+        .prefix_iterator_cf(catalog, b"v")
+        .map_while(Result::ok)
+        .find(|(k, _)| k.starts_with(b"v"));
     match found {
-        Some((_, v)) => String::from_utf8_lossy(&v).split("\"status\":").nth(1).unwrap_or("?").to_string(),
+        Some((_, v)) => String::from_utf8_lossy(&v)
+            .split("\"status\":")
+            .nth(1)
+            .unwrap_or("?")
+            .to_string(),
         None => "none".into(),
     }
 }

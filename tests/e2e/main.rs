@@ -5,5 +5,7 @@ mod concurrency;
 mod crash;
 mod errors;
 mod lifecycle;
+mod pg;
+mod pg_copy;
 mod sql;
 mod views;

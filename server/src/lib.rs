@@ -1,0 +1,110 @@
+//! Tally's Postgres wire server: `tally serve` as a library, so tests and embedders can start it
+//! in-process.
+//!
+//! [`Server::bind`] opens the data directory and binds the listener; [`Server::run`] accepts
+//! connections until a shutdown signal, then closes the database. The protocol handlers live in
+//! [`pg`]; the configuration (flags, environment, TOML file) in [`config`].
+
+pub mod config;
+pub mod pg;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tally_engine::{Database, Options};
+use tokio::net::TcpListener;
+
+pub use config::Config;
+
+/// A bound, not yet running, Postgres wire server over one open [`Database`].
+pub struct Server {
+    listener: TcpListener,
+    db: Database,
+    shared: Arc<pg::Shared>,
+    grace: Duration,
+}
+
+impl Server {
+    /// Checks the configuration, opens the database and binds the listen address.
+    pub async fn bind(config: &Config, options: Options) -> Result<Server, String> {
+        config.check()?;
+        let listener = TcpListener::bind(&config.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        let data = config.data.clone();
+        let db = tokio::task::spawn_blocking(move || Database::open(&data, options))
+            .await
+            .map_err(|e| format!("opening the database failed: {e}"))?
+            .map_err(|e| format!("cannot open {}: {e}", config.data.display()))?;
+        let shared = Arc::new(pg::Shared::new(db.clone()));
+        Ok(Server {
+            listener,
+            db,
+            shared,
+            grace: Duration::from_secs(5),
+        })
+    }
+
+    /// How long shutdown waits for open connections to finish before closing them (5 s by
+    /// default).
+    pub fn with_shutdown_grace(mut self, grace: Duration) -> Server {
+        self.grace = grace;
+        self
+    }
+
+    /// The address the server listens on (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The open database.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Accepts connections until `shutdown` completes; then stops accepting, gives running
+    /// connections a moment to finish, and closes the database (flush, release the directory).
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), String> {
+        let mut connections = tokio::task::JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((socket, peer)) => {
+                        let _ = socket.set_nodelay(true);
+                        let handlers = pg::ConnectionHandlers::new(Arc::clone(&self.shared));
+                        connections.spawn(async move {
+                            if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                                tracing::debug!("connection from {peer} ended: {e}");
+                            }
+                        });
+                    }
+                    Err(e) => tracing::warn!("accept failed: {e}"),
+                },
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+        drop(self.listener);
+        tracing::info!(
+            "shutting down: waiting up to {:?} for {} connection(s)",
+            self.grace,
+            connections.len()
+        );
+        let drain = async { while connections.join_next().await.is_some() {} };
+        if tokio::time::timeout(self.grace, drain).await.is_err() {
+            connections.abort_all();
+            while connections.join_next().await.is_some() {}
+        }
+        drop(self.shared);
+        let db = self.db;
+        tokio::task::spawn_blocking(move || db.close())
+            .await
+            .map_err(|e| format!("closing the database failed: {e}"))?
+            .map_err(|e| format!("closing the database failed: {e}"))?;
+        tracing::info!("database closed");
+        Ok(())
+    }
+}

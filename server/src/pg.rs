@@ -1,0 +1,810 @@
+//! The Postgres wire protocol over the engine (pgwire): one set of handlers per connection, so
+//! session settings and an in-progress COPY belong to their connection and die with it.
+//!
+//! - [`statement`] splits query strings and decides who answers each statement;
+//! - [`types`] maps Arrow types to Postgres OIDs and encodes values (text and binary);
+//! - [`copy`] decodes COPY input incrementally and encodes COPY output;
+//! - [`errors`] is the single place where errors get their SQLSTATE.
+
+pub mod copy;
+pub mod errors;
+pub mod statement;
+pub mod types;
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::{Sink, SinkExt, stream};
+use pgwire::api::auth::{
+    DefaultServerParameterProvider, StartupHandler, finish_authentication, protocol_negotiation,
+    save_startup_parameters_to_metadata,
+};
+use pgwire::api::cancel::DefaultCancelHandler;
+use pgwire::api::copy::CopyHandler;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{CopyResponse, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, ConnectionHandle, ConnectionManager, PgWireServerHandlers,
+    PidSecretKeyGenerator, RandomPidSecretKeyGenerator, Type,
+};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
+use pgwire::messages::startup::ParameterStatus;
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use tally_engine::reexports::datafusion::common::ScalarValue;
+use tally_engine::{BulkIngest, Database, Prepared, StatementResult};
+
+use errors::state;
+use statement::Statement;
+
+/// The Postgres version Tally reports (drivers parse it to pick features).
+pub const SERVER_VERSION: &str = "16.6";
+
+/// State shared by every connection of one server.
+pub struct Shared {
+    db: Database,
+    manager: Arc<ConnectionManager>,
+    cancel: Arc<DefaultCancelHandler>,
+    pids: RandomPidSecretKeyGenerator,
+    params: DefaultServerParameterProvider,
+}
+
+impl Shared {
+    /// Shared state over an open database.
+    pub fn new(db: Database) -> Shared {
+        let manager = Arc::new(ConnectionManager::new());
+        let mut params = DefaultServerParameterProvider::default();
+        params.server_version = format!("{SERVER_VERSION} (Tally {})", env!("CARGO_PKG_VERSION"));
+        params.time_zone = "UTC".into();
+        params.date_style = "ISO, MDY".into();
+        Shared {
+            db,
+            cancel: Arc::new(DefaultCancelHandler::new(Arc::clone(&manager))),
+            manager,
+            pids: RandomPidSecretKeyGenerator::default(),
+            params,
+        }
+    }
+}
+
+/// The handlers of one connection.
+pub struct ConnectionHandlers {
+    conn: Arc<Connection>,
+    startup: Arc<Startup>,
+    cancel: Arc<DefaultCancelHandler>,
+}
+
+impl ConnectionHandlers {
+    /// Handlers for a new connection.
+    pub fn new(shared: Arc<Shared>) -> ConnectionHandlers {
+        ConnectionHandlers {
+            conn: Arc::new(Connection {
+                db: shared.db.clone(),
+                parser: Arc::new(Parser {
+                    db: shared.db.clone(),
+                }),
+                session: Mutex::new(Session::default()),
+                copy: tokio::sync::Mutex::new(None),
+            }),
+            cancel: Arc::clone(&shared.cancel),
+            startup: Arc::new(Startup { shared }),
+        }
+    }
+}
+
+impl PgWireServerHandlers for ConnectionHandlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        Arc::clone(&self.conn)
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        Arc::clone(&self.conn)
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        Arc::clone(&self.startup)
+    }
+
+    fn copy_handler(&self) -> Arc<impl CopyHandler> {
+        Arc::clone(&self.conn)
+    }
+
+    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
+        Arc::clone(&self.cancel)
+    }
+}
+
+/// Trust authentication (loopback only, see [`crate::Config::check`]) that registers the
+/// connection for cancel requests and reports Tally's server parameters.
+pub struct Startup {
+    shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl StartupHandler for Startup {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if let PgWireFrontendMessage::Startup(ref startup) = message {
+            protocol_negotiation(client, startup).await?;
+            save_startup_parameters_to_metadata(client, startup);
+            let (pid, key) = self.shared.pids.generate(&*client);
+            client.set_pid_and_secret_key(pid, key.clone());
+            let (handle, guard) = self.shared.manager.register(pid, key);
+            client
+                .session_extensions()
+                .insert::<Arc<ConnectionHandle>>(handle);
+            client.session_extensions().insert(guard);
+            finish_authentication(client, &self.shared.params).await?;
+            tracing::debug!(
+                "connection from {} (user {:?})",
+                client.socket_addr(),
+                client.metadata().get("user")
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Settings a client may SET and SHOW: (lower-case name, display name, default).
+const SETTINGS: &[(&str, &str, &str)] = &[
+    ("application_name", "application_name", ""),
+    ("client_encoding", "client_encoding", "UTF8"),
+    ("datestyle", "DateStyle", "ISO, MDY"),
+    (
+        "default_transaction_isolation",
+        "default_transaction_isolation",
+        "read committed",
+    ),
+    ("extra_float_digits", "extra_float_digits", "1"),
+    ("integer_datetimes", "integer_datetimes", "on"),
+    ("intervalstyle", "IntervalStyle", "postgres"),
+    ("is_superuser", "is_superuser", "on"),
+    ("lock_timeout", "lock_timeout", "0"),
+    ("max_identifier_length", "max_identifier_length", "63"),
+    ("search_path", "search_path", "\"$user\", public"),
+    ("server_encoding", "server_encoding", "UTF8"),
+    ("server_version", "server_version", SERVER_VERSION),
+    (
+        "standard_conforming_strings",
+        "standard_conforming_strings",
+        "on",
+    ),
+    ("statement_timeout", "statement_timeout", "0"),
+    ("synchronous_commit", "synchronous_commit", "on"),
+    ("timezone", "TimeZone", "UTC"),
+    (
+        "transaction_isolation",
+        "transaction_isolation",
+        "read committed",
+    ),
+];
+
+/// Settings whose changes Postgres reports to the client (ParameterStatus).
+const REPORTED: &[&str] = &[
+    "application_name",
+    "client_encoding",
+    "datestyle",
+    "intervalstyle",
+    "standard_conforming_strings",
+    "timezone",
+];
+
+/// Per-connection settings.
+#[derive(Debug, Default)]
+struct Session {
+    /// Values changed by SET (lower-case names).
+    changed: BTreeMap<String, String>,
+    statement_timeout: Option<Duration>,
+}
+
+impl Session {
+    fn get(&self, name: &str) -> Option<String> {
+        self.changed.get(name).cloned().or_else(|| {
+            SETTINGS
+                .iter()
+                .find(|(n, _, _)| *n == name)
+                .map(|(_, _, d)| d.to_string())
+        })
+    }
+}
+
+fn display_name(name: &str) -> String {
+    SETTINGS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, d, _)| d.to_string())
+        .unwrap_or_else(|| name.to_string())
+}
+
+/// Validates and normalizes a SET value.
+fn check_setting(name: &str, value: &str) -> PgWireResult<(String, Option<Option<Duration>>)> {
+    let invalid = || {
+        errors::pg(
+            state::INVALID_PARAMETER,
+            format!("invalid value for parameter \"{name}\": \"{value}\""),
+        )
+    };
+    match name {
+        "client_encoding" => {
+            let v = value.to_ascii_lowercase().replace(['-', '_'], "");
+            if v == "utf8" || v == "unicode" {
+                Ok(("UTF8".into(), None))
+            } else {
+                Err(errors::pg(
+                    state::NOT_SUPPORTED,
+                    format!("client_encoding \"{value}\" is not supported: Tally speaks UTF8 only"),
+                ))
+            }
+        }
+        "datestyle" => {
+            if value.to_ascii_lowercase().contains("iso") || value.eq_ignore_ascii_case("mdy") {
+                Ok(("ISO, MDY".into(), None))
+            } else {
+                Err(errors::pg(
+                    state::NOT_SUPPORTED,
+                    format!("DateStyle \"{value}\" is not supported: Tally writes ISO dates"),
+                ))
+            }
+        }
+        "timezone" => {
+            let ok = value.eq_ignore_ascii_case("utc")
+                || value
+                    .parse::<tally_engine::reexports::arrow::array::timezone::Tz>()
+                    .is_ok();
+            if ok {
+                Ok((value.to_string(), None))
+            } else {
+                Err(invalid())
+            }
+        }
+        "extra_float_digits" => match value.parse::<i32>() {
+            Ok(v) if (-15..=3).contains(&v) => Ok((v.to_string(), None)),
+            _ => Err(invalid()),
+        },
+        "statement_timeout" => {
+            let d = parse_duration_ms(value).ok_or_else(invalid)?;
+            let timeout = (d > 0).then(|| Duration::from_millis(d));
+            Ok((value.to_string(), Some(timeout)))
+        }
+        _ => Ok((value.to_string(), None)),
+    }
+}
+
+/// `5000`, `'5s'`, `100ms`, `2min`, `1h` → milliseconds.
+fn parse_duration_ms(value: &str) -> Option<u64> {
+    let v = value.trim().to_ascii_lowercase();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (number, unit) = v.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let factor = match unit.trim() {
+        "" | "ms" => 1,
+        "s" => 1_000,
+        "min" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
+/// A COPY FROM STDIN in progress.
+struct CopyInState {
+    bulk: BulkIngest,
+    decoder: copy::Decoder,
+}
+
+/// One client connection: the simple, extended and copy handlers.
+pub struct Connection {
+    db: Database,
+    parser: Arc<Parser>,
+    session: Mutex<Session>,
+    copy: tokio::sync::Mutex<Option<CopyInState>>,
+}
+
+/// A statement parsed for the extended protocol.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    statement: Statement,
+    prepared: Option<Arc<Prepared>>,
+}
+
+/// The extended protocol's parser: plans engine statements with `Database::prepare`, which
+/// gives parameter types and the result schema for Describe.
+pub struct Parser {
+    db: Database,
+}
+
+#[async_trait]
+impl QueryParser for Parser {
+    type Statement = Parsed;
+
+    async fn parse_sql<C>(
+        &self,
+        _client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<Parsed>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let mut pieces = statement::split(sql)?;
+        if pieces.len() > 1 {
+            return Err(errors::pg(
+                state::SYNTAX,
+                "cannot insert multiple commands into a prepared statement",
+            ));
+        }
+        let Some(piece) = pieces.pop() else {
+            return Ok(None);
+        };
+        let statement = statement::classify(&piece)?;
+        let prepared = match &statement {
+            Statement::Engine(sql) => Some(Arc::new(
+                self.db.prepare(sql).await.map_err(|e| errors::engine(&e))?,
+            )),
+            Statement::CopyIn(copy) => {
+                // Fail at Parse, as drivers expect: once a driver has sent Execute for a COPY
+                // it is already streaming CopyData.
+                let schema = self
+                    .db
+                    .table_schema(&copy.table)
+                    .map_err(|e| errors::engine(&e))?;
+                copy::Decoder::new(&copy.table, &schema, &copy.columns, copy.format.clone())
+                    .map_err(PgWireError::UserError)?;
+                None
+            }
+            _ => None,
+        };
+        Ok(Some(Parsed {
+            statement,
+            prepared,
+        }))
+    }
+
+    fn get_parameter_types(&self, stmt: &Parsed) -> PgWireResult<Vec<Type>> {
+        Ok(stmt
+            .prepared
+            .as_ref()
+            .map(|p| {
+                p.param_types
+                    .iter()
+                    .map(|t| t.as_ref().map(types::pg_type).unwrap_or(Type::TEXT))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &Parsed,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        let binary = |i: usize| column_format.is_some_and(|f| f.is_binary(i));
+        Ok(match (&stmt.statement, &stmt.prepared) {
+            (Statement::Engine(_), Some(p)) => types::fields(&p.schema, binary),
+            (Statement::Show(name), _) => show_fields(name, binary(0)),
+            _ => vec![],
+        })
+    }
+}
+
+fn show_fields(name: &str, binary: bool) -> Vec<FieldInfo> {
+    let format = if binary {
+        FieldFormat::Binary
+    } else {
+        FieldFormat::Text
+    };
+    let column = if name == "all" {
+        return vec![
+            FieldInfo::new("name".into(), None, None, Type::TEXT, format),
+            FieldInfo::new("setting".into(), None, None, Type::TEXT, format),
+        ];
+    } else {
+        display_name(name)
+    };
+    vec![FieldInfo::new(column, None, None, Type::TEXT, format)]
+}
+
+impl Connection {
+    fn timeout(&self) -> Option<Duration> {
+        self.session
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .statement_timeout
+    }
+
+    /// Runs `fut` under the session's statement_timeout.
+    async fn timed<T>(&self, fut: impl Future<Output = T>) -> PgWireResult<T> {
+        match self.timeout() {
+            Some(limit) => tokio::time::timeout(limit, fut).await.map_err(|_| {
+                errors::pg(
+                    state::QUERY_CANCELED,
+                    "canceling statement due to statement timeout",
+                )
+            }),
+            None => Ok(fut.await),
+        }
+    }
+
+    /// Answers a statement that is not for the engine, or runs an engine statement without
+    /// parameters.
+    async fn run<C>(
+        &self,
+        client: &mut C,
+        statement: &Statement,
+        binary: &(dyn Fn(usize) -> bool + Sync),
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match statement {
+            Statement::Engine(sql) => {
+                let mut results = self
+                    .timed(self.db.execute(sql))
+                    .await?
+                    .map_err(|e| errors::engine(&e))?;
+                match results.pop() {
+                    Some(result) => to_response(result, binary),
+                    None => Ok(Response::EmptyQuery),
+                }
+            }
+            Statement::Begin => Ok(Response::TransactionStart(Tag::new("BEGIN"))),
+            Statement::Commit => Ok(Response::TransactionEnd(Tag::new("COMMIT"))),
+            Statement::Rollback => Ok(Response::TransactionEnd(Tag::new("ROLLBACK"))),
+            Statement::Noop(tag) => Ok(Response::Execution(Tag::new(tag))),
+            Statement::Set { name, value } => {
+                let reported = {
+                    let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+                    match value {
+                        Some(value) => {
+                            let (value, timeout) = check_setting(name, value)?;
+                            if let Some(timeout) = timeout {
+                                session.statement_timeout = timeout;
+                            }
+                            session.changed.insert(name.clone(), value);
+                        }
+                        None => {
+                            session.changed.remove(name);
+                            if name == "statement_timeout" {
+                                session.statement_timeout = None;
+                            }
+                        }
+                    }
+                    session.get(name)
+                };
+                if REPORTED.contains(&name.as_str())
+                    && let Some(value) = reported
+                {
+                    client
+                        .send(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
+                            display_name(name),
+                            value,
+                        )))
+                        .await?;
+                }
+                Ok(Response::Execution(Tag::new(if value.is_some() {
+                    "SET"
+                } else {
+                    "RESET"
+                })))
+            }
+            Statement::ResetAll => {
+                let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+                *session = Session::default();
+                Ok(Response::Execution(Tag::new("RESET")))
+            }
+            Statement::Show(name) => self.show(name, binary(0)),
+            Statement::CopyIn(copy) => {
+                let bulk = self
+                    .db
+                    .bulk_ingest(&copy.table)
+                    .map_err(|e| errors::engine(&e))?;
+                let decoder = copy::Decoder::new(
+                    &copy.table,
+                    &bulk.schema(),
+                    &copy.columns,
+                    copy.format.clone(),
+                )
+                .map_err(PgWireError::UserError)?;
+                let columns = decoder.columns();
+                *self.copy.lock().await = Some(CopyInState { bulk, decoder });
+                Ok(Response::CopyIn(CopyResponse::new(
+                    0,
+                    columns,
+                    stream::empty(),
+                )))
+            }
+            Statement::CopyOut(copy) => {
+                let mut results = self
+                    .timed(self.db.execute(&copy.query))
+                    .await?
+                    .map_err(|e| errors::engine(&e))?;
+                let result = results
+                    .pop()
+                    .ok_or_else(|| errors::pg(state::SYNTAX, "COPY needs a query"))?;
+                let lines = copy::encode_rows(&result.batches, &result.schema, &copy.format)?;
+                let data = lines
+                    .into_iter()
+                    .map(|line| Ok(CopyData::new(Bytes::from(line))));
+                Ok(Response::CopyOut(CopyResponse::new(
+                    0,
+                    result.schema.fields().len(),
+                    stream::iter(data),
+                )))
+            }
+        }
+    }
+
+    fn show(&self, name: &str, binary: bool) -> PgWireResult<Response> {
+        let session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        let fields = Arc::new(show_fields(name, binary));
+        let rows: Vec<Vec<String>> = if name == "all" {
+            let mut names: Vec<String> = SETTINGS.iter().map(|(n, _, _)| n.to_string()).collect();
+            names.extend(session.changed.keys().cloned());
+            names.sort();
+            names.dedup();
+            names
+                .into_iter()
+                .map(|n| {
+                    let v = session.get(&n).unwrap_or_default();
+                    vec![display_name(&n), v]
+                })
+                .collect()
+        } else {
+            let value = session.get(name).ok_or_else(|| {
+                errors::pg(
+                    state::UNDEFINED_OBJECT,
+                    format!("unrecognized configuration parameter \"{name}\""),
+                )
+            })?;
+            vec![vec![value]]
+        };
+        let mut data = Vec::new();
+        for row in rows {
+            let mut encoder = pgwire::api::results::DataRowEncoder::new(Arc::clone(&fields));
+            for value in row {
+                encoder.encode_field(&value)?;
+            }
+            data.push(Ok(encoder.take_row()));
+        }
+        Ok(Response::Query(QueryResponse::new(
+            fields,
+            stream::iter(data),
+        )))
+    }
+}
+
+/// A statement's result as a protocol response.
+fn to_response(
+    result: StatementResult,
+    binary: &(dyn Fn(usize) -> bool + Sync),
+) -> PgWireResult<Response> {
+    if result.command == "INSERT" {
+        return Ok(Response::Execution(
+            Tag::new("INSERT")
+                .with_oid(0)
+                .with_rows(result.rows as usize),
+        ));
+    }
+    if result.schema.fields().is_empty() {
+        return Ok(Response::Execution(Tag::new(&result.command)));
+    }
+    let fields = Arc::new(types::fields(&result.schema, binary));
+    let mut rows = Vec::with_capacity(result.rows as usize);
+    for batch in &result.batches {
+        rows.extend(types::encode_batch(batch, &fields)?.into_iter().map(Ok));
+    }
+    let mut response = QueryResponse::new(fields, stream::iter(rows));
+    if result.command != "SELECT" {
+        response.set_command_tag(&result.command);
+    }
+    Ok(Response::Query(response))
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Connection {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let mut responses = Vec::new();
+        let pieces = match statement::split(query) {
+            Ok(pieces) => pieces,
+            Err(e) => return Ok(vec![Response::Error(Box::new(e.into()))]),
+        };
+        for piece in pieces {
+            let outcome = match statement::classify(&piece) {
+                Ok(statement) => self.run(client, &statement, &|_: usize| false).await,
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(response) => {
+                    let copy = matches!(response, Response::CopyIn(_));
+                    responses.push(response);
+                    if copy {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    responses.push(Response::Error(Box::new(e.into())));
+                    break;
+                }
+            }
+        }
+        Ok(responses)
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Connection {
+    type Statement = Parsed;
+    type QueryParser = Parser;
+
+    fn query_parser(&self) -> Arc<Parser> {
+        Arc::clone(&self.parser)
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Parsed>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let parsed = &portal.statement.statement;
+        let formats = portal.result_column_format.clone();
+        let binary = move |i: usize| formats.is_binary(i);
+        match (&parsed.statement, &parsed.prepared) {
+            (Statement::Engine(_), Some(prepared)) => {
+                let params = bind_parameters(portal, prepared)?;
+                let result = self
+                    .timed(self.db.execute_prepared(prepared, params))
+                    .await?
+                    .map_err(|e| errors::engine(&e))?;
+                to_response(result, &binary)
+            }
+            (statement, _) => self.run(client, statement, &binary).await,
+        }
+    }
+}
+
+/// Decodes a portal's parameters into the types the statement expects.
+fn bind_parameters(portal: &Portal<Parsed>, prepared: &Prepared) -> PgWireResult<Vec<ScalarValue>> {
+    let count = portal.parameter_len();
+    if count != prepared.param_types.len() {
+        return Err(errors::pg(
+            state::PROTOCOL,
+            format!(
+                "bind message supplies {count} parameters, but prepared statement requires {}",
+                prepared.param_types.len()
+            ),
+        ));
+    }
+    (0..count)
+        .map(|i| {
+            let expected = prepared.param_types.get(i).and_then(|t| t.as_ref());
+            let sent = portal
+                .statement
+                .parameter_types
+                .get(i)
+                .cloned()
+                .flatten()
+                .unwrap_or_else(|| expected.map(types::pg_type).unwrap_or(Type::TEXT));
+            types::decode_parameter(
+                portal.parameters.get(i).and_then(|p| p.as_deref()),
+                portal.parameter_format.is_binary(i),
+                &sent,
+                expected,
+                i,
+            )
+        })
+        .collect()
+}
+
+#[async_trait]
+impl CopyHandler for Connection {
+    async fn on_copy_data<C>(&self, _client: &mut C, copy_data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let mut guard = self.copy.lock().await;
+        let Some(state) = guard.as_mut() else {
+            return Ok(());
+        };
+        let batches = match state.decoder.feed(&copy_data.data) {
+            Ok(batches) => batches,
+            Err(info) => {
+                // Dropping the bulk ingest discards everything written so far.
+                *guard = None;
+                return Err(PgWireError::UserError(info));
+            }
+        };
+        for batch in batches {
+            if let Err(e) = state.bulk.write(batch).await {
+                *guard = None;
+                return Err(errors::engine(&e));
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let Some(mut state) = self.copy.lock().await.take() else {
+            return Err(errors::pg(state::PROTOCOL, "no COPY in progress"));
+        };
+        let last = state.decoder.finish().map_err(PgWireError::UserError)?;
+        if let Some(batch) = last {
+            state
+                .bulk
+                .write(batch)
+                .await
+                .map_err(|e| errors::engine(&e))?;
+        }
+        let rows = state.bulk.commit().await.map_err(|e| errors::engine(&e))?;
+        client
+            .send(PgWireBackendMessage::CommandComplete(
+                Tag::new("COPY").with_rows(rows as usize).into(),
+            ))
+            .await?;
+        Ok(())
+    }
+
+    async fn on_copy_fail<C>(&self, _client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.copy.lock().await.take();
+        errors::pg(
+            state::QUERY_CANCELED,
+            format!("COPY from stdin failed: {}", fail.message),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_postgres() {
+        assert_eq!(parse_duration_ms("5000"), Some(5000));
+        assert_eq!(parse_duration_ms("5s"), Some(5000));
+        assert_eq!(parse_duration_ms("2min"), Some(120_000));
+        assert_eq!(parse_duration_ms("soon"), None);
+    }
+}

@@ -1,0 +1,520 @@
+//! Splitting a query string into statements and deciding who answers each one: the session
+//! (SET/SHOW/RESET, transaction control), COPY, or the engine.
+
+use tally_engine::reexports::datafusion::sql::sqlparser::ast::{
+    self, CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget, Expr,
+    SelectItem, Value, VisitMut, VisitorMut,
+};
+use tally_engine::reexports::datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use tally_engine::reexports::datafusion::sql::sqlparser::parser::Parser;
+use tally_engine::reexports::datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+
+use super::errors::{self, state};
+use pgwire::error::PgWireResult;
+
+/// One statement and how it is answered.
+#[derive(Debug, Clone)]
+pub enum Statement {
+    /// SQL for the engine.
+    Engine(String),
+    /// `SET name = value` (`None` = `RESET`/`DEFAULT`).
+    Set { name: String, value: Option<String> },
+    /// `RESET ALL`.
+    ResetAll,
+    /// `SHOW name` or `SHOW ALL`.
+    Show(String),
+    /// `BEGIN` / `START TRANSACTION`.
+    Begin,
+    /// `COMMIT` / `END`.
+    Commit,
+    /// `ROLLBACK` / `ABORT`.
+    Rollback,
+    /// `COPY … FROM STDIN`.
+    CopyIn(CopyIn),
+    /// `COPY … TO STDOUT`.
+    CopyOut(CopyOut),
+    /// A statement the server accepts and ignores (`DISCARD ALL`, `DEALLOCATE`, …), with its tag.
+    Noop(&'static str),
+}
+
+/// Text or csv, with their options.
+#[derive(Debug, Clone)]
+pub struct CopyFormat {
+    /// CSV (else text).
+    pub csv: bool,
+    /// Field delimiter.
+    pub delimiter: u8,
+    /// The string that means NULL.
+    pub null: String,
+    /// First line is a header.
+    pub header: bool,
+    /// CSV quote.
+    pub quote: u8,
+    /// CSV escape.
+    pub escape: u8,
+}
+
+/// `COPY table [(columns)] FROM STDIN`.
+#[derive(Debug, Clone)]
+pub struct CopyIn {
+    /// Table name (folded).
+    pub table: String,
+    /// Column list (folded); empty = all.
+    pub columns: Vec<String>,
+    /// Format.
+    pub format: CopyFormat,
+}
+
+/// `COPY table|(query) TO STDOUT`.
+#[derive(Debug, Clone)]
+pub struct CopyOut {
+    /// The query that produces the rows.
+    pub query: String,
+    /// Format.
+    pub format: CopyFormat,
+}
+
+/// Splits SQL text at top-level semicolons (string literals and comments respected).
+pub fn split(sql: &str) -> PgWireResult<Vec<String>> {
+    let dialect = PostgreSqlDialect {};
+    let tokens = Tokenizer::new(&dialect, sql)
+        .tokenize_with_location()
+        .map_err(|e| errors::pg(state::SYNTAX, format!("syntax error: {e}")))?;
+    let line_starts: Vec<usize> = std::iter::once(0)
+        .chain(sql.match_indices('\n').map(|(i, _)| i + 1))
+        .collect();
+    let offset = |line: u64, column: u64| -> usize {
+        let start = line_starts
+            .get((line as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or(sql.len());
+        sql[start..]
+            .char_indices()
+            .nth((column as usize).saturating_sub(1))
+            .map(|(i, _)| start + i)
+            .unwrap_or(sql.len())
+    };
+    let mut pieces = Vec::new();
+    let mut begin = 0;
+    for token in &tokens {
+        if token.token == Token::SemiColon {
+            let at = offset(token.span.start.line, token.span.start.column);
+            pieces.push(sql[begin..at].to_string());
+            begin = (at + 1).min(sql.len());
+            // COPY … FROM STDIN takes the rest of the string as its data (none here).
+            let last = pieces.last().map(|p| p.trim_start().to_ascii_lowercase());
+            if last.is_some_and(|p| p.starts_with("copy") && p.contains("stdin")) {
+                begin = sql.len();
+                break;
+            }
+        }
+    }
+    pieces.push(sql[begin..].to_string());
+    Ok(pieces.into_iter().filter(|p| !is_blank(p)).collect())
+}
+
+/// Whitespace and comments only.
+fn is_blank(sql: &str) -> bool {
+    let dialect = PostgreSqlDialect {};
+    match Tokenizer::new(&dialect, sql).tokenize() {
+        Ok(tokens) => tokens.iter().all(|t| matches!(t, Token::Whitespace(_))),
+        Err(_) => sql.trim().is_empty(),
+    }
+}
+
+/// Lower-cased words of a statement (for recognizing session commands).
+fn words(sql: &str) -> Vec<String> {
+    sql.split(|c: char| c.is_whitespace() || c == ';')
+        .filter(|w| !w.is_empty())
+        .map(|w| w.to_ascii_lowercase())
+        .collect()
+}
+
+/// Classifies one statement.
+pub fn classify(sql: &str) -> PgWireResult<Statement> {
+    let w = words(sql);
+    let first = w.first().map(String::as_str).unwrap_or("");
+    let second = w.get(1).map(String::as_str).unwrap_or("");
+    Ok(match first {
+        "begin" | "start" => Statement::Begin,
+        "commit" | "end" => Statement::Commit,
+        "rollback" | "abort" => Statement::Rollback,
+        "set" => parse_set(sql)?,
+        "reset" if second == "all" => Statement::ResetAll,
+        "reset" => Statement::Set {
+            name: canonical(second),
+            value: None,
+        },
+        "show" if second == "transaction" => Statement::Show("transaction_isolation".into()),
+        "show" if second == "time" => Statement::Show("timezone".into()),
+        "show" => Statement::Show(canonical(second.trim_matches('"'))),
+        "discard" => Statement::Noop("DISCARD ALL"),
+        "deallocate" => Statement::Noop("DEALLOCATE"),
+        "copy" => parse_copy(sql)?,
+        _ => Statement::Engine(rewrite_functions(sql)),
+    })
+}
+
+/// The canonical (lower-case) name of a setting.
+pub fn canonical(name: &str) -> String {
+    name.trim_matches('"').to_ascii_lowercase()
+}
+
+fn parse_set(sql: &str) -> PgWireResult<Statement> {
+    let bad = || {
+        errors::pg(
+            state::SYNTAX,
+            format!("syntax error in SET: {}", sql.trim()),
+        )
+    };
+    let rest = sql.trim().trim_end_matches(';').trim();
+    let rest = rest.get(3..).ok_or_else(bad)?.trim_start();
+    let lower = rest.to_ascii_lowercase();
+    let rest = if lower.starts_with("session ") && !lower.starts_with("session authorization") {
+        rest[8..].trim_start()
+    } else if lower.starts_with("local ") {
+        rest[6..].trim_start()
+    } else {
+        rest
+    };
+    let lower = rest.to_ascii_lowercase();
+    if let Some(value) = lower.strip_prefix("time zone") {
+        let value = rest[rest.len() - value.len()..].trim();
+        return Ok(Statement::Set {
+            name: "timezone".into(),
+            value: setting_value(value),
+        });
+    }
+    if lower.starts_with("names ") {
+        return Ok(Statement::Set {
+            name: "client_encoding".into(),
+            value: setting_value(rest[6..].trim()),
+        });
+    }
+    if lower.starts_with("session authorization") || lower.starts_with("role") {
+        return Ok(Statement::Noop("SET"));
+    }
+    let split_at = rest
+        .find(|c: char| c == '=' || c.is_whitespace())
+        .ok_or_else(bad)?;
+    let name = canonical(&rest[..split_at]);
+    let mut value = rest[split_at..].trim_start();
+    if let Some(v) = value.strip_prefix('=') {
+        value = v.trim_start();
+    } else if let Some(rest) = value
+        .get(..2)
+        .filter(|p| p.eq_ignore_ascii_case("to"))
+        .and_then(|_| value.get(2..))
+    {
+        value = rest.trim_start();
+    } else {
+        return Err(bad());
+    }
+    if name.is_empty() || value.is_empty() {
+        return Err(bad());
+    }
+    Ok(Statement::Set {
+        name,
+        value: setting_value(value),
+    })
+}
+
+/// A SET value: quotes removed, lists kept as written; `DEFAULT`/`LOCAL` mean reset.
+fn setting_value(value: &str) -> Option<String> {
+    let value = value.trim();
+    if value.eq_ignore_ascii_case("default") || value.eq_ignore_ascii_case("local") {
+        return None;
+    }
+    let parts: Vec<String> = value
+        .split(',')
+        .map(|p| {
+            let p = p.trim();
+            if p.len() >= 2 && p.starts_with('\'') && p.ends_with('\'') {
+                p[1..p.len() - 1].replace("''", "'")
+            } else {
+                p.trim_matches('"').to_string()
+            }
+        })
+        .collect();
+    Some(parts.join(", "))
+}
+
+fn parse_copy(sql: &str) -> PgWireResult<Statement> {
+    let dialect = PostgreSqlDialect {};
+    let statement = Parser::new(&dialect)
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_statement())
+        .map_err(|e| errors::pg(state::SYNTAX, format!("syntax error in COPY: {e}")))?;
+    let ast::Statement::Copy {
+        source,
+        to,
+        target,
+        options,
+        legacy_options,
+        ..
+    } = statement
+    else {
+        return Err(errors::pg(state::SYNTAX, "syntax error in COPY"));
+    };
+    let format = copy_format(&options, &legacy_options)?;
+    match (to, target) {
+        (false, CopyTarget::Stdin) => match source {
+            CopySource::Table {
+                table_name,
+                columns,
+            } => Ok(Statement::CopyIn(CopyIn {
+                table: object_name(&table_name),
+                columns: columns.iter().map(ident).collect(),
+                format,
+            })),
+            CopySource::Query(_) => {
+                Err(errors::pg(state::SYNTAX, "COPY (query) FROM is not valid"))
+            }
+        },
+        (true, CopyTarget::Stdout) => {
+            let query = match source {
+                CopySource::Table {
+                    table_name,
+                    columns,
+                } => {
+                    let list = if columns.is_empty() {
+                        "*".to_string()
+                    } else {
+                        columns
+                            .iter()
+                            .map(|c| format!("\"{}\"", ident(c).replace('"', "\"\"")))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    format!("SELECT {list} FROM {table_name}")
+                }
+                CopySource::Query(query) => rewrite_functions(&query.to_string()),
+            };
+            Ok(Statement::CopyOut(CopyOut { query, format }))
+        }
+        _ => Err(errors::pg(
+            state::NOT_SUPPORTED,
+            "COPY to or from a file or program is not supported; use COPY … FROM STDIN or TO STDOUT (psql: \\copy)",
+        )),
+    }
+}
+
+fn ident(i: &ast::Ident) -> String {
+    if i.quote_style.is_some() {
+        i.value.clone()
+    } else {
+        i.value.to_lowercase()
+    }
+}
+
+fn object_name(name: &ast::ObjectName) -> String {
+    name.0
+        .last()
+        .and_then(|p| p.as_ident())
+        .map(ident)
+        .unwrap_or_default()
+}
+
+fn copy_format(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> PgWireResult<CopyFormat> {
+    let mut csv = false;
+    let mut delimiter = None;
+    let mut null = None;
+    let mut header = false;
+    let mut quote = b'"';
+    let mut escape = None;
+    let byte = |c: char, what: &str| -> PgWireResult<u8> {
+        if c.is_ascii() {
+            Ok(c as u8)
+        } else {
+            Err(errors::pg(
+                state::NOT_SUPPORTED,
+                format!("COPY {what} must be a single one-byte character"),
+            ))
+        }
+    };
+    for option in options {
+        match option {
+            CopyOption::Format(f) => match f.value.to_ascii_lowercase().as_str() {
+                "csv" => csv = true,
+                "text" => csv = false,
+                "binary" => {
+                    return Err(errors::pg(
+                        state::NOT_SUPPORTED,
+                        "COPY FORMAT binary is not supported; use text or csv",
+                    ));
+                }
+                other => {
+                    return Err(errors::pg(
+                        state::INVALID_PARAMETER,
+                        format!("COPY format \"{other}\" not recognized"),
+                    ));
+                }
+            },
+            CopyOption::Delimiter(c) => delimiter = Some(byte(*c, "delimiter")?),
+            CopyOption::Null(s) => null = Some(s.clone()),
+            CopyOption::Header(h) => header = *h,
+            CopyOption::Quote(c) => quote = byte(*c, "quote")?,
+            CopyOption::Escape(c) => escape = Some(byte(*c, "escape")?),
+            CopyOption::Encoding(e) => {
+                let e = e.to_ascii_lowercase().replace(['-', '_'], "");
+                if e != "utf8" && e != "unicode" {
+                    return Err(errors::pg(
+                        state::NOT_SUPPORTED,
+                        format!("COPY ENCODING {e}: only UTF8 is supported"),
+                    ));
+                }
+            }
+            CopyOption::Freeze(_) => {}
+            other => {
+                return Err(errors::pg(
+                    state::NOT_SUPPORTED,
+                    format!("COPY option {other} is not supported"),
+                ));
+            }
+        }
+    }
+    for option in legacy {
+        match option {
+            CopyLegacyOption::Csv(csv_options) => {
+                csv = true;
+                for o in csv_options {
+                    match o {
+                        CopyLegacyCsvOption::Header => header = true,
+                        CopyLegacyCsvOption::Quote(c) => quote = byte(*c, "quote")?,
+                        CopyLegacyCsvOption::Escape(c) => escape = Some(byte(*c, "escape")?),
+                        other => {
+                            return Err(errors::pg(
+                                state::NOT_SUPPORTED,
+                                format!("COPY option {other} is not supported"),
+                            ));
+                        }
+                    }
+                }
+            }
+            CopyLegacyOption::Delimiter(c) => delimiter = Some(byte(*c, "delimiter")?),
+            CopyLegacyOption::Null(s) => null = Some(s.clone()),
+            CopyLegacyOption::Header => header = true,
+            CopyLegacyOption::Binary => {
+                return Err(errors::pg(
+                    state::NOT_SUPPORTED,
+                    "COPY BINARY is not supported; use text or csv",
+                ));
+            }
+            other => {
+                return Err(errors::pg(
+                    state::NOT_SUPPORTED,
+                    format!("COPY option {other} is not supported"),
+                ));
+            }
+        }
+    }
+    if header && !csv {
+        return Err(errors::pg(
+            state::NOT_SUPPORTED,
+            "COPY HEADER is available only in CSV mode",
+        ));
+    }
+    let delimiter = delimiter.unwrap_or(if csv { b',' } else { b'\t' });
+    if delimiter == b'\n' || delimiter == b'\r' || (!csv && delimiter == b'\\') {
+        return Err(errors::pg(
+            state::INVALID_PARAMETER,
+            "COPY delimiter cannot be newline, carriage return or backslash",
+        ));
+    }
+    Ok(CopyFormat {
+        csv,
+        delimiter,
+        null: null.unwrap_or_else(|| if csv { String::new() } else { "\\N".into() }),
+        header,
+        quote,
+        escape: escape.unwrap_or(quote),
+    })
+}
+
+/// Session information functions DataFusion lacks, answered by the server.
+const SESSION_FUNCTIONS: [&str; 6] = [
+    "version",
+    "current_database",
+    "current_schema",
+    "current_user",
+    "session_user",
+    "current_catalog",
+];
+
+/// Replaces `version()`, `current_database()`, `current_schema()` and `current_user` with
+/// literals (keeping the column names Postgres gives them). Leaves the SQL untouched when it
+/// does not mention them or cannot be parsed (the engine then reports the error).
+pub fn rewrite_functions(sql: &str) -> String {
+    let lower = sql.to_ascii_lowercase();
+    if !SESSION_FUNCTIONS.iter().any(|f| lower.contains(f)) {
+        return sql.to_string();
+    }
+    let dialect = PostgreSqlDialect {};
+    let Ok(mut statements) = Parser::parse_sql(&dialect, sql) else {
+        return sql.to_string();
+    };
+    if statements.len() != 1 {
+        return sql.to_string();
+    }
+    let mut statement = statements.remove(0);
+    // Name the output columns as Postgres does before the calls become literals.
+    if let ast::Statement::Query(query) = &mut statement
+        && let ast::SetExpr::Select(select) = query.body.as_mut()
+    {
+        for item in select.projection.iter_mut() {
+            if let SelectItem::UnnamedExpr(expr) = item
+                && let Some(name) = session_function(expr)
+            {
+                *item = SelectItem::ExprWithAlias {
+                    expr: expr.clone(),
+                    alias: ast::Ident::with_quote('"', name),
+                };
+            }
+        }
+    }
+    struct Rewriter;
+    impl VisitorMut for Rewriter {
+        type Break = ();
+        fn post_visit_expr(&mut self, expr: &mut Expr) -> std::ops::ControlFlow<()> {
+            if let Some(name) = session_function(expr) {
+                *expr = Expr::value(Value::SingleQuotedString(session_value(name)));
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let _ = statement.visit(&mut Rewriter);
+    statement.to_string()
+}
+
+fn session_function(expr: &Expr) -> Option<&'static str> {
+    let name = match expr {
+        Expr::Function(f) => f.name.0.last()?.as_ident()?.value.to_ascii_lowercase(),
+        Expr::Identifier(i) if i.quote_style.is_none() => i.value.to_ascii_lowercase(),
+        _ => return None,
+    };
+    let known = SESSION_FUNCTIONS.iter().find(|f| **f == name)?;
+    // `version` etc. as bare identifiers could be column names; only the SQL-standard
+    // keywords are valid without parentheses.
+    if matches!(expr, Expr::Identifier(_))
+        && !matches!(
+            *known,
+            "current_user" | "session_user" | "current_catalog" | "current_schema"
+        )
+    {
+        return None;
+    }
+    Some(known)
+}
+
+fn session_value(name: &str) -> String {
+    match name {
+        "version" => format!(
+            "PostgreSQL {} (Tally {}) on x86_64-pc-linux-gnu, compiled by rustc, 64-bit",
+            super::SERVER_VERSION,
+            env!("CARGO_PKG_VERSION")
+        ),
+        "current_database" | "current_catalog" => "tally".into(),
+        "current_schema" => "public".into(),
+        _ => "tally".into(),
+    }
+}
