@@ -309,6 +309,18 @@ impl Committer {
         }
     }
 
+    /// Takes the next table/view id and records the counter in the same commit.
+    fn allocate_id(&mut self, batch: &mut WriteBatch) -> u64 {
+        let id = self.next_table_id.max(1);
+        self.next_table_id = id + 1;
+        batch.put_cf(
+            self.store.cf(CF_META),
+            keys::META_NEXT_TABLE_ID,
+            self.next_table_id.to_be_bytes(),
+        );
+        id
+    }
+
     fn apply(
         &mut self,
         op: &Op,
@@ -316,7 +328,9 @@ impl Committer {
         batch: &mut WriteBatch,
         dropped_dirs: &mut Vec<PathBuf>,
     ) -> Result<Outcome> {
-        let store = &self.store;
+        // A handle of our own, so `self` stays free for `allocate_id`.
+        let store_handle = Arc::clone(&self.store);
+        let store: &Store = &store_handle;
         match op {
             Op::Append {
                 table_id,
@@ -416,8 +430,7 @@ impl Committer {
                     };
                 }
                 def.validate()?;
-                let id = self.next_table_id.max(1);
-                self.next_table_id = id + 1;
+                let id = self.allocate_id(batch);
                 let def = TableDef {
                     v: CATALOG_ENTRY_VERSION,
                     id,
@@ -427,11 +440,6 @@ impl Committer {
                     store.cf(CF_CATALOG),
                     keys::table_key(id),
                     catalog::encode(&def),
-                );
-                batch.put_cf(
-                    store.cf(CF_META),
-                    keys::META_NEXT_TABLE_ID,
-                    self.next_table_id.to_be_bytes(),
                 );
                 working
                     .tables
@@ -502,8 +510,7 @@ impl Committer {
                 if working.table_by_id(view.def.table_id).is_none() {
                     return Err(Error::TableNotFound(format!("(id {})", view.def.table_id)));
                 }
-                let id = self.next_table_id.max(1);
-                self.next_table_id = id + 1;
+                let id = self.allocate_id(batch);
                 let def = ViewDef {
                     v: CATALOG_ENTRY_VERSION,
                     id,
@@ -514,11 +521,6 @@ impl Committer {
                     store.cf(CF_CATALOG),
                     keys::view_key(id),
                     catalog::encode(&def),
-                );
-                batch.put_cf(
-                    store.cf(CF_META),
-                    keys::META_NEXT_TABLE_ID,
-                    self.next_table_id.to_be_bytes(),
                 );
                 let mut compiled = CompiledView::clone(view);
                 compiled.def = Arc::new(def);

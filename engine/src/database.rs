@@ -255,45 +255,37 @@ impl Database {
     }
 
     async fn run_ddl(&self, ddl: Ddl) -> Result<StatementResult> {
+        let command = ddl.command();
+        let writer = &self.inner.writer;
         match ddl {
             Ddl::CreateTable { def, if_not_exists } => {
-                self.inner
-                    .writer
+                writer
                     .commit(Op::CreateTable { def, if_not_exists })
                     .await?;
-                Ok(StatementResult::command("CREATE TABLE", 0))
             }
             Ddl::DropTables {
                 names,
                 if_exists,
                 cascade,
             } => {
-                self.inner
-                    .writer
+                writer
                     .commit(Op::DropTables {
                         names,
                         if_exists,
                         cascade,
                     })
                     .await?;
-                Ok(StatementResult::command("DROP TABLE", 0))
             }
             Ddl::CreateView {
                 name,
                 query,
                 if_not_exists,
-            } => {
-                self.create_view(name, query, if_not_exists).await?;
-                Ok(StatementResult::command("CREATE MATERIALIZED VIEW", 0))
-            }
+            } => self.create_view(name, query, if_not_exists).await?,
             Ddl::DropViews { names, if_exists } => {
-                self.inner
-                    .writer
-                    .commit(Op::DropViews { names, if_exists })
-                    .await?;
-                Ok(StatementResult::command("DROP MATERIALIZED VIEW", 0))
+                writer.commit(Op::DropViews { names, if_exists }).await?;
             }
         }
+        Ok(StatementResult::command(command, 0))
     }
 
     /// Appends `batch` to `table` as one atomic, durable commit and returns the rows written.
