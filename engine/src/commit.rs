@@ -396,23 +396,7 @@ impl Committer {
                         since: now,
                     }));
                 }
-                for seg in segments {
-                    batch.put_cf(
-                        store.cf(CF_CATALOG),
-                        keys::segment_key(*table_id, seg.id),
-                        catalog::encode(seg),
-                    );
-                    state.segments.push(Arc::new(seg.clone()));
-                    rows += seg.rows;
-                }
-                if let Some(max_id) = segments.iter().map(|s| s.id).max() {
-                    let next = stored_next_segment.max(max_id + 1);
-                    batch.put_cf(
-                        store.cf(CF_META),
-                        keys::META_NEXT_SEGMENT_ID,
-                        next.to_be_bytes(),
-                    );
-                }
+                rows += register_segments(store, batch, state, segments, stored_next_segment);
                 working.last_seq = last_seq;
                 batch.put_cf(
                     store.cf(CF_META),
@@ -590,25 +574,10 @@ impl Committer {
                 let mut state = TableState::clone(state);
                 // Every fallible step comes before the first write enters the shared batch.
                 let stored_next = store.meta_u64(keys::META_NEXT_SEGMENT_ID)?;
-                let mut max_id = 0;
-                for seg in segments {
-                    batch.put_cf(
-                        store.cf(CF_CATALOG),
-                        keys::segment_key(*table_id, seg.id),
-                        catalog::encode(seg),
-                    );
-                    state.segments.push(Arc::new(seg.clone()));
-                    max_id = max_id.max(seg.id);
-                }
+                register_segments(store, batch, &mut state, segments, stored_next);
                 for seq in flushed {
                     batch.delete_cf(store.cf(CF_HOT), keys::hot_key(*table_id, *seq));
                 }
-                let next_segment = stored_next.max(max_id + 1);
-                batch.put_cf(
-                    store.cf(CF_META),
-                    keys::META_NEXT_SEGMENT_ID,
-                    next_segment.to_be_bytes(),
-                );
                 let flushed: HashSet<u64> = flushed.iter().copied().collect();
                 state.hot.retain(|h| !flushed.contains(&h.seq));
                 working
@@ -631,4 +600,33 @@ fn drop_view(store: &Store, working: &mut Snapshot, batch: &mut WriteBatch, name
             views::view_prefix(id + 1),
         );
     }
+}
+
+/// Writes the catalog entries of new segments and advances the stored segment-id counter past
+/// them (never backwards from `stored_next`). Returns the rows they hold.
+fn register_segments(
+    store: &Store,
+    batch: &mut WriteBatch,
+    state: &mut TableState,
+    segments: &[SegmentMeta],
+    stored_next: u64,
+) -> u64 {
+    let table_id = state.def.id;
+    for seg in segments {
+        batch.put_cf(
+            store.cf(CF_CATALOG),
+            keys::segment_key(table_id, seg.id),
+            catalog::encode(seg),
+        );
+        state.segments.push(Arc::new(seg.clone()));
+    }
+    if let Some(max_id) = segments.iter().map(|s| s.id).max() {
+        let next = stored_next.max(max_id + 1);
+        batch.put_cf(
+            store.cf(CF_META),
+            keys::META_NEXT_SEGMENT_ID,
+            next.to_be_bytes(),
+        );
+    }
+    segments.iter().map(|s| s.rows).sum()
 }
