@@ -85,10 +85,11 @@ impl QueryEngine {
         o.execution.parquet.pushdown_filters = true;
         o.execution.parquet.reorder_filters = true;
         o.execution.parquet.schema_force_view_types = false;
-        let base = SessionStateBuilder::new()
+        let mut builder = SessionStateBuilder::new()
             .with_config(config)
-            .with_default_features()
-            .build();
+            .with_default_features();
+        crate::functions::register(&mut builder);
+        let base = builder.build();
         QueryEngine { base, segments_dir }
     }
 

@@ -27,6 +27,10 @@ pub(crate) enum AggKind {
     Max,
     /// `avg(x)`.
     Avg,
+    /// `approx_count_distinct(x)` / `approx_distinct(x)`: a HyperLogLog sketch.
+    ApproxDistinct,
+    /// `count(DISTINCT x)`: an exact set.
+    CountDistinct,
 }
 
 /// One maintained aggregate, compiled.
@@ -54,9 +58,16 @@ pub(crate) struct CompiledGroup {
 /// Where a view's output column comes from.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum OutputSource {
+    /// The value of a group expression.
     Group(usize),
+    /// The finalized value of an aggregate.
     Agg(usize),
+    /// The serialized HLL sketch of an `approx_count_distinct` aggregate (`<column>_sketch`).
+    Sketch(usize),
 }
+
+/// Suffix of the BYTEA column that exposes an `approx_count_distinct` column's sketch.
+pub const SKETCH_SUFFIX: &str = "_sketch";
 
 /// A view ready to maintain and read.
 #[derive(Debug, Clone)]
@@ -145,6 +156,24 @@ pub(crate) fn compile(
         let field = plan.schema().field(i);
         fields.push(Field::new(field.name(), field.data_type().clone(), true));
     }
+    // Every sketch is also exposed as BYTEA, so that rollups can union sketches.
+    for i in 0..outputs.len() {
+        let OutputSource::Agg(agg) = outputs[i] else {
+            continue;
+        };
+        if aggs[agg].kind != AggKind::ApproxDistinct {
+            continue;
+        }
+        let name = format!("{}{SKETCH_SUFFIX}", fields[i].name());
+        if fields.iter().any(|f| f.name() == &name) {
+            return Err(Error::InvalidDefinition(format!(
+                "column \"{name}\" would hold the sketch of column \"{}\"; rename one of them",
+                fields[i].name()
+            )));
+        }
+        outputs.push(OutputSource::Sketch(agg));
+        fields.push(Field::new(name, DataType::Binary, true));
+    }
     Ok(CompiledView {
         def: Arc::new(def),
         filter,
@@ -173,25 +202,30 @@ fn compile_aggregate(
             "{name}(… ORDER BY …) cannot be maintained incrementally"
         )));
     }
-    if params.distinct {
-        return Err(Error::NotSupported(format!(
-            "{name}(DISTINCT …) is not supported in materialized views yet"
-        )));
-    }
-    let kind = match name.as_str() {
-        "count" => AggKind::Count,
-        "sum" => AggKind::Sum,
-        "min" => AggKind::Min,
-        "max" => AggKind::Max,
-        "avg" | "mean" => AggKind::Avg,
-        "approx_distinct" | "approx_count_distinct" => {
+    let kind = match (name.as_str(), params.distinct) {
+        ("count", false) => AggKind::Count,
+        ("count", true) => AggKind::CountDistinct,
+        ("min" | "max", true) => {
+            // DISTINCT does not change a minimum or maximum.
+            if name == "min" {
+                AggKind::Min
+            } else {
+                AggKind::Max
+            }
+        }
+        (_, true) => {
             return Err(Error::NotSupported(format!(
-                "{name} is not supported in materialized views yet"
+                "{name}(DISTINCT …) cannot be maintained incrementally; count(DISTINCT …) can"
             )));
         }
-        other => {
+        ("sum", _) => AggKind::Sum,
+        ("min", _) => AggKind::Min,
+        ("max", _) => AggKind::Max,
+        ("avg" | "mean", _) => AggKind::Avg,
+        ("approx_distinct" | "approx_count_distinct", _) => AggKind::ApproxDistinct,
+        (other, _) => {
             return Err(Error::NotSupported(format!(
-                "aggregate {other} cannot be maintained incrementally; supported: count, sum, min, max, avg"
+                "aggregate {other} cannot be maintained incrementally; supported: count, sum, min, max, avg, approx_count_distinct, count(DISTINCT …)"
             )));
         }
     };
@@ -205,7 +239,11 @@ fn compile_aggregate(
     let arg_type = arg.get_type(input_schema).map_err(Error::Query)?;
     let arg_kind = key_kind(&arg_type, arg)?;
     let supported = match kind {
-        AggKind::Count | AggKind::Min | AggKind::Max => true,
+        AggKind::Count
+        | AggKind::Min
+        | AggKind::Max
+        | AggKind::ApproxDistinct
+        | AggKind::CountDistinct => true,
         AggKind::Sum => {
             matches!(arg_kind, KeyKind::Int | KeyKind::Float | KeyKind::Decimal)
                 && !arg_type.is_temporal()
@@ -234,8 +272,17 @@ fn compile_aggregate(
 
 /// How values of a type are held in keys and states.
 pub(crate) fn key_kind(data_type: &DataType, expr: &Expr) -> Result<KeyKind> {
+    kind_of(data_type).ok_or_else(|| {
+        Error::NotSupported(format!(
+            "{expr} has type {data_type}, which a materialized view cannot group or aggregate"
+        ))
+    })
+}
+
+/// The canonical kind of a type's values, if Tally can hold them in keys and states.
+pub(crate) fn kind_of(data_type: &DataType) -> Option<KeyKind> {
     use DataType::*;
-    Ok(match data_type {
+    Some(match data_type {
         Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | Date32 | Timestamp(_, _) => {
             KeyKind::Int
         }
@@ -244,11 +291,7 @@ pub(crate) fn key_kind(data_type: &DataType, expr: &Expr) -> Result<KeyKind> {
         Boolean => KeyKind::Bool,
         Utf8 | LargeUtf8 | Utf8View | Binary | LargeBinary | BinaryView => KeyKind::Bytes,
         Null => KeyKind::Int,
-        other => {
-            return Err(Error::NotSupported(format!(
-                "{expr} has type {other}, which a materialized view cannot group or aggregate"
-            )));
-        }
+        _ => return None,
     })
 }
 
@@ -310,7 +353,7 @@ impl<'a> Shape<'a> {
                     )
                 }
                 LogicalPlan::TableScan(_) | LogicalPlan::Filter(_) => Error::NotSupported(
-                    "a materialized view needs aggregates (count, sum, min, max, avg) or GROUP BY"
+                    "a materialized view needs aggregates (count, sum, min, max, avg, approx_count_distinct) or GROUP BY"
                         .into(),
                 ),
                 other => refuse(other),

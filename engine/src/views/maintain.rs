@@ -16,6 +16,7 @@ use super::key::{KeyKind, KeyValue, encode_value};
 use super::state::{self, AggState};
 use super::state_key;
 use crate::error::{Error, Result};
+use crate::sketch::{DistinctSet, Hll};
 
 /// The `(views key, encoded delta state)` pairs that `batch` contributes to `view`.
 pub(crate) fn deltas(view: &CompiledView, batch: &RecordBatch) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
@@ -150,6 +151,8 @@ pub(crate) fn initial_state(kind: AggKind, arg: KeyKind) -> AggState {
         AggKind::Min => AggState::Min(None),
         AggKind::Max => AggState::Max(None),
         AggKind::Avg => AggState::Avg { sum: 0.0, count: 0 },
+        AggKind::ApproxDistinct => AggState::Hll(Hll::new()),
+        AggKind::CountDistinct => AggState::Distinct(DistinctSet::default()),
     }
 }
 
@@ -190,11 +193,13 @@ fn update(state: &mut AggState, kind: AggKind, value: KeyValue) {
             *sum += v;
             *count += 1;
         }
+        (AggState::Hll(hll), _) => hll.insert(&value),
+        (AggState::Distinct(set), _) => set.insert(&value),
     }
 }
 
 /// A column of group values or aggregate arguments in its canonical representation.
-enum Column {
+pub(crate) enum Column {
     Int(Int64Array),
     Float(Float64Array),
     Decimal(Decimal128Array),
@@ -205,7 +210,8 @@ enum Column {
 }
 
 impl Column {
-    fn new(array: ArrayRef, kind: KeyKind) -> Result<Column> {
+    /// Casts `array` to the canonical representation of `kind`.
+    pub(crate) fn new(array: ArrayRef, kind: KeyKind) -> Result<Column> {
         if array.data_type() == &DataType::Null {
             return Ok(Column::Null);
         }
@@ -237,7 +243,8 @@ impl Column {
         })
     }
 
-    fn get(&self, i: usize) -> KeyValue {
+    /// The value at row `i`.
+    pub(crate) fn get(&self, i: usize) -> KeyValue {
         match self {
             Column::Null => KeyValue::Null,
             Column::Int(a) => {

@@ -67,6 +67,12 @@ pub(crate) fn finalize(view: &CompiledView, entries: &[Entry]) -> Result<RecordB
                 view.aggs[i].arg_kind,
                 &view.aggs[i].output_type,
             )?,
+            OutputSource::Sketch(i) => Arc::new(BinaryArray::from_iter(agg_states[i].iter().map(
+                |s| match s {
+                    AggState::Hll(hll) => Some(hll.to_bytes()),
+                    _ => None,
+                },
+            ))),
         };
         columns.push(array);
     }
@@ -122,6 +128,13 @@ fn finish_agg(states: &[AggState], arg_kind: KeyKind, output: &DataType) -> Resu
             AggState::Avg { sum, count } if *count > 0 => Some(sum / *count as f64),
             _ => None,
         }))),
+        AggState::Hll(_) | AggState::Distinct(_) => Arc::new(Int64Array::from_iter_values(
+            states.iter().map(|s| match s {
+                AggState::Hll(hll) => hll.estimate(),
+                AggState::Distinct(set) => set.count(),
+                _ => 0,
+            }),
+        )),
     };
     to_type(array, output)
 }

@@ -12,6 +12,7 @@ use rocksdb::MergeOperands;
 
 use super::key::KeyValue;
 use crate::error::{Error, Result};
+use crate::sketch::{DistinctSet, Hll};
 
 /// Encoding version of a state value.
 pub(crate) const STATE_VERSION: u8 = 1;
@@ -38,6 +39,10 @@ pub(crate) enum AggState {
         /// Number of values.
         count: i64,
     },
+    /// `approx_count_distinct`: a HyperLogLog sketch of the values.
+    Hll(Hll),
+    /// `count(DISTINCT x)`: the exact set of values.
+    Distinct(DistinctSet),
 }
 
 const TAG_COUNT: u8 = 1;
@@ -47,6 +52,8 @@ const TAG_SUM_DECIMAL: u8 = 4;
 const TAG_MIN: u8 = 5;
 const TAG_MAX: u8 = 6;
 const TAG_AVG: u8 = 7;
+const TAG_HLL: u8 = 8;
+const TAG_DISTINCT: u8 = 9;
 
 impl AggState {
     /// Combines another partial state of the same aggregate into this one.
@@ -64,6 +71,8 @@ impl AggState {
                 *sum += s;
                 *count += c;
             }
+            (AggState::Hll(a), AggState::Hll(b)) => a.merge(b),
+            (AggState::Distinct(a), AggState::Distinct(b)) => a.merge(b)?,
             (a, b) => {
                 return Err(Error::Corrupt(format!(
                     "cannot merge view states {a:?} and {b:?}"
@@ -145,9 +154,22 @@ pub(crate) fn encode(states: &[AggState]) -> Vec<u8> {
                 out.extend_from_slice(&sum.to_le_bytes());
                 out.extend_from_slice(&count.to_le_bytes());
             }
+            AggState::Hll(hll) => {
+                out.push(TAG_HLL);
+                blob(&mut out, &hll.to_bytes());
+            }
+            AggState::Distinct(set) => {
+                out.push(TAG_DISTINCT);
+                blob(&mut out, &set.to_bytes());
+            }
         }
     }
     out
+}
+
+fn blob(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(bytes);
 }
 
 fn opt<const N: usize>(out: &mut Vec<u8>, bytes: Option<[u8; N]>) {
@@ -220,6 +242,8 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<AggState>> {
                 sum: f64::from_le_bytes(r.array()?),
                 count: i64::from_le_bytes(r.array()?),
             },
+            TAG_HLL => AggState::Hll(Hll::from_bytes(r.blob()?)?),
+            TAG_DISTINCT => AggState::Distinct(DistinctSet::from_bytes(r.blob()?)?),
             tag => return Err(Error::Corrupt(format!("unknown view state tag {tag}"))),
         };
         states.push(state);
@@ -248,6 +272,11 @@ impl Reader<'_> {
 
     fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
         Ok(self.take(N)?.try_into().expect("took N bytes"))
+    }
+
+    fn blob(&mut self) -> Result<&[u8]> {
+        let len = u32::from_le_bytes(self.array()?) as usize;
+        self.take(len)
     }
 
     fn opt<const N: usize>(&mut self) -> Result<Option<[u8; N]>> {
