@@ -3,6 +3,7 @@
 //! batches into `(key, state)` deltas that the commit thread merges in the same `WriteBatch`
 //! as the rows.
 
+pub(crate) mod bounds;
 pub(crate) mod definition;
 pub(crate) mod key;
 pub(crate) mod maintain;

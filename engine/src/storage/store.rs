@@ -37,6 +37,23 @@ impl DbSnapshot {
         }
         Ok(out)
     }
+
+    /// Every `(key, value)` of the views column family with `lower <= key < upper`.
+    pub(crate) fn scan_views_range(&self, lower: &[u8], upper: &[u8]) -> Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        let iter = self.snapshot.iterator_cf(
+            self.store.cf(CF_VIEWS),
+            IteratorMode::From(lower, rocksdb::Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) = item.map_err(|e| Error::storage("reading view states", e))?;
+            if &*k >= upper {
+                break;
+            }
+            out.push((k, v));
+        }
+        Ok(out)
+    }
 }
 
 impl std::fmt::Debug for DbSnapshot {

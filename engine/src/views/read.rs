@@ -19,6 +19,7 @@ use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 
+use super::bounds::{GroupBound, bounds_of, key_range};
 use super::definition::{CompiledView, OutputSource};
 use super::key::{self, KeyKind, KeyValue};
 use super::state::{self, AggState};
@@ -26,18 +27,35 @@ use super::{ViewStatus, view_prefix};
 use crate::error::{Error, Result, to_datafusion};
 use crate::storage::store::{DbSnapshot, Entry};
 
-/// Turns a view's stored `(key, state)` entries into rows of its output schema.
-pub(crate) fn finalize(view: &CompiledView, entries: &[Entry]) -> Result<RecordBatch> {
+/// Turns a view's stored `(key, state)` entries into rows of its output schema (or of the
+/// `projection` of it), keeping only the groups that pass `bounds`.
+pub(crate) fn finalize(
+    view: &CompiledView,
+    entries: &[Entry],
+    bounds: &[GroupBound],
+    projection: Option<&[usize]>,
+) -> Result<RecordBatch> {
+    let all: Vec<usize> = (0..view.outputs.len()).collect();
+    let projection = projection.unwrap_or(&all);
+    let mut wanted = vec![false; view.aggs.len()];
+    for &i in projection {
+        if let OutputSource::Agg(a) | OutputSource::Sketch(a) = view.outputs[i] {
+            wanted[a] = true;
+        }
+    }
     let kinds: Vec<KeyKind> = view.groups.iter().map(|g| g.kind).collect();
     let mut group_values: Vec<Vec<KeyValue>> = vec![Vec::with_capacity(entries.len()); kinds.len()];
-    let mut agg_states: Vec<Vec<AggState>> =
+    let mut agg_states: Vec<Vec<Option<AggState>>> =
         vec![Vec::with_capacity(entries.len()); view.aggs.len()];
     for (k, v) in entries {
         let values = key::decode(&k[8..], &kinds)?;
+        if !bounds.iter().all(|b| b.admits(&values[b.group])) {
+            continue;
+        }
         for (column, value) in group_values.iter_mut().zip(values) {
             column.push(value);
         }
-        let states = state::decode(v)?;
+        let states = state::decode_selected(v, Some(&wanted))?;
         if states.len() != view.aggs.len() {
             return Err(Error::Corrupt(format!(
                 "view \"{}\" has states of another definition",
@@ -51,33 +69,56 @@ pub(crate) fn finalize(view: &CompiledView, entries: &[Entry]) -> Result<RecordB
     if kinds.is_empty() && entries.is_empty() {
         // Without GROUP BY a view has exactly one row, even before any row matched.
         for (column, agg) in agg_states.iter_mut().zip(&view.aggs) {
-            column.push(super::maintain::initial_state(agg.kind, agg.arg_kind));
+            column.push(Some(super::maintain::initial_state(agg.kind, agg.arg_kind)));
         }
     }
-    let mut columns = Vec::with_capacity(view.outputs.len());
-    for output in &view.outputs {
-        let array = match *output {
+    let mut columns = Vec::with_capacity(projection.len());
+    for &index in projection {
+        let array = match view.outputs[index] {
             OutputSource::Group(i) => build(
                 &group_values[i],
                 view.groups[i].kind,
                 &view.groups[i].output_type,
             )?,
             OutputSource::Agg(i) => finish_agg(
-                &agg_states[i],
+                &selected(&agg_states[i])?,
                 view.aggs[i].arg_kind,
                 &view.aggs[i].output_type,
             )?,
             OutputSource::Sketch(i) => Arc::new(BinaryArray::from_iter(agg_states[i].iter().map(
                 |s| match s {
-                    AggState::Hll(hll) => Some(hll.to_bytes()),
+                    Some(AggState::Hll(hll)) => Some(hll.to_bytes()),
                     _ => None,
                 },
             ))),
         };
         columns.push(array);
     }
-    RecordBatch::try_new(Arc::clone(&view.schema), columns)
-        .map_err(|e| Error::arrow(format!("reading view \"{}\"", view.def.name), e))
+    let schema = view
+        .schema
+        .project(projection)
+        .map_err(|e| Error::arrow("reading a view", e))?;
+    RecordBatch::try_new_with_options(
+        Arc::new(schema),
+        columns,
+        &arrow::array::RecordBatchOptions::new().with_row_count(Some(
+            group_values
+                .first()
+                .map_or_else(|| agg_states.first().map_or(0, Vec::len), Vec::len),
+        )),
+    )
+    .map_err(|e| Error::arrow(format!("reading view \"{}\"", view.def.name), e))
+}
+
+/// The states of a column whose aggregate was selected for decoding.
+fn selected(states: &[Option<AggState>]) -> Result<Vec<AggState>> {
+    states
+        .iter()
+        .map(|s| {
+            s.clone()
+                .ok_or_else(|| Error::Corrupt("a selected view state was skipped".into()))
+        })
+        .collect()
 }
 
 fn finish_agg(states: &[AggState], arg_kind: KeyKind, output: &DataType) -> Result<ArrayRef> {
@@ -240,16 +281,22 @@ impl ViewTable {
         }
     }
 
-    /// All rows of the view.
-    pub(crate) fn read(&self) -> Result<RecordBatch> {
+    /// The rows of the view whose groups pass `bounds`, projected.
+    pub(crate) fn read(
+        &self,
+        bounds: &[GroupBound],
+        projection: Option<&[usize]>,
+    ) -> Result<RecordBatch> {
         if self.status != ViewStatus::Ready {
             return Err(Error::NotSupported(format!(
                 "materialized view \"{}\" is still being backfilled; it can be read once complete",
                 self.view.def.name
             )));
         }
-        let entries = self.rocks.scan_views(&view_prefix(self.view.def.id))?;
-        finalize(&self.view, &entries)
+        let prefix = view_prefix(self.view.def.id);
+        let (lower, upper) = key_range(&prefix, self.view.groups.len(), bounds);
+        let entries = self.rocks.scan_views_range(&lower, &upper)?;
+        finalize(&self.view, &entries, bounds, projection)
     }
 }
 
@@ -273,22 +320,34 @@ impl TableProvider for ViewTable {
         &self,
         filters: &[&Expr],
     ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        Ok(vec![
-            TableProviderFilterPushDown::Unsupported;
-            filters.len()
-        ])
+        // Comparisons on group columns narrow the scan; DataFusion still checks every row.
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if bounds_of(&self.view, f).is_empty() {
+                    TableProviderFilterPushDown::Unsupported
+                } else {
+                    TableProviderFilterPushDown::Inexact
+                }
+            })
+            .collect())
     }
 
     async fn scan(
         &self,
         _state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let batch = self.read().map_err(to_datafusion)?;
-        let source =
-            MemorySourceConfig::try_new(&[vec![batch]], self.schema(), projection.cloned())?;
+        let bounds: Vec<GroupBound> = filters
+            .iter()
+            .flat_map(|f| bounds_of(&self.view, f))
+            .collect();
+        let batch = self
+            .read(&bounds, projection.map(Vec::as_slice))
+            .map_err(to_datafusion)?;
+        let source = MemorySourceConfig::try_new(&[vec![batch.clone()]], batch.schema(), None)?;
         Ok(DataSourceExec::from_data_source(source))
     }
 }

@@ -211,6 +211,18 @@ fn encode_scalar(out: &mut Vec<u8>, v: &KeyValue) {
 
 /// Reads the states of one group.
 pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<AggState>> {
+    decode_selected(bytes, None)?
+        .into_iter()
+        .map(|s| s.ok_or_else(|| Error::Corrupt("missing view state".into())))
+        .collect()
+}
+
+/// Reads the states of one group, skipping the sketches and sets of the states `wanted` does
+/// not select (they are the costly ones to decode); skipped states are `None`.
+pub(crate) fn decode_selected(
+    bytes: &[u8],
+    wanted: Option<&[bool]>,
+) -> Result<Vec<Option<AggState>>> {
     let mut r = Reader(bytes);
     let version = r.u8()?;
     if version != STATE_VERSION {
@@ -220,7 +232,8 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<AggState>> {
     }
     let n = u16::from_le_bytes(r.array()?);
     let mut states = Vec::with_capacity(n as usize);
-    for _ in 0..n {
+    for i in 0..n as usize {
+        let want = wanted.is_none_or(|w| w.get(i).copied().unwrap_or(false));
         let state = match r.u8()? {
             TAG_COUNT => AggState::Count(i64::from_le_bytes(r.array()?)),
             TAG_SUM_INT => AggState::SumInt(r.opt()?.map(i64::from_le_bytes)),
@@ -242,11 +255,16 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<AggState>> {
                 sum: f64::from_le_bytes(r.array()?),
                 count: i64::from_le_bytes(r.array()?),
             },
+            TAG_HLL | TAG_DISTINCT if !want => {
+                r.blob()?;
+                states.push(None);
+                continue;
+            }
             TAG_HLL => AggState::Hll(Hll::from_bytes(r.blob()?)?),
             TAG_DISTINCT => AggState::Distinct(DistinctSet::from_bytes(r.blob()?)?),
             tag => return Err(Error::Corrupt(format!("unknown view state tag {tag}"))),
         };
-        states.push(state);
+        states.push(want.then_some(state));
     }
     if !r.0.is_empty() {
         return Err(Error::Corrupt("trailing bytes after view state".into()));
