@@ -145,8 +145,13 @@ fn bound(
     let value = match Column::new(array, group_def.kind).ok()?.get(0) {
         KeyValue::Null => return None,
         // Group keys hold one zero and one NaN; compare with the same.
-        KeyValue::Float(v) if v == 0.0 => KeyValue::Float(0.0),
-        KeyValue::Float(v) if v.is_nan() => KeyValue::Float(f64::NAN),
+        KeyValue::Float(v) => KeyValue::Float(if v == 0.0 {
+            0.0
+        } else if v.is_nan() {
+            f64::NAN
+        } else {
+            v
+        }),
         other => other,
     };
     Some(GroupBound { group, op, value })
