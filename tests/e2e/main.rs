@@ -6,6 +6,7 @@ mod crash;
 mod errors;
 mod lifecycle;
 mod pg;
+mod pg_auth;
 mod pg_copy;
 mod sql;
 mod views;
