@@ -8,5 +8,6 @@ mod lifecycle;
 mod pg;
 mod pg_auth;
 mod pg_copy;
+mod pg_psycopg;
 mod sql;
 mod views;
