@@ -6,7 +6,7 @@
 //! PostgreSQL's own error: FATAL 28P01 `password authentication failed for user "…"`, the same
 //! for an unknown user as for a wrong password.
 //!
-//! Passwords are not kept: at startup each becomes a SCRAM verifier (salted, 4096 PBKDF2
+//! The handler keeps no passwords: at startup each becomes a SCRAM verifier (salted, 4096 PBKDF2
 //! iterations, as PostgreSQL stores it) and the MD5 digest `md5(password || user)`. A cleartext
 //! password is checked against the verifier.
 
