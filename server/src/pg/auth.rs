@@ -370,3 +370,73 @@ fn random_bytes<const N: usize>() -> [u8; N] {
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
+
+#[cfg(test)]
+mod tests {
+    use pgwire::api::auth::md5pass::hash_md5_password;
+
+    use super::*;
+    use crate::config::User;
+
+    fn users() -> Users {
+        Users::new(&AuthConfig {
+            method: AuthMethod::Md5,
+            users: vec![User {
+                name: "alice".into(),
+                password: "pa55 wörd".into(),
+            }],
+        })
+    }
+
+    fn login(user: &str) -> LoginInfo<'_> {
+        LoginInfo::new(Some(user), Some("tally"), "127.0.0.1".into())
+    }
+
+    #[tokio::test]
+    async fn md5_expects_what_libpq_computes() {
+        let users = users();
+        let challenge = users.get_password(&login("alice")).await.unwrap();
+        let salt = challenge.salt().unwrap();
+        assert_eq!(salt.len(), 4);
+        let response = hash_md5_password("alice", "pa55 wörd", salt);
+        assert_eq!(challenge.password(), response.as_bytes());
+        // An unknown user's challenge matches no response, not even the empty one.
+        let challenge = users.get_password(&login("bob")).await.unwrap();
+        let response = hash_md5_password("bob", "pa55 wörd", challenge.salt().unwrap());
+        assert_ne!(challenge.password(), response.as_bytes());
+        assert!(!challenge.password().is_empty());
+    }
+
+    #[tokio::test]
+    async fn cleartext_is_checked_against_the_scram_verifier() {
+        let users = users();
+        assert!(
+            users
+                .verify_password(&login("alice"), "pa55 wörd".as_bytes())
+                .await
+                .is_ok()
+        );
+        for (user, password) in [("alice", "pa55 word"), ("alice", ""), ("bob", "pa55 wörd")] {
+            let err = users
+                .verify_password(&login(user), password.as_bytes())
+                .await
+                .unwrap_err();
+            assert!(matches!(err, PgWireError::InvalidPassword(ref u) if u == user));
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_users_get_a_stable_salt() {
+        let users = users();
+        let salt = |secret: ScramSecret| match secret {
+            ScramSecret::Verifier { salt, .. } => salt,
+            ScramSecret::SaltedPassword { salt, .. } => salt,
+        };
+        let first = salt(users.get_scram_secret(&login("bob")).await.unwrap().0);
+        let again = salt(users.get_scram_secret(&login("bob")).await.unwrap().0);
+        let other = salt(users.get_scram_secret(&login("carol")).await.unwrap().0);
+        assert_eq!(first, again);
+        assert_ne!(first, other);
+        assert_eq!(first.len(), 16);
+    }
+}
