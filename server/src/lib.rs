@@ -37,7 +37,7 @@ impl Server {
     pub async fn bind(config: &Config, options: Options) -> Result<Server, String> {
         config.check()?;
         let tls = config.tls.as_ref().map(tls::Tls::load).transpose()?;
-        warn_about_cleartext(config);
+        warn_if_unencrypted(config);
         let login = pg::auth::Login::new(
             &config.auth,
             tls.as_ref().map(|t| t.cert_pem.as_slice()),
@@ -124,9 +124,9 @@ impl Server {
     }
 }
 
-/// Passwords that cross a network unencrypted deserve a warning (not a refusal: a private
+/// Passwords or data that cross a network unencrypted deserve a warning (not a refusal: a private
 /// network may be trusted).
-fn warn_about_cleartext(config: &Config) {
+fn warn_if_unencrypted(config: &Config) {
     if config.auth.method == AuthMethod::Password && config.tls.is_none() {
         tracing::warn!(
             "[auth] method = \"password\" without [tls]: clients send passwords unencrypted"
