@@ -10,6 +10,9 @@ command -v make >/dev/null 2>&1 || need+=(make)
 command -v g++ >/dev/null 2>&1 || need+=(g++)
 # psql: the end-to-end tests of the Postgres wire server drive it.
 command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
+# Python 3 with venv support: the psycopg end-to-end test runs in a virtualenv (below).
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2
@@ -17,6 +20,15 @@ if [ ${#need[@]} -gt 0 ]; then
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# psycopg 3 for tests/python/: in a virtualenv, since Debian's pip refuses system installs.
+# The e2e test looks for this python (or $TALLY_PYTHON).
+venv="$HOME/.cache/tally-venv"
+if ! "$venv/bin/python" -c 'import psycopg' >/dev/null 2>&1; then
+  echo "setup: installing psycopg into $venv" >&2
+  python3 -m venv --clear "$venv"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "psycopg[binary]>=3.1"
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -1,8 +1,26 @@
 //! Server configuration: command-line flags, environment variables and a TOML file.
 //!
 //! Precedence: a flag or environment variable (clap merges those) beats the file, which beats
-//! the defaults (`./tally-data`, `127.0.0.1:5433`).
+//! the defaults (`./tally-data`, `127.0.0.1:5433`, `trust`, no TLS).
+//!
+//! ```toml
+//! data = "/var/lib/tally"
+//! listen = "0.0.0.0:5433"
+//!
+//! [auth]
+//! method = "scram-sha-256"        # or "md5", "password" (cleartext), "trust"
+//! [[auth.users]]
+//! name = "app"
+//! password = "…"
+//!
+//! [tls]
+//! cert = "/etc/tally/server.crt"  # PEM certificate chain
+//! key = "/etc/tally/server.key"   # PEM private key (PKCS#8, PKCS#1 or SEC1)
+//! require = false                 # true: refuse connections without TLS
+//! ```
 
+use std::collections::HashSet;
+use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
@@ -20,17 +38,79 @@ pub struct Config {
     pub data: PathBuf,
     /// Address to listen on, `host:port`.
     pub listen: String,
-    /// Users with passwords; empty means `trust` (allowed on loopback only).
+    /// How clients authenticate.
+    pub auth: AuthConfig,
+    /// TLS certificate and key; `None` serves plaintext only.
+    pub tls: Option<TlsConfig>,
+}
+
+/// How clients authenticate (`[auth]`).
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    /// The method every connection uses.
+    pub method: AuthMethod,
+    /// Users with passwords; required by every method but `trust`.
     pub users: Vec<User>,
 }
 
-/// A user from the config file.
-#[derive(Debug, Clone, Deserialize)]
+/// An authentication method, named as in PostgreSQL's `pg_hba.conf`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthMethod {
+    /// Any user name, no password: loopback addresses only (the default without users).
+    #[default]
+    Trust,
+    /// SCRAM-SHA-256, with channel binding (SCRAM-SHA-256-PLUS) over TLS (the default with
+    /// users).
+    #[serde(rename = "scram-sha-256")]
+    ScramSha256,
+    /// MD5 challenge-response (legacy clients).
+    Md5,
+    /// Cleartext password; use it only over TLS.
+    Password,
+}
+
+impl fmt::Display for AuthMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AuthMethod::Trust => "trust",
+            AuthMethod::ScramSha256 => "scram-sha-256",
+            AuthMethod::Md5 => "md5",
+            AuthMethod::Password => "password",
+        })
+    }
+}
+
+/// A user from the config file (`[[auth.users]]`). Its `Debug` form hides the password.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct User {
     /// Login name.
     pub name: String,
     /// Password.
     pub password: String,
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("name", &self.name)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// TLS settings (`[tls]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with the server certificate, followed by any intermediates.
+    pub cert: PathBuf,
+    /// PEM file with the private key.
+    pub key: PathBuf,
+    /// Refuse connections that do not negotiate TLS.
+    #[serde(default)]
+    pub require: bool,
 }
 
 /// The TOML file's shape; every key is optional.
@@ -41,7 +121,20 @@ pub struct FileConfig {
     pub data: Option<PathBuf>,
     /// Listen address.
     pub listen: Option<String>,
-    /// Users (`[[users]] name = "…" password = "…"`).
+    /// `[auth]`.
+    #[serde(default)]
+    pub auth: FileAuth,
+    /// `[tls]`.
+    pub tls: Option<TlsConfig>,
+}
+
+/// The `[auth]` table of the file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAuth {
+    /// Method; defaults to `scram-sha-256` when users are given, else `trust`.
+    pub method: Option<AuthMethod>,
+    /// `[[auth.users]] name = "…" password = "…"`.
     #[serde(default)]
     pub users: Vec<User>,
 }
@@ -51,7 +144,8 @@ impl Default for Config {
         Config {
             data: PathBuf::from(DEFAULT_DATA),
             listen: DEFAULT_LISTEN.into(),
-            users: vec![],
+            auth: AuthConfig::default(),
+            tls: None,
         }
     }
 }
@@ -72,6 +166,12 @@ impl Config {
             }
             None => FileConfig::default(),
         };
+        let users = from_file.auth.users;
+        let method = from_file.auth.method.unwrap_or(if users.is_empty() {
+            AuthMethod::Trust
+        } else {
+            AuthMethod::ScramSha256
+        });
         Ok(Config {
             data: data
                 .or(from_file.data)
@@ -79,20 +179,42 @@ impl Config {
             listen: listen
                 .or(from_file.listen)
                 .unwrap_or_else(|| DEFAULT_LISTEN.into()),
-            users: from_file.users,
+            auth: AuthConfig { method, users },
+            tls: from_file.tls,
         })
     }
 
-    /// Refuses configurations that are unsafe to start: a non-loopback listen address without
-    /// authentication, or users with passwords (password authentication is not built yet).
-    pub fn check(&self) -> Result<(), String> {
-        if !self.users.is_empty() {
-            return Err(
-                "password authentication (users in the config file) is not supported yet; \
-                 remove [[users]] and listen on a loopback address"
-                    .into(),
-            );
+    /// Applies `--tls-cert`/`--tls-key` (or their environment variables) over the file's
+    /// `[tls]`; a flag alone is completed by the file, and both are needed in the end.
+    pub fn with_tls_files(
+        mut self,
+        cert: Option<PathBuf>,
+        key: Option<PathBuf>,
+    ) -> Result<Config, String> {
+        if cert.is_none() && key.is_none() {
+            return Ok(self);
         }
+        let (file_cert, file_key, require) = match self.tls.take() {
+            Some(tls) => (Some(tls.cert), Some(tls.key), tls.require),
+            None => (None, None, false),
+        };
+        match (cert.or(file_cert), key.or(file_key)) {
+            (Some(cert), Some(key)) => {
+                self.tls = Some(TlsConfig { cert, key, require });
+                Ok(self)
+            }
+            _ => Err(
+                "TLS needs both a certificate and a key: give --tls-cert and --tls-key \
+                      (TALLY_TLS_CERT, TALLY_TLS_KEY) or [tls] cert and key in the config file"
+                    .into(),
+            ),
+        }
+    }
+
+    /// Refuses configurations that are unsafe or cannot work: a non-loopback listen address
+    /// with `trust`, a password method without users, users that `trust` would ignore.
+    pub fn check(&self) -> Result<(), String> {
+        self.check_users()?;
         let addrs: Vec<SocketAddr> = self
             .listen
             .to_socket_addrs()
@@ -104,12 +226,60 @@ impl Config {
                 self.listen
             ));
         }
-        if let Some(open) = addrs.iter().find(|a| !is_loopback(a.ip())) {
+        if self.auth.method == AuthMethod::Trust
+            && let Some(open) = addrs.iter().find(|a| !is_loopback(a.ip()))
+        {
             return Err(format!(
                 "refusing to listen on {open}: it is not a loopback address and no authentication \
                  is configured, so anyone who can reach it could read and write all data; \
-                 listen on 127.0.0.1 or ::1"
+                 listen on 127.0.0.1 or ::1, or add users with passwords to the config file \
+                 ([[auth.users]] name = \"…\" password = \"…\")"
             ));
+        }
+        Ok(())
+    }
+
+    /// Whether the listen address is a loopback one (a failed lookup counts as not loopback).
+    pub fn listens_on_loopback(&self) -> bool {
+        self.listen
+            .to_socket_addrs()
+            .map(|mut addrs| addrs.all(|a| is_loopback(a.ip())))
+            .unwrap_or(false)
+    }
+
+    fn check_users(&self) -> Result<(), String> {
+        let method = self.auth.method;
+        let users = &self.auth.users;
+        if method == AuthMethod::Trust && !users.is_empty() {
+            return Err(
+                "[auth] method = \"trust\" lets anyone in without a password, but [[auth.users]] \
+                 lists passwords: remove the users or choose \"scram-sha-256\""
+                    .into(),
+            );
+        }
+        if method != AuthMethod::Trust && users.is_empty() {
+            return Err(format!(
+                "[auth] method = \"{method}\" needs at least one user: add \
+                 [[auth.users]] name = \"…\" password = \"…\" to the config file"
+            ));
+        }
+        let mut names = HashSet::new();
+        for user in users {
+            if user.name.is_empty() {
+                return Err("[[auth.users]]: a user has an empty name".into());
+            }
+            if user.password.is_empty() {
+                return Err(format!(
+                    "[[auth.users]]: user {:?} has an empty password",
+                    user.name
+                ));
+            }
+            if !names.insert(user.name.as_str()) {
+                return Err(format!(
+                    "[[auth.users]]: user {:?} is listed twice",
+                    user.name
+                ));
+            }
         }
         Ok(())
     }

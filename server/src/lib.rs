@@ -3,19 +3,23 @@
 //!
 //! [`Server::bind`] opens the data directory and binds the listener; [`Server::run`] accepts
 //! connections until a shutdown signal, then closes the database. The protocol handlers live in
-//! [`pg`]; the configuration (flags, environment, TOML file) in [`config`].
+//! [`pg`] (authentication in [`pg::auth`]); TLS in [`tls`]; the configuration (flags,
+//! environment, TOML file) in [`config`].
 
 pub mod config;
 pub mod pg;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pgwire::tokio::TlsAcceptor;
 use tally_engine::{Database, Options};
 use tokio::net::TcpListener;
 
+use config::AuthMethod;
 pub use config::Config;
 
 /// A bound, not yet running, Postgres wire server over one open [`Database`].
@@ -23,13 +27,22 @@ pub struct Server {
     listener: TcpListener,
     db: Database,
     shared: Arc<pg::Shared>,
+    tls: Option<TlsAcceptor>,
     grace: Duration,
 }
 
 impl Server {
-    /// Checks the configuration, opens the database and binds the listen address.
+    /// Checks the configuration, loads the TLS certificate, derives the users' secrets, opens
+    /// the database and binds the listen address.
     pub async fn bind(config: &Config, options: Options) -> Result<Server, String> {
         config.check()?;
+        let tls = config.tls.as_ref().map(tls::Tls::load).transpose()?;
+        warn_if_unencrypted(config);
+        let login = pg::auth::Login::new(
+            &config.auth,
+            tls.as_ref().map(|t| t.cert_pem.as_slice()),
+            config.tls.as_ref().is_some_and(|t| t.require),
+        );
         let listener = TcpListener::bind(&config.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -38,11 +51,12 @@ impl Server {
             .await
             .map_err(|e| format!("opening the database failed: {e}"))?
             .map_err(|e| format!("cannot open {}: {e}", config.data.display()))?;
-        let shared = Arc::new(pg::Shared::new(db.clone()));
+        let shared = Arc::new(pg::Shared::new(db.clone(), login));
         Ok(Server {
             listener,
             db,
             shared,
+            tls: tls.map(|t| t.acceptor),
             grace: Duration::from_secs(5),
         })
     }
@@ -76,8 +90,9 @@ impl Server {
                     Ok((socket, peer)) => {
                         let _ = socket.set_nodelay(true);
                         let handlers = pg::ConnectionHandlers::new(Arc::clone(&self.shared));
+                        let tls = self.tls.clone();
                         connections.spawn(async move {
-                            if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                            if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
                                 tracing::debug!("connection from {peer} ended: {e}");
                             }
                         });
@@ -106,5 +121,24 @@ impl Server {
             .map_err(|e| format!("closing the database failed: {e}"))?;
         tracing::info!("database closed");
         Ok(())
+    }
+}
+
+/// Passwords or data that cross a network unencrypted deserve a warning (not a refusal: a private
+/// network may be trusted).
+fn warn_if_unencrypted(config: &Config) {
+    if config.auth.method == AuthMethod::Password && config.tls.is_none() {
+        tracing::warn!(
+            "[auth] method = \"password\" without [tls]: clients send passwords unencrypted"
+        );
+    }
+    if config.auth.method != AuthMethod::Trust
+        && config.tls.is_none()
+        && !config.listens_on_loopback()
+    {
+        tracing::warn!(
+            "listening on {} without TLS: queries and results cross the network unencrypted",
+            config.listen
+        );
     }
 }

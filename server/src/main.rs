@@ -27,9 +27,16 @@ enum Command {
         /// Address to listen on [default: 127.0.0.1:5433].
         #[arg(long, env = "TALLY_LISTEN")]
         listen: Option<String>,
-        /// TOML config file with `data` and `listen` (flags and environment win).
+        /// TOML config file: `data`, `listen`, `[auth]` users, `[tls]` (flags and environment
+        /// win).
         #[arg(long, env = "TALLY_CONFIG")]
         config: Option<PathBuf>,
+        /// TLS certificate chain (PEM); enables TLS together with --tls-key.
+        #[arg(long, env = "TALLY_TLS_CERT")]
+        tls_cert: Option<PathBuf>,
+        /// TLS private key (PEM).
+        #[arg(long, env = "TALLY_TLS_KEY")]
+        tls_key: Option<PathBuf>,
     },
     /// Run SQL against a data directory: from `-c`, or statement by statement from standard
     /// input (an interactive prompt on a terminal).
@@ -71,12 +78,17 @@ fn main() -> ExitCode {
             data,
             listen,
             config,
-        } => runtime.block_on(serve(data, listen, config)),
+            tls_cert,
+            tls_key,
+        } => runtime.block_on(serve(
+            Config::resolve(data, listen, config.as_deref())
+                .and_then(|c| c.with_tls_files(tls_cert, tls_key)),
+        )),
     }
 }
 
-async fn serve(data: Option<PathBuf>, listen: Option<String>, config: Option<PathBuf>) -> ExitCode {
-    let config = match Config::resolve(data, listen, config.as_deref()) {
+async fn serve(config: Result<Config, String>) -> ExitCode {
+    let config = match config {
         Ok(config) => config,
         Err(e) => {
             eprintln!("error: {e}");
@@ -95,9 +107,15 @@ async fn serve(data: Option<PathBuf>, listen: Option<String>, config: Option<Pat
         .map(|a| a.to_string())
         .unwrap_or_else(|_| config.listen.clone());
     tracing::info!(
-        "Tally {} listening on {addr} (data in {}); connect with: psql -h {} -p {}",
+        "Tally {} listening on {addr} (data in {}, auth {}, TLS {}); connect with: psql -h {} -p {}",
         env!("CARGO_PKG_VERSION"),
         server.database().path().display(),
+        config.auth.method,
+        match &config.tls {
+            Some(tls) if tls.require => "required",
+            Some(_) => "on",
+            None => "off",
+        },
         addr.rsplit_once(':').map(|(h, _)| h).unwrap_or("127.0.0.1"),
         addr.rsplit_once(':').map(|(_, p)| p).unwrap_or("5433"),
     );

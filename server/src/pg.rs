@@ -1,11 +1,13 @@
 //! The Postgres wire protocol over the engine (pgwire): one set of handlers per connection, so
 //! session settings and an in-progress COPY belong to their connection and die with it.
 //!
+//! - [`auth`] authenticates connections at startup;
 //! - [`statement`] splits query strings and decides who answers each statement;
 //! - [`types`] maps Arrow types to Postgres OIDs and encodes values (text and binary);
 //! - [`copy`] decodes COPY input incrementally and encodes COPY output;
 //! - [`errors`] is the single place where errors get their SQLSTATE.
 
+pub mod auth;
 pub mod copy;
 pub mod errors;
 pub mod statement;
@@ -20,10 +22,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{Sink, SinkExt, stream};
-use pgwire::api::auth::{
-    DefaultServerParameterProvider, StartupHandler, finish_authentication, protocol_negotiation,
-    save_startup_parameters_to_metadata,
-};
+use pgwire::api::auth::StartupHandler;
 use pgwire::api::cancel::DefaultCancelHandler;
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
@@ -31,17 +30,15 @@ use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{CopyResponse, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
-use pgwire::api::{
-    ClientInfo, ClientPortalStore, ConnectionHandle, ConnectionManager, PgWireServerHandlers,
-    PidSecretKeyGenerator, RandomPidSecretKeyGenerator, Type,
-};
+use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionManager, PgWireServerHandlers, Type};
 use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::startup::ParameterStatus;
-use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tally_engine::reexports::datafusion::common::ScalarValue;
 use tally_engine::{BulkIngest, Database, Prepared, StatementResult};
 
+use auth::Startup;
 use errors::state;
 use statement::Statement;
 
@@ -51,26 +48,18 @@ pub const SERVER_VERSION: &str = "16.6";
 /// State shared by every connection of one server.
 pub struct Shared {
     db: Database,
-    manager: Arc<ConnectionManager>,
     cancel: Arc<DefaultCancelHandler>,
-    pids: RandomPidSecretKeyGenerator,
-    params: DefaultServerParameterProvider,
+    startup: Arc<Startup>,
 }
 
 impl Shared {
-    /// Shared state over an open database.
-    pub fn new(db: Database) -> Shared {
+    /// Shared state over an open database; connections authenticate as `login` says.
+    pub fn new(db: Database, login: auth::Login) -> Shared {
         let manager = Arc::new(ConnectionManager::new());
-        let mut params = DefaultServerParameterProvider::default();
-        params.server_version = format!("{SERVER_VERSION} (Tally {})", env!("CARGO_PKG_VERSION"));
-        params.time_zone = "UTC".into();
-        params.date_style = "ISO, MDY".into();
         Shared {
             db,
             cancel: Arc::new(DefaultCancelHandler::new(Arc::clone(&manager))),
-            manager,
-            pids: RandomPidSecretKeyGenerator::default(),
-            params,
+            startup: Arc::new(Startup::new(login, manager)),
         }
     }
 }
@@ -95,7 +84,7 @@ impl ConnectionHandlers {
                 copy: tokio::sync::Mutex::new(None),
             }),
             cancel: Arc::clone(&shared.cancel),
-            startup: Arc::new(Startup { shared }),
+            startup: Arc::clone(&shared.startup),
         }
     }
 }
@@ -119,45 +108,6 @@ impl PgWireServerHandlers for ConnectionHandlers {
 
     fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
         Arc::clone(&self.cancel)
-    }
-}
-
-/// Trust authentication (loopback only, see [`crate::Config::check`]) that registers the
-/// connection for cancel requests and reports Tally's server parameters.
-pub struct Startup {
-    shared: Arc<Shared>,
-}
-
-#[async_trait]
-impl StartupHandler for Startup {
-    async fn on_startup<C>(
-        &self,
-        client: &mut C,
-        message: PgWireFrontendMessage,
-    ) -> PgWireResult<()>
-    where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        if let PgWireFrontendMessage::Startup(ref startup) = message {
-            protocol_negotiation(client, startup).await?;
-            save_startup_parameters_to_metadata(client, startup);
-            let (pid, key) = self.shared.pids.generate(&*client);
-            client.set_pid_and_secret_key(pid, key.clone());
-            let (handle, guard) = self.shared.manager.register(pid, key);
-            client
-                .session_extensions()
-                .insert::<Arc<ConnectionHandle>>(handle);
-            client.session_extensions().insert(guard);
-            finish_authentication(client, &self.shared.params).await?;
-            tracing::debug!(
-                "connection from {} (user {:?})",
-                client.socket_addr(),
-                client.metadata().get("user")
-            );
-        }
-        Ok(())
     }
 }
 

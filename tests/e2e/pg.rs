@@ -21,11 +21,17 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start() -> TestServer {
+        TestServer::start_with(Config::default()).await
+    }
+
+    /// Starts with `config`'s authentication and TLS, in a temporary directory on a free
+    /// loopback port.
+    pub async fn start_with(config: Config) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = Config {
             data: dir.path().join("data"),
             listen: "127.0.0.1:0".into(),
-            users: vec![],
+            ..config
         };
         let server = Server::bind(&config, test_options())
             .await
