@@ -1,16 +1,19 @@
 //! `tally-bench`: workload benchmarks for Tally, each printed beside a baseline measured in the
 //! same run on the same machine.
 //!
-//! `cargo run --release -p tally-bench -- ingest [--rows N] [--batch-rows N]`
+//! - `cargo run --release -p tally-bench -- ingest [--rows N] [--batch-rows N]`
+//! - `cargo run --release -p tally-bench -- views [--rows N] [--batch-rows N]`
+//! - `cargo run --release -p tally-bench -- generate --out DIR [--rows N]`
+
+mod clickstream;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{
-    ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
-    TimestampMicrosecondArray,
-};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use std::path::PathBuf;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::Int64Type;
 use clap::{Parser, Subcommand};
 use tally_engine::reexports::datafusion::datasource::MemTable;
 use tally_engine::reexports::datafusion::prelude::SessionContext;
@@ -34,25 +37,59 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         batch_rows: usize,
     },
+    /// Ingest through `Database::ingest` with 0, 1 and 3 materialized views; HLL error and
+    /// bytes per group of the views.
+    Views {
+        /// Total rows.
+        #[arg(long, default_value_t = 5_000_000)]
+        rows: usize,
+        /// Rows per ingest call.
+        #[arg(long, default_value_t = 10_000)]
+        batch_rows: usize,
+    },
+    /// Write the clickstream workload as `events.csv` and `events.parquet`.
+    Generate {
+        /// Directory to write into.
+        #[arg(long)]
+        out: PathBuf,
+        /// Total rows.
+        #[arg(long, default_value_t = 5_000_000)]
+        rows: usize,
+    },
 }
 
-const EVENTS_DDL: &str = "CREATE TABLE events (ts TIMESTAMP NOT NULL, user_id BIGINT, session_id BIGINT, \
-    page TEXT, country TEXT, device TEXT, status INT, latency_ms DOUBLE PRECISION, bytes BIGINT) \
-    WITH (time_column = 'ts', bloom_filter_columns = 'user_id')";
+/// Seed of the workload's generator: figures compare across runs.
+const SEED: u64 = 20260101;
+
+/// The workload's table, with its time column and a bloom filter for user lookups.
+fn events_ddl() -> String {
+    format!(
+        "{} WITH (time_column = 'ts', bloom_filter_columns = 'user_id')",
+        clickstream::EVENTS_DDL
+    )
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     match Cli::parse().command {
         Command::Ingest { rows, batch_rows } => ingest(rows, batch_rows).await,
+        Command::Views { rows, batch_rows } => views(rows, batch_rows).await,
+        Command::Generate { out, rows } => {
+            eprintln!("generating {rows} events …");
+            let batches = clickstream::generate(rows, 100_000, SEED);
+            eprintln!("writing {} …", out.display());
+            clickstream::write_files(&out, &batches)?;
+            Ok(())
+        }
     }
 }
 
 async fn ingest(rows: usize, batch_rows: usize) -> Result<(), Box<dyn std::error::Error>> {
     eprintln!("generating {rows} events in batches of {batch_rows} …");
-    let batches = generate(rows, batch_rows);
+    let batches = clickstream::generate(rows, batch_rows, SEED);
     let dir = tempfile::tempdir()?;
     let db = Database::open(dir.path(), Options::default())?;
-    db.sql(EVENTS_DDL).await?;
+    db.sql(&events_ddl()).await?;
 
     let started = Instant::now();
     let mut last_report = Instant::now();
@@ -79,7 +116,10 @@ async fn ingest(rows: usize, batch_rows: usize) -> Result<(), Box<dyn std::error
     let ctx = SessionContext::new();
     ctx.register_table(
         "events",
-        Arc::new(MemTable::try_new(schema(), vec![batches.clone()])?),
+        Arc::new(MemTable::try_new(
+            clickstream::schema(),
+            vec![batches.clone()],
+        )?),
     )?;
     let memory_query = median_secs(5, || async {
         ctx.sql(query)
@@ -134,84 +174,165 @@ where
     times[runs / 2]
 }
 
-fn schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new(
-            "ts",
-            DataType::Timestamp(TimeUnit::Microsecond, None),
-            false,
+/// Ingests `batches` into a new database with the first `views` of the workload's views
+/// created beforehand; returns the database (open) and the ingest time in seconds.
+async fn ingest_with_views(
+    dir: &std::path::Path,
+    batches: &[RecordBatch],
+    views: usize,
+) -> Result<(Database, f64), Box<dyn std::error::Error>> {
+    let db = Database::open(dir, Options::default())?;
+    db.sql(&events_ddl()).await?;
+    for (name, query) in &clickstream::VIEWS[..views] {
+        db.sql(&format!("CREATE MATERIALIZED VIEW {name} AS {query}"))
+            .await?;
+    }
+    let started = Instant::now();
+    let mut last_report = Instant::now();
+    for (i, batch) in batches.iter().enumerate() {
+        db.ingest("events", batch.clone()).await?;
+        if last_report.elapsed() > Duration::from_secs(5) {
+            eprintln!("  {views} views: {} / {} batches", i + 1, batches.len());
+            last_report = Instant::now();
+        }
+    }
+    Ok((db, started.elapsed().as_secs_f64()))
+}
+
+async fn views(rows: usize, batch_rows: usize) -> Result<(), Box<dyn std::error::Error>> {
+    eprintln!("generating {rows} events in batches of {batch_rows} …");
+    let batches = clickstream::generate(rows, batch_rows, SEED);
+    println!("| figure | value |");
+    println!("|---|---|");
+    println!("| rows | {rows} in batches of {batch_rows}, sync on |");
+    let mut baseline = 0.0;
+    let mut last = None;
+    for views in [0, 1, 3] {
+        let dir = tempfile::tempdir()?;
+        let (db, secs) = ingest_with_views(dir.path(), &batches, views).await?;
+        let rate = rows as f64 / secs;
+        if views == 0 {
+            baseline = rate;
+        }
+        let names: Vec<&str> = clickstream::VIEWS[..views].iter().map(|v| v.0).collect();
+        println!(
+            "| ingest with {views} views ({}) | {rate:.0} rows/s ({:.2} of no views) |",
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            },
+            rate / baseline
+        );
+        if views == 3 {
+            last = Some((dir, db));
+        } else {
+            db.close()?;
+        }
+    }
+    let (_dir, db) = last.expect("the 3-view run");
+
+    for line in int_rows(
+        &db,
+        "SELECT name, groups, bytes FROM tally_views ORDER BY name",
+    )
+    .await?
+    {
+        println!(
+            "| `{}`: groups, bytes per group | {}, {:.0} B |",
+            line.0,
+            line.1,
+            line.2 as f64 / line.1.max(1) as f64
+        );
+    }
+    let per_group = error_stats(
+        &db,
+        "SELECT v.users, e.exact FROM country_daily v JOIN (SELECT date_trunc('day', ts) AS day, \
+         country, device, count(DISTINCT user_id) AS exact FROM events GROUP BY 1, 2, 3) e \
+         ON v.day = e.day AND v.country = e.country AND v.device = e.device WHERE e.exact >= 1000",
+    )
+    .await?;
+    println!(
+        "| HLL error, users per (day, country, device) with ≥ 1000 users ({} groups) | median {:.2}%, p95 {:.2}%, max {:.2}% |",
+        per_group.0, per_group.1, per_group.2, per_group.3
+    );
+    let rollup = error_stats(
+        &db,
+        "SELECT r.users, e.exact FROM (SELECT day, country, \
+         hll_cardinality(hll_union_agg(users_sketch)) AS users FROM country_daily GROUP BY 1, 2) r \
+         JOIN (SELECT date_trunc('day', ts) AS day, country, count(DISTINCT user_id) AS exact \
+         FROM events GROUP BY 1, 2) e ON r.day = e.day AND r.country = e.country \
+         WHERE e.exact >= 1000",
+    )
+    .await?;
+    println!(
+        "| HLL error, users per (day, country) by sketch union ({} groups) | median {:.2}%, p95 {:.2}%, max {:.2}% |",
+        rollup.0, rollup.1, rollup.2, rollup.3
+    );
+    for (label, query) in [
+        ("full read of `page_hourly`", "SELECT * FROM page_hourly"),
+        (
+            "`page_hourly` for one page",
+            "SELECT hour, views, users FROM page_hourly WHERE page = '/p/1' ORDER BY hour",
         ),
-        Field::new("user_id", DataType::Int64, true),
-        Field::new("session_id", DataType::Int64, true),
-        Field::new("page", DataType::Utf8, true),
-        Field::new("country", DataType::Utf8, true),
-        Field::new("device", DataType::Utf8, true),
-        Field::new("status", DataType::Int32, true),
-        Field::new("latency_ms", DataType::Float64, true),
-        Field::new("bytes", DataType::Int64, true),
-    ]))
+        (
+            "one day of `country_daily`",
+            "SELECT * FROM country_daily WHERE day = '2026-01-03'",
+        ),
+        (
+            "`page_hourly` recomputed from the table",
+            clickstream::VIEWS[0].1,
+        ),
+    ] {
+        let secs = median_secs(5, || async {
+            db.sql(query).await.expect("query");
+        })
+        .await;
+        println!("| {label} (median of 5) | {:.1} ms |", secs * 1e3);
+    }
+    db.close()?;
+    Ok(())
 }
 
-/// A deterministic splitmix64 stream.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-/// Clickstream-like events over 7 days from 2026-01-01, in time order.
-fn generate(rows: usize, batch_rows: usize) -> Vec<RecordBatch> {
-    const START: i64 = 1_767_225_600_000_000;
-    const SPAN: i64 = 7 * 86_400_000_000;
-    const COUNTRIES: [&str; 8] = ["US", "DE", "FR", "GB", "IN", "BR", "JP", "NL"];
-    const DEVICES: [&str; 3] = ["desktop", "mobile", "tablet"];
-    let mut rng = Rng(42);
+/// Rows of `(text, i64, i64)` from a query.
+async fn int_rows(
+    db: &Database,
+    sql: &str,
+) -> Result<Vec<(String, i64, i64)>, Box<dyn std::error::Error>> {
     let mut out = Vec::new();
-    let mut produced = 0usize;
-    while produced < rows {
-        let n = batch_rows.min(rows - produced);
-        let ts: Vec<i64> = (0..n)
-            .map(|i| START + ((produced + i) as i64 * SPAN) / rows as i64)
-            .collect();
-        let user: Vec<i64> = (0..n)
-            .map(|_| (rng.below(1000) * rng.below(1000)) as i64)
-            .collect();
-        let session: Vec<i64> = user
-            .iter()
-            .zip(&ts)
-            .map(|(u, t)| u * 1000 + (t / 1_800_000_000) % 1000)
-            .collect();
-        let page: Vec<String> = (0..n).map(|_| format!("/p/{}", rng.below(2000))).collect();
-        let country: Vec<&str> = (0..n).map(|_| COUNTRIES[rng.below(8) as usize]).collect();
-        let device: Vec<&str> = (0..n).map(|_| DEVICES[rng.below(3) as usize]).collect();
-        let status: Vec<i32> = (0..n)
-            .map(|_| if rng.below(10) == 0 { 404 } else { 200 })
-            .collect();
-        let latency: Vec<f64> = (0..n).map(|_| rng.below(500_000) as f64 / 1000.0).collect();
-        let bytes: Vec<i64> = (0..n).map(|_| 200 + rng.below(199_800) as i64).collect();
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(TimestampMicrosecondArray::from(ts)),
-            Arc::new(Int64Array::from(user)),
-            Arc::new(Int64Array::from(session)),
-            Arc::new(StringArray::from(page)),
-            Arc::new(StringArray::from(country)),
-            Arc::new(StringArray::from(device)),
-            Arc::new(Int32Array::from(status)),
-            Arc::new(Float64Array::from(latency)),
-            Arc::new(Int64Array::from(bytes)),
-        ];
-        out.push(RecordBatch::try_new(schema(), columns).expect("valid batch"));
-        produced += n;
+    for batch in db.sql(sql).await? {
+        let names = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8)?;
+        let names = names.as_string::<i32>();
+        let a = batch.column(1).as_primitive::<Int64Type>();
+        let b = batch.column(2).as_primitive::<Int64Type>();
+        for i in 0..batch.num_rows() {
+            out.push((names.value(i).to_string(), a.value(i), b.value(i)));
+        }
     }
-    out
+    Ok(out)
+}
+
+/// `(groups, median, p95, max)` of the relative error in percent, from rows of
+/// `(estimate, exact)`.
+async fn error_stats(
+    db: &Database,
+    sql: &str,
+) -> Result<(usize, f64, f64, f64), Box<dyn std::error::Error>> {
+    let mut errors = Vec::new();
+    for batch in db.sql(sql).await? {
+        let estimate = batch.column(0).as_primitive::<Int64Type>();
+        let exact = batch.column(1).as_primitive::<Int64Type>();
+        for i in 0..batch.num_rows() {
+            if estimate.is_valid(i) && exact.is_valid(i) {
+                let e = exact.value(i) as f64;
+                errors.push((estimate.value(i) as f64 - e).abs() / e * 100.0);
+            }
+        }
+    }
+    if errors.is_empty() {
+        return Ok((0, 0.0, 0.0, 0.0));
+    }
+    errors.sort_by(f64::total_cmp);
+    let at = |q: f64| errors[((errors.len() - 1) as f64 * q).round() as usize];
+    Ok((errors.len(), at(0.5), at(0.95), at(1.0)))
 }

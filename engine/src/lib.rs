@@ -36,4 +36,5 @@ pub use views::{ViewDef, ViewStatus};
 pub mod reexports {
     pub use arrow;
     pub use datafusion;
+    pub use parquet;
 }
