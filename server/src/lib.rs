@@ -28,8 +28,13 @@ pub struct Server {
 
 impl Server {
     /// Checks the configuration, opens the database and binds the listen address.
-    pub async fn bind(config: &Config, options: Options) -> Result<Server, String> {
+    ///
+    /// The server adds its `pg_catalog` emulation ([`pg::catalog::PgCatalog`]) to `options`.
+    pub async fn bind(config: &Config, mut options: Options) -> Result<Server, String> {
         config.check()?;
+        options
+            .session_extensions
+            .push(Arc::new(pg::catalog::PgCatalog));
         let listener = TcpListener::bind(&config.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;

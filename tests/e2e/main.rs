@@ -7,5 +7,6 @@ mod errors;
 mod lifecycle;
 mod pg;
 mod pg_copy;
+mod psql;
 mod sql;
 mod views;
