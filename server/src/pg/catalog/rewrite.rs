@@ -20,13 +20,16 @@
 //! (`ARRAY(subquery)`, correlated `generate_series`) that would otherwise need emulating just to
 //! return no rows. Rewritten projection items keep the column names PostgreSQL gives them.
 
+mod empty;
+mod names;
+
 use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use tally_engine::reexports::datafusion::sql::sqlparser::ast::{
     self, BinaryOperator, CastKind, DataType, Expr, FunctionArg, FunctionArgExpr,
-    FunctionArguments, GroupByExpr, Ident, JoinOperator, ObjectName, ObjectNamePart, Query, Select,
-    SelectItem, SetExpr, TableFactor, Value, Visit, VisitMut, Visitor, VisitorMut,
+    FunctionArguments, Ident, ObjectName, ObjectNamePart, Query, Select, SetExpr, TableFactor,
+    Value, VisitMut, VisitorMut,
 };
 use tally_engine::reexports::datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use tally_engine::reexports::datafusion::sql::sqlparser::parser::Parser;
@@ -85,7 +88,7 @@ impl VisitorMut for Rewriter {
     type Break = ();
 
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
-        if prune(&mut query.body) {
+        if empty::prune(&mut query.body) {
             query.order_by = None;
             query.limit_clause = None;
         }
@@ -93,8 +96,8 @@ impl VisitorMut for Rewriter {
     }
 
     fn pre_visit_select(&mut self, select: &mut Select) -> ControlFlow<()> {
-        keep_postgres_names(select);
-        rename_wildcard_duplicates(select);
+        names::keep_postgres_names(select);
+        names::rename_wildcard_duplicates(select);
         ControlFlow::Continue(())
     }
 
@@ -354,292 +357,6 @@ fn parse_array_literal(text: &str) -> Option<Vec<String>> {
     }
     items.push(current.trim().to_string());
     Some(items)
-}
-
-/// Replaces every SELECT of `body` that reads an always-empty catalog with one returning the
-/// same number of NULL columns and no rows. Returns whether all of `body` was replaced.
-fn prune(body: &mut SetExpr) -> bool {
-    match body {
-        SetExpr::Select(select) => {
-            if reads_empty_catalog(select)
-                && !aggregates_everything(select)
-                && let Some(empty) = empty_select(select)
-            {
-                **select = empty;
-                return true;
-            }
-            false
-        }
-        SetExpr::SetOperation { left, right, .. } => {
-            let left = prune(left);
-            let right = prune(right);
-            left && right
-        }
-        _ => false,
-    }
-}
-
-/// Whether a FROM item that is an always-empty catalog makes the SELECT return no rows: as a
-/// FROM item itself, on the left of a left join, or on either side of an inner or cross join.
-fn reads_empty_catalog(select: &Select) -> bool {
-    select.from.iter().any(|item| {
-        let root = is_empty_catalog(&item.relation)
-            && item.joins.iter().all(|j| {
-                !matches!(
-                    j.join_operator,
-                    JoinOperator::Right(_)
-                        | JoinOperator::RightOuter(_)
-                        | JoinOperator::FullOuter(_)
-                )
-            });
-        root || item.joins.iter().any(|j| {
-            is_empty_catalog(&j.relation)
-                && matches!(
-                    j.join_operator,
-                    JoinOperator::Join(_) | JoinOperator::Inner(_) | JoinOperator::CrossJoin(_)
-                )
-        })
-    })
-}
-
-fn is_empty_catalog(factor: &TableFactor) -> bool {
-    let TableFactor::Table {
-        name, args: None, ..
-    } = factor
-    else {
-        return false;
-    };
-    let table = match name.0.as_slice() {
-        [schema, table] if is_pg_catalog(schema) => table,
-        [table] => table,
-        _ => return false,
-    };
-    table
-        .as_ident()
-        .is_some_and(|i| super::is_always_empty(&i.value.to_lowercase()))
-}
-
-/// An aggregate without GROUP BY returns one row even over no input: such a SELECT is kept.
-fn aggregates_everything(select: &Select) -> bool {
-    let grouped = !matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty());
-    if grouped {
-        return false;
-    }
-    let mut finder = AggregateFinder { depth: 0 };
-    select.projection.iter().any(|item| match item {
-        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
-            e.visit(&mut finder).is_break()
-        }
-        _ => false,
-    })
-}
-
-/// Finds an aggregate call outside subqueries (those aggregate their own rows).
-struct AggregateFinder {
-    depth: usize,
-}
-
-impl Visitor for AggregateFinder {
-    type Break = ();
-
-    fn pre_visit_query(&mut self, _query: &Query) -> ControlFlow<()> {
-        self.depth += 1;
-        ControlFlow::Continue(())
-    }
-
-    fn post_visit_query(&mut self, _query: &Query) -> ControlFlow<()> {
-        self.depth -= 1;
-        ControlFlow::Continue(())
-    }
-
-    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
-        const AGGREGATES: &[&str] = &[
-            "count",
-            "sum",
-            "min",
-            "max",
-            "avg",
-            "string_agg",
-            "array_agg",
-            "bool_and",
-            "bool_or",
-            "every",
-        ];
-        if self.depth == 0
-            && let Expr::Function(f) = expr
-            && let Some(name) = f.name.0.last().and_then(|p| p.as_ident())
-            && AGGREGATES.contains(&name.value.to_lowercase().as_str())
-        {
-            return ControlFlow::Break(());
-        }
-        ControlFlow::Continue(())
-    }
-}
-
-/// `SELECT NULL AS <name>, … WHERE false` with the names of `select`'s columns; `None` if
-/// its columns are not known (a wildcard).
-fn empty_select(select: &Select) -> Option<Select> {
-    let mut names = Names::default();
-    let mut projection = Vec::new();
-    for item in &select.projection {
-        let name = match item {
-            SelectItem::ExprWithAlias { alias, .. } => alias.value.clone(),
-            SelectItem::UnnamedExpr(expr) => postgres_name(expr),
-            _ => return None,
-        };
-        projection.push(SelectItem::ExprWithAlias {
-            expr: null(),
-            alias: Ident::with_quote('"', names.unique(name)),
-        });
-    }
-    let mut empty = parse_select("SELECT NULL WHERE false");
-    empty.projection = projection;
-    Some(empty)
-}
-
-/// Column names already used in one projection.
-#[derive(Default)]
-struct Names(HashSet<String>);
-
-impl Names {
-    /// `name`, or `name_2`, `name_3` … if taken (DataFusion needs unique names).
-    fn unique(&mut self, name: String) -> String {
-        let mut candidate = name.clone();
-        let mut n = 1;
-        while !self.0.insert(candidate.clone()) {
-            n += 1;
-            candidate = format!("{name}_{n}");
-        }
-        candidate
-    }
-}
-
-/// Aliases unnamed projection items that the rewrite will change (qualified function calls,
-/// catalog casts) with the name PostgreSQL gives them, so results keep PostgreSQL's column names.
-///
-/// Not with a wildcard in the projection: DataFusion rejects an unqualified `oid` next to the
-/// `n.oid` that `n.*` expands to, so those items keep DataFusion's names.
-fn keep_postgres_names(select: &mut Select) {
-    let wildcard = select.projection.iter().any(|item| {
-        matches!(
-            item,
-            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
-        )
-    });
-    if wildcard {
-        return;
-    }
-    let mut names = Names::default();
-    for item in &select.projection {
-        if let SelectItem::ExprWithAlias { alias, .. } = item {
-            names.0.insert(alias.value.clone());
-        }
-    }
-    for item in select.projection.iter_mut() {
-        let SelectItem::UnnamedExpr(expr) = item else {
-            continue;
-        };
-        let rewritten = match expr {
-            Expr::Function(f) => f.name.0.len() == 2 && is_pg_catalog(&f.name.0[0]),
-            Expr::Cast { data_type, .. } => pg_type_name(data_type).is_some(),
-            _ => false,
-        };
-        let name = postgres_name(expr);
-        if rewritten && !names.0.contains(&name) {
-            names.0.insert(name.clone());
-            *item = SelectItem::ExprWithAlias {
-                expr: expr.clone(),
-                alias: Ident::with_quote('"', name),
-            };
-        }
-    }
-}
-
-/// The column name PostgreSQL gives an unaliased expression.
-fn postgres_name(expr: &Expr) -> String {
-    named(expr).0
-}
-
-/// PostgreSQL's `FigureColname`: a name and how strongly the expression determines it (2: a
-/// column or function, 1: a type or keyword, 0: nothing), so `c.oid::regclass` is `oid` but
-/// `'t'::regclass::oid` is `oid` too (the outer type wins over a literal).
-fn named(expr: &Expr) -> (String, u8) {
-    let unknown = || ("?column?".to_string(), 0);
-    match expr {
-        Expr::Identifier(i) => (i.value.clone(), 2),
-        Expr::CompoundIdentifier(parts) => {
-            parts.last().map_or_else(unknown, |i| (i.value.clone(), 2))
-        }
-        Expr::Function(f) => f
-            .name
-            .0
-            .last()
-            .and_then(|p| p.as_ident())
-            .map_or_else(unknown, |i| (i.value.to_lowercase(), 2)),
-        Expr::Cast {
-            expr, data_type, ..
-        } => {
-            let inner = named(expr);
-            if inner.1 > 1 {
-                return inner;
-            }
-            match pg_type_name(data_type) {
-                Some(name) => (name, 1),
-                None => (data_type.to_string().to_lowercase(), 1),
-            }
-        }
-        Expr::Case { .. } => ("case".into(), 1),
-        Expr::Nested(inner) => named(inner),
-        _ => unknown(),
-    }
-}
-
-/// Renames `n.oid` in `SELECT n.oid, n.*` (PostgreSQL allows the duplicate column name,
-/// DataFusion does not): the explicit column becomes `oid_2`, the wildcard keeps `oid`.
-fn rename_wildcard_duplicates(select: &mut Select) {
-    let mut qualifiers = HashSet::new();
-    let mut bare = false;
-    for item in &select.projection {
-        match item {
-            SelectItem::Wildcard(_) => bare = true,
-            SelectItem::QualifiedWildcard(
-                ast::SelectItemQualifiedWildcardKind::ObjectName(n),
-                _,
-            ) => {
-                if let Some(q) = n.0.last().and_then(|p| p.as_ident()) {
-                    qualifiers.insert(q.value.to_lowercase());
-                }
-            }
-            _ => {}
-        }
-    }
-    if !bare && qualifiers.is_empty() {
-        return;
-    }
-    let mut names = Names::default();
-    for item in select.projection.iter_mut() {
-        let SelectItem::UnnamedExpr(expr) = item else {
-            continue;
-        };
-        let (column, duplicate) = match expr {
-            Expr::Identifier(i) => (i.value.clone(), bare),
-            Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
-                let qualifier = parts[parts.len() - 2].value.to_lowercase();
-                (
-                    parts[parts.len() - 1].value.clone(),
-                    bare || qualifiers.contains(&qualifier),
-                )
-            }
-            _ => continue,
-        };
-        if duplicate {
-            names.0.insert(column.clone());
-            *item = SelectItem::ExprWithAlias {
-                expr: expr.clone(),
-                alias: Ident::with_quote('"', names.unique(column)),
-            };
-        }
-    }
 }
 
 fn string_literal(expr: &Expr) -> Option<&str> {
