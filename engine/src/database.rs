@@ -82,7 +82,7 @@ impl Database {
         std::fs::create_dir_all(&segments_dir)
             .map_err(|e| Error::io(format!("creating {}", segments_dir.display()), e))?;
 
-        let engine = QueryEngine::new(&options, segments_dir.clone());
+        let engine = QueryEngine::new(&options, segments_dir.clone())?;
         let mut snapshot = load_snapshot(&store)?;
         let unfinished = load_views(&store, &engine, &mut snapshot)?;
         snapshot.rocks = Some(Arc::new(store.snapshot()));

@@ -27,6 +27,7 @@ pub use catalog::{ColumnDef, SegmentMeta, TableDef};
 pub use database::{Database, Prepared, TableStats};
 pub use error::{DataErrorClass, Error, ErrorKind, Result};
 pub use options::Options;
+pub use query::extension::{CatalogSnapshot, SessionExtension, TableInfo, ViewInfo};
 pub use query::{CATALOG, SCHEMA, StatementResult};
 pub use types::ColumnType;
 pub use views::{ViewDef, ViewStatus};

@@ -1,6 +1,9 @@
 //! Tuning knobs for a [`Database`](crate::Database).
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::query::extension::SessionExtension;
 
 /// How a database commits, flushes and queries. `Options::default()` suits most uses.
 #[derive(Debug, Clone)]
@@ -30,6 +33,9 @@ pub struct Options {
     pub row_group_rows: usize,
     /// Partitions DataFusion uses to run a query (defaults to the number of cores).
     pub target_partitions: Option<usize>,
+    /// Hooks that add schemas and functions to every query session (see
+    /// [`SessionExtension`]); the Postgres server adds its `pg_catalog` here.
+    pub session_extensions: Vec<Arc<dyn SessionExtension>>,
 }
 
 impl Default for Options {
@@ -45,6 +51,7 @@ impl Default for Options {
             flush_on_close: true,
             row_group_rows: 128 * 1024,
             target_partitions: None,
+            session_extensions: Vec::new(),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub(crate) mod catalog;
 pub(crate) mod ddl;
+pub(crate) mod extension;
 pub(crate) mod system;
 pub(crate) mod table;
 
@@ -68,10 +69,11 @@ fn strip_prefix(message: String) -> String {
 pub(crate) struct QueryEngine {
     base: SessionState,
     segments_dir: PathBuf,
+    extensions: Vec<Arc<dyn extension::SessionExtension>>,
 }
 
 impl QueryEngine {
-    pub(crate) fn new(options: &Options, segments_dir: PathBuf) -> Self {
+    pub(crate) fn new(options: &Options, segments_dir: PathBuf) -> Result<Self> {
         let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema(CATALOG, SCHEMA)
@@ -89,8 +91,15 @@ impl QueryEngine {
             .with_config(config)
             .with_default_features();
         crate::functions::register(&mut builder);
-        let base = builder.build();
-        QueryEngine { base, segments_dir }
+        let mut base = builder.build();
+        for extension in &options.session_extensions {
+            extension.configure(&mut base).map_err(Error::Query)?;
+        }
+        Ok(QueryEngine {
+            base,
+            segments_dir,
+            extensions: options.session_extensions.clone(),
+        })
     }
 
     /// Plans and compiles a materialized view's query against the tables' definitions (no
@@ -142,14 +151,24 @@ impl QueryEngine {
         crate::views::definition::compile(def, &plan, &state)
     }
 
-    /// A session state whose catalog is `snapshot`.
+    /// A session state whose catalog is `snapshot`, extended by the
+    /// [`extension::SessionExtension`]s. An extension that fails is logged and skipped: the
+    /// statement then runs without the names it would have added.
     pub(crate) fn state_at(&self, snapshot: Arc<Snapshot>, writer: Arc<Writer>) -> SessionState {
         let mut state = self.base.clone();
         state.register_catalog_list(Arc::new(catalog::SnapshotCatalogList::new(
-            snapshot,
+            Arc::clone(&snapshot),
             self.segments_dir.clone(),
             writer,
         )));
+        if !self.extensions.is_empty() {
+            let catalog = extension::CatalogSnapshot::new(snapshot);
+            for extension in &self.extensions {
+                if let Err(e) = extension.extend(&mut state, &catalog) {
+                    tracing::warn!("session extension {extension:?} failed: {e}");
+                }
+            }
+        }
         state
     }
 

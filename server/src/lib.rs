@@ -34,7 +34,9 @@ pub struct Server {
 impl Server {
     /// Checks the configuration, loads the TLS certificate, derives the users' secrets, opens
     /// the database and binds the listen address.
-    pub async fn bind(config: &Config, options: Options) -> Result<Server, String> {
+    ///
+    /// The server adds its `pg_catalog` emulation ([`pg::catalog::PgCatalog`]) to `options`.
+    pub async fn bind(config: &Config, mut options: Options) -> Result<Server, String> {
         config.check()?;
         let tls = config.tls.as_ref().map(tls::Tls::load).transpose()?;
         warn_if_unencrypted(config);
@@ -43,6 +45,9 @@ impl Server {
             tls.as_ref().map(|t| t.cert_pem.as_slice()),
             config.tls.as_ref().is_some_and(|t| t.require),
         );
+        options
+            .session_extensions
+            .push(Arc::new(pg::catalog::PgCatalog));
         let listener = TcpListener::bind(&config.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;

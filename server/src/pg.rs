@@ -5,9 +5,11 @@
 //! - [`statement`] splits query strings and decides who answers each statement;
 //! - [`types`] maps Arrow types to Postgres OIDs and encodes values (text and binary);
 //! - [`copy`] decodes COPY input incrementally and encodes COPY output;
-//! - [`errors`] is the single place where errors get their SQLSTATE.
+//! - [`errors`] is the single place where errors get their SQLSTATE;
+//! - [`catalog`] emulates `pg_catalog` for psql's meta-commands and other tools.
 
 pub mod auth;
+pub mod catalog;
 pub mod copy;
 pub mod errors;
 pub mod statement;

@@ -10,5 +10,6 @@ mod pg_auth;
 mod pg_copy;
 mod pg_psycopg;
 mod pg_views;
+mod psql;
 mod sql;
 mod views;

@@ -1,12 +1,14 @@
 //! DataFusion's view of the catalog for one statement: catalog `tally`, schema `public`, and
-//! every table as of the statement's snapshot.
+//! every table as of the statement's snapshot, plus the schemas that
+//! [session extensions](super::extension) register for the statement.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, CatalogProviderList, SchemaProvider, TableProvider};
-use datafusion::error::Result as DfResult;
+use datafusion::error::{DataFusionError, Result as DfResult};
 
 use super::system::{TALLY_VIEWS, views_table};
 use super::table::SnapshotTable;
@@ -34,7 +36,10 @@ impl SnapshotCatalogList {
             writer,
         });
         SnapshotCatalogList {
-            catalog: Arc::new(SnapshotCatalog { schema }),
+            catalog: Arc::new(SnapshotCatalog {
+                schema,
+                extra: RwLock::default(),
+            }),
         }
     }
 }
@@ -60,15 +65,38 @@ impl CatalogProviderList for SnapshotCatalogList {
 #[derive(Debug)]
 struct SnapshotCatalog {
     schema: Arc<SnapshotSchema>,
+    /// Schemas registered by session extensions for this statement (never `public`).
+    extra: RwLock<BTreeMap<String, Arc<dyn SchemaProvider>>>,
 }
 
 impl CatalogProvider for SnapshotCatalog {
     fn schema_names(&self) -> Vec<String> {
-        vec![SCHEMA.to_string()]
+        let extra = self.extra.read().unwrap_or_else(|e| e.into_inner());
+        std::iter::once(SCHEMA.to_string())
+            .chain(extra.keys().cloned())
+            .collect()
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        (name == SCHEMA).then(|| Arc::clone(&self.schema) as Arc<dyn SchemaProvider>)
+        if name == SCHEMA {
+            return Some(Arc::clone(&self.schema) as Arc<dyn SchemaProvider>);
+        }
+        let extra = self.extra.read().unwrap_or_else(|e| e.into_inner());
+        extra.get(name).cloned()
+    }
+
+    fn register_schema(
+        &self,
+        name: &str,
+        schema: Arc<dyn SchemaProvider>,
+    ) -> DfResult<Option<Arc<dyn SchemaProvider>>> {
+        if name == SCHEMA {
+            return Err(DataFusionError::Plan(format!(
+                "schema \"{SCHEMA}\" holds the database's tables and cannot be replaced"
+            )));
+        }
+        let mut extra = self.extra.write().unwrap_or_else(|e| e.into_inner());
+        Ok(extra.insert(name.to_string(), schema))
     }
 }
 

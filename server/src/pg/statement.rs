@@ -9,6 +9,7 @@ use tally_engine::reexports::datafusion::sql::sqlparser::dialect::PostgreSqlDial
 use tally_engine::reexports::datafusion::sql::sqlparser::parser::Parser;
 use tally_engine::reexports::datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
+use super::catalog;
 use super::errors::{self, state};
 use pgwire::error::PgWireResult;
 
@@ -444,9 +445,13 @@ const SESSION_FUNCTIONS: [&str; 6] = [
 /// Replaces `version()`, `current_database()`, `current_schema()` and `current_user` with
 /// literals (keeping the column names Postgres gives them). Leaves the SQL untouched when it
 /// does not mention them or cannot be parsed (the engine then reports the error).
+///
+/// Catalog queries are rewritten too, in the same pass: see [`catalog::rewrite`].
 pub fn rewrite_functions(sql: &str) -> String {
     let lower = sql.to_ascii_lowercase();
-    if !SESSION_FUNCTIONS.iter().any(|f| lower.contains(f)) {
+    let session = SESSION_FUNCTIONS.iter().any(|f| lower.contains(f));
+    let catalog = catalog::rewrite::might_apply(sql);
+    if !session && !catalog {
         return sql.to_string();
     }
     let dialect = PostgreSqlDialect {};
@@ -457,6 +462,12 @@ pub fn rewrite_functions(sql: &str) -> String {
         return sql.to_string();
     }
     let mut statement = statements.remove(0);
+    if catalog {
+        catalog::rewrite::rewrite(&mut statement);
+    }
+    if !session {
+        return statement.to_string();
+    }
     // Name the output columns as Postgres does before the calls become literals.
     if let ast::Statement::Query(query) = &mut statement
         && let ast::SetExpr::Select(select) = query.body.as_mut()
