@@ -31,7 +31,7 @@ import time
 
 SCHEMA = "tally-peers/1"
 PEERS = ("duckdb", "chdb", "postgres")
-VENV = os.path.expanduser("~/.cache/tally-peers-venv")
+VENV = os.environ.get("TALLY_PEERS_VENV") or os.path.expanduser("~/.cache/tally-peers-venv")
 PG_BIN = "/usr/lib/postgresql/15/bin"
 PG_LIB = "/usr/lib/postgresql/15/lib"
 COLUMNS = ["ts", "user_id", "session_id", "page", "country", "device", "status", "latency_ms",
@@ -239,6 +239,8 @@ def dir_bytes(*paths):
 
 def disk_result(bytes_nv, bytes_v, n_rows, what):
     out = {"what": what}
+    bytes_nv = None if bytes_nv is None else int(bytes_nv)
+    bytes_v = None if bytes_v is None else int(bytes_v)
     if bytes_nv is not None:
         out["bytes_no_views"] = bytes_nv
         out["bytes_per_event_no_views"] = round(bytes_nv / n_rows, 3)
@@ -742,6 +744,7 @@ def peer_postgres(cfg, res):
     pg = PgCluster(os.path.join(cfg["tmp"], "pg"), settings)
     try:
         res["version"] = _pg_body(cfg, res, pg, psycopg, n, hll_args, res["version"])
+        log("postgres: stopping the cluster")
     finally:
         pg.stop()
         res["memory"] = {"peak_rss_bytes": pg.rss["hwm"],
@@ -819,7 +822,7 @@ def _pg_body(cfg, res, pg, psycopg, n, hll_args, version):
         v.update(check_rows("postgres bulk+views", rows, n, vrows))
         con.execute("ANALYZE")
         st["bytes_v"] = con.execute(
-            "SELECT sum(pg_total_relation_size(c)) FROM unnest(ARRAY['events', 'page_hourly', "
+            "SELECT sum(pg_total_relation_size(c))::bigint FROM unnest(ARRAY['events', 'page_hourly', "
             "'country_daily', 'errors_minute']::regclass[]) AS c").fetchone()[0]
         res["load_bulk"] = {"no_views": nv, "views": v}
 
@@ -1049,7 +1052,9 @@ def cell(res, render, *keys):
     v = get(res, *keys)
     if v is None:
         errs = res.get("errors") or {}
-        return "error" if (keys[0] in errs or "peer" in errs) else "n/a"
+        if "install" in errs:
+            return "skipped"
+        return "error" if (keys[0] in errs or "peer" in errs or "timeout" in errs) else "n/a"
     try:
         return render(v)
     except Exception:  # noqa: BLE001
@@ -1233,6 +1238,8 @@ def main():
             _stop_stray_postgres(ptmp)
             shutil.rmtree(ptmp, ignore_errors=True)
     finally:
+        for peer in peers:
+            _stop_stray_postgres(os.path.join(tmp, peer))
         if a.keep_tmp:
             log("kept %s" % tmp)
         else:
