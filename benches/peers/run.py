@@ -1144,9 +1144,9 @@ def main():
     ap.add_argument("--chunk-rows", type=int, default=10_000)
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--adhoc-runs", type=int, default=5)
-    ap.add_argument("--query-budget-s", type=float, default=60.0,
+    ap.add_argument("--query-budget-s", type=float, default=30.0,
                     help="time budget per dashboard query; fewer runs when exceeded (reported)")
-    ap.add_argument("--adhoc-budget-s", type=float, default=90.0,
+    ap.add_argument("--adhoc-budget-s", type=float, default=60.0,
                     help="time budget per ad hoc query; fewer runs when exceeded (reported)")
     ap.add_argument("--peer-timeout-s", type=float, default=3600.0)
     ap.add_argument("--pg-hll-log2m", type=int, default=None,
@@ -1231,7 +1231,11 @@ def main():
                 res["errors"]["timeout"] = "stopped after %.0f s" % a.peer_timeout_s
             if os.path.exists(out_path):
                 with open(out_path) as f:
-                    res.update(json.load(f))
+                    child = json.load(f)
+                errs = res["errors"]
+                res.update(child)
+                res["errors"] = dict(child.get("errors") or {}, **errs)
+                res["ok"] = bool(child.get("ok")) and not res["errors"]
             elif proc.returncode:
                 res["errors"]["peer"] = "child exited with %s and wrote no result" % proc.returncode
             report["peers"][peer] = res
