@@ -323,6 +323,7 @@ def peer_duckdb(cfg, res):
         f = getattr(rel, "to_arrow_table", None) or rel.arrow
         return f()
 
+    res["view_sql"] = {name: "CREATE TABLE %s AS %s" % (name, views[name]) for name in VIEWS}
     path = os.path.join(tmp, "bulk.duckdb")
     con = duckdb.connect(path)
     st = {}
@@ -378,12 +379,15 @@ def peer_duckdb(cfg, res):
 
     def queries():
         q = {}
-        con.execute("PREPARE q_page AS SELECT hour, views, users FROM page_hourly "
-                    "WHERE page = $1 ORDER BY hour")
-        con.execute("PREPARE q_day AS SELECT day, country, device, views, users, sessions "
-                    "FROM country_daily WHERE day = $1")
-        con.execute("PREPARE q_full AS SELECT hour, page, views, bytes, avg_latency, "
-                    "max_latency, users FROM page_hourly")
+        sql = {"page_hourly_by_page": "SELECT hour, views, users FROM page_hourly "
+                                      "WHERE page = $1 ORDER BY hour",
+               "country_daily_by_day": "SELECT day, country, device, views, users, sessions "
+                                       "FROM country_daily WHERE day = $1",
+               "page_hourly_full": "SELECT hour, page, views, bytes, avg_latency, "
+                                   "max_latency, users FROM page_hourly"}
+        con.execute("PREPARE q_page AS " + sql["page_hourly_by_page"])
+        con.execute("PREPARE q_day AS " + sql["country_daily_by_day"])
+        con.execute("PREPARE q_full AS " + sql["page_hourly_full"])
         log("duckdb: dashboard queries")
         q["page_hourly_by_page"] = dashboard_runs(
             lambda p: arrow("EXECUTE q_page('%s')" % p),
@@ -394,17 +398,18 @@ def peer_duckdb(cfg, res):
         q["page_hourly_full"] = dashboard_runs(
             lambda _: arrow("EXECUTE q_full"),
             [None], cfg["runs"], cfg["query_budget_s"])
-        for v in q.values():
+        for k, v in q.items():
             v["prepared"] = True
+            v["sql"] = sql[k]
         res["queries"] = q
 
     section(res, "queries", queries)
 
     def adhoc():
         log("duckdb: ad hoc view queries")
-        res["adhoc"] = {name: adhoc_runs(lambda s=views[name]: arrow(s),
-                                         cfg["adhoc_runs"], cfg["adhoc_budget_s"])
-                        for name in VIEWS}
+        res["adhoc"] = {name: dict(adhoc_runs(lambda s=views[name]: arrow(s),
+                                              cfg["adhoc_runs"], cfg["adhoc_budget_s"]),
+                                   sql=views[name]) for name in VIEWS}
 
     section(res, "adhoc", adhoc)
 
@@ -527,6 +532,9 @@ def peer_chdb(cfg, res):
         return scalar("SELECT sum(bytes_on_disk) FROM system.parts WHERE active AND "
                       "database = '%s'" % db)
 
+    res["view_sql"] = {name: "CREATE MATERIALIZED VIEW %s_mv TO %s_agg AS %s; CREATE VIEW %s AS %s"
+                       % (name, name, CH_STATE_SQL[name][0].format(db="db"), name,
+                          CH_READ_SQL[name].format(db="db")) for name in VIEWS}
     st = {}
 
     def bulk():
@@ -593,17 +601,19 @@ def peer_chdb(cfg, res):
             cfg["query_budget_s"])
         qs["page_hourly_full"] = dashboard_runs(
             lambda _: q(full_sql, "Arrowtable"), [None], cfg["runs"], cfg["query_budget_s"])
-        for v in qs.values():
-            v["prepared"] = False
+        for k, sql in (("page_hourly_by_page", page_sql), ("country_daily_by_day", day_sql),
+                       ("page_hourly_full", full_sql)):
+            qs[k].update(prepared=False, sql=sql)
         res["queries"] = qs
 
     section(res, "queries", queries)
 
     def adhoc():
         log("chdb: ad hoc view queries")
-        res["adhoc"] = {name: adhoc_runs(
+        res["adhoc"] = {name: dict(adhoc_runs(
             lambda s=CH_ADHOC_SQL[name].format(db="bulk_v"): q(s, "Arrowtable"),
-            cfg["adhoc_runs"], cfg["adhoc_budget_s"]) for name in VIEWS}
+            cfg["adhoc_runs"], cfg["adhoc_budget_s"]), sql=CH_ADHOC_SQL[name].format(db="bulk_v"))
+            for name in VIEWS}
 
     section(res, "adhoc", adhoc)
 
@@ -801,6 +811,8 @@ def _pg_body(cfg, res, pg, psycopg, n, hll_args, version):
                  if with_views else None)
         return rows, (int(vrows) if vrows is not None else None)
 
+    res["view_sql"] = {name: "CREATE MATERIALIZED VIEW %s AS %s WITH NO DATA" % (name, views[name])
+                       for name in VIEWS}
     con = connect("bulk")
     create(con)
     st = {}
@@ -888,6 +900,9 @@ def _pg_body(cfg, res, pg, psycopg, n, hll_args, version):
         qs["page_hourly_full"] = dashboard_runs(
             lambda _: copy_out(full_sql), [None], cfg["runs"], cfg["query_budget_s"])
         qs["page_hourly_full"]["prepared"] = False
+        qs["page_hourly_by_page"]["sql"] = page_sql.replace("%s", "$1")
+        qs["country_daily_by_day"]["sql"] = day_sql.replace("%s", "$1")
+        qs["page_hourly_full"]["sql"] = "COPY (%s) TO STDOUT (FORMAT binary)" % full_sql
         res["queries"] = qs
 
     section(res, "queries", queries)
@@ -895,8 +910,10 @@ def _pg_body(cfg, res, pg, psycopg, n, hll_args, version):
     def adhoc():
         log("postgres: ad hoc view queries")
         card = std_view_sql(lambda c: "hll_cardinality(%s)::bigint" % hll(c))
-        res["adhoc"] = {name: adhoc_runs(lambda s=card[name]: copy_out(s), cfg["adhoc_runs"],
-                                         cfg["adhoc_budget_s"]) for name in VIEWS}
+        res["adhoc"] = {name: dict(adhoc_runs(lambda s=card[name]: copy_out(s),
+                                              cfg["adhoc_runs"], cfg["adhoc_budget_s"]),
+                                   sql="COPY (%s) TO STDOUT (FORMAT binary)" % card[name])
+                        for name in VIEWS}
 
     section(res, "adhoc", adhoc)
 
