@@ -78,16 +78,32 @@ def dashboard_runs(fn, args_cycle, runs, budget_s, warmup=3, min_runs=5):
         fn(args_cycle[i % len(args_cycle)])
     lat = []
     start = now()
+    rows = set()
     for i in range(runs):
         t0 = now()
-        fn(args_cycle[i % len(args_cycle)])
+        r = fn(args_cycle[i % len(args_cycle)])
         lat.append(now() - t0)
+        rows.add(result_rows(r))
         if now() - start > budget_s and len(lat) >= min_runs:
             break
     out = latency_summary(lat)
+    rows.discard(None)
+    if rows:  # sanity: the range of result sizes seen
+        out["result_rows_min"], out["result_rows_max"] = min(rows), max(rows)
     out.update({"runs": len(lat), "runs_requested": runs, "reduced": len(lat) < runs,
                 "mean_ms": round(statistics.fmean(lat) * 1e3, 4)})
     return out
+
+
+def result_rows(r):
+    if r is None:
+        return None
+    if hasattr(r, "num_rows"):
+        return r.num_rows
+    try:
+        return len(r)
+    except TypeError:
+        return None
 
 
 def adhoc_runs(fn, runs, budget_s):
