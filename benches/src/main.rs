@@ -4,8 +4,10 @@
 //! - `cargo run --release -p tally-bench -- ingest [--rows N] [--batch-rows N]`
 //! - `cargo run --release -p tally-bench -- views [--rows N] [--batch-rows N]`
 //! - `cargo run --release -p tally-bench -- generate --out DIR [--rows N]`
+//! - `cargo run --release -p tally-bench -- clickstream [--rows N] [--data DIR] [--peers peers.json]`
 
 mod clickstream;
+mod workload;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,6 +49,30 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         batch_rows: usize,
     },
+    /// The clickstream workload over pgwire against `tally serve`, beside the peers' figures.
+    Clickstream {
+        /// Directory with `events.csv` (generated there when missing).
+        #[arg(long, default_value = "target/clickstream-data")]
+        data: PathBuf,
+        /// Rows to generate when the data is missing.
+        #[arg(long, default_value_t = 5_000_000)]
+        rows: usize,
+        /// Runs of each dashboard query.
+        #[arg(long, default_value_t = 1000)]
+        runs: usize,
+        /// Rows per COPY in the concurrent load.
+        #[arg(long, default_value_t = 10_000)]
+        chunk_rows: usize,
+        /// Concurrent connections in the chunked load.
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+        /// JSON written by `benches/peers/run.py --json` to print beside Tally.
+        #[arg(long)]
+        peers: Option<PathBuf>,
+        /// Write Tally's figures (and the peers') as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Write the clickstream workload as `events.csv` and `events.parquet`.
     Generate {
         /// Directory to write into.
@@ -74,6 +100,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     match Cli::parse().command {
         Command::Ingest { rows, batch_rows } => ingest(rows, batch_rows).await,
         Command::Views { rows, batch_rows } => views(rows, batch_rows).await,
+        Command::Clickstream {
+            data,
+            rows,
+            runs,
+            chunk_rows,
+            workers,
+            peers,
+            json,
+        } => workload::run(workload::Settings {
+            data,
+            rows,
+            runs,
+            chunk_rows,
+            workers,
+            peers,
+            json,
+        })
+        .await
+        .map_err(|e| e as Box<dyn std::error::Error>),
         Command::Generate { out, rows } => {
             eprintln!("generating {rows} events …");
             let batches = clickstream::generate(rows, 100_000, SEED);

@@ -24,7 +24,7 @@ use crate::views::{
     self, CompiledView,
     state::{self, AggState},
 };
-use std::collections::HashMap;
+use datafusion::common::HashMap;
 
 /// Where and when a bulk ingest spills to segment files.
 pub(crate) struct BulkTarget {

@@ -42,6 +42,11 @@ impl Hll {
         self.0.update(raw_bytes::from_slice(bytes));
     }
 
+    /// Adds one text or bytes value (the same as [`Hll::insert`] of `KeyValue::Bytes`).
+    pub fn insert_bytes(&mut self, bytes: &[u8]) {
+        self.0.update(raw_bytes::from_slice(bytes));
+    }
+
     /// Combines another sketch into this one (register-wise max: commutative, associative).
     pub fn merge(&mut self, other: &Hll) {
         if other.0.is_empty() {

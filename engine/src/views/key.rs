@@ -53,17 +53,22 @@ pub(crate) fn encode_value(out: &mut Vec<u8>, value: &KeyValue) {
             out.push(1);
             out.push(u8::from(*v));
         }
-        KeyValue::Bytes(bytes) => {
-            out.push(1);
-            for b in bytes {
-                out.push(*b);
-                if *b == 0 {
-                    out.push(0xFF);
-                }
-            }
-            out.extend_from_slice(&[0, 0]);
+        KeyValue::Bytes(bytes) => encode_bytes(out, bytes),
+    }
+}
+
+/// Appends a present text or bytes value: `0x01`, the bytes with `0x00` escaped as
+/// `0x00 0xFF`, then the terminator `0x00 0x00`.
+pub(crate) fn encode_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(1);
+    out.reserve(bytes.len() + 2);
+    for &b in bytes {
+        out.push(b);
+        if b == 0 {
+            out.push(0xFF);
         }
     }
+    out.extend_from_slice(&[0, 0]);
 }
 
 fn float_bits(v: f64) -> u64 {

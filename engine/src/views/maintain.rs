@@ -1,18 +1,17 @@
 //! Per-batch maintenance: evaluate a view's filter, group keys and aggregate arguments on an
 //! Arrow batch and pre-aggregate it into one partial state per group (a delta to merge).
 
-use std::collections::HashMap;
-
 use arrow::array::{
     Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Decimal128Array, Float64Array, Int64Array,
     RecordBatch, StringArray,
 };
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int64Type};
+use datafusion::common::HashMap;
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::definition::{AggKind, CompiledView};
-use super::key::{KeyKind, KeyValue, encode_value};
+use super::key::{KeyKind, KeyValue, encode_bytes, encode_value};
 use super::state::{self, AggState};
 use super::state_key;
 use crate::error::{Error, Result};
@@ -48,6 +47,9 @@ pub(crate) fn accumulate(
 }
 
 /// Pre-aggregates `batch` into one partial state per group key (without the view prefix).
+///
+/// Two passes: rows are first assigned group numbers (encoding each row's key once), then each
+/// aggregate updates its per-group states in a loop over its argument column.
 fn partial_states(
     view: &CompiledView,
     batch: &RecordBatch,
@@ -65,53 +67,77 @@ fn partial_states(
         .iter()
         .map(|g| Column::new(evaluate(&g.expr, batch)?, g.kind))
         .collect::<Result<_>>()?;
-    let args: Vec<Column> = view
-        .aggs
-        .iter()
-        .map(|a| Column::new(evaluate(&a.arg, batch)?, a.arg_kind))
-        .collect::<Result<_>>()?;
-    let agg_filters: Vec<Option<BooleanArray>> = view
-        .aggs
-        .iter()
-        .map(|a| {
-            a.filter
-                .as_ref()
-                .map(|f| evaluate_mask(f, batch))
-                .transpose()
-        })
-        .collect::<Result<_>>()?;
-    let initial: Vec<AggState> = view
-        .aggs
-        .iter()
-        .map(|a| initial_state(a.kind, a.arg_kind))
-        .collect();
 
-    let mut by_group: HashMap<Vec<u8>, Vec<AggState>> = HashMap::new();
+    const SKIPPED: u32 = u32::MAX;
+    let mut numbers: HashMap<Vec<u8>, u32> = HashMap::new();
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    let mut group_of_row: Vec<u32> = Vec::with_capacity(rows);
     let mut key = Vec::with_capacity(32);
     for row in 0..rows {
         if let Some(mask) = &selected
             && !passes(mask, row)
         {
+            group_of_row.push(SKIPPED);
             continue;
         }
         key.clear();
         for g in &groups {
-            encode_value(&mut key, &g.get(row));
+            g.encode_key(row, &mut key);
         }
-        let states = match by_group.get_mut(key.as_slice()) {
-            Some(states) => states,
-            None => by_group
-                .entry(key.clone())
-                .or_insert_with(|| initial.clone()),
+        let number = match numbers.get(key.as_slice()) {
+            Some(&n) => n,
+            None => {
+                let n = keys.len() as u32;
+                numbers.insert(key.clone(), n);
+                keys.push(key.clone());
+                n
+            }
         };
-        for (j, agg) in view.aggs.iter().enumerate() {
-            if let Some(mask) = &agg_filters[j]
+        group_of_row.push(number);
+    }
+
+    let mut states_by_agg: Vec<Vec<AggState>> = Vec::with_capacity(view.aggs.len());
+    for agg in &view.aggs {
+        let arg = Column::new(evaluate(&agg.arg, batch)?, agg.arg_kind)?;
+        let mask = agg
+            .filter
+            .as_ref()
+            .map(|f| evaluate_mask(f, batch))
+            .transpose()?;
+        let mut states = vec![initial_state(agg.kind, agg.arg_kind); keys.len()];
+        for (row, &group) in group_of_row.iter().enumerate() {
+            if group == SKIPPED {
+                continue;
+            }
+            if let Some(mask) = &mask
                 && !passes(mask, row)
             {
                 continue;
             }
-            update(&mut states[j], agg.kind, args[j].get(row));
+            let state = &mut states[group as usize];
+            match (state, &arg) {
+                // Text and bytes are hashed in place, without copying the value.
+                (AggState::Hll(hll), Column::Text(a)) if a.is_valid(row) => {
+                    hll.insert_bytes(a.value(row).as_bytes())
+                }
+                (AggState::Hll(hll), Column::Bytes(a)) if a.is_valid(row) => {
+                    hll.insert_bytes(a.value(row))
+                }
+                (state, arg) => update(state, agg.kind, arg.get(row)),
+            }
         }
+        states_by_agg.push(states);
+    }
+
+    let mut by_group: HashMap<Vec<u8>, Vec<AggState>> = HashMap::with_capacity(keys.len());
+    let mut columns: Vec<std::vec::IntoIter<AggState>> =
+        states_by_agg.into_iter().map(Vec::into_iter).collect();
+    for key in keys {
+        let states = columns
+            .iter_mut()
+            .map(|c| c.next().expect("one state per group"))
+            .collect();
+        by_group.insert(key, states);
     }
     Ok(by_group)
 }
@@ -241,6 +267,16 @@ impl Column {
                 _ => Column::Bytes(canon(&DataType::Binary)?.as_binary::<i32>().clone()),
             },
         })
+    }
+
+    /// Appends the memcomparable encoding of row `i`'s value to a group key (as
+    /// [`encode_value`] of [`Column::get`] would, without copying text).
+    fn encode_key(&self, i: usize, key: &mut Vec<u8>) {
+        match self {
+            Column::Text(a) if a.is_valid(i) => encode_bytes(key, a.value(i).as_bytes()),
+            Column::Bytes(a) if a.is_valid(i) => encode_bytes(key, a.value(i)),
+            other => encode_value(key, &other.get(i)),
+        }
     }
 
     /// The value at row `i`.

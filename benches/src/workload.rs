@@ -1,0 +1,624 @@
+//! The clickstream workload over the Postgres wire protocol: starts `tally serve` (the release
+//! binary next to this one) on a temporary directory, loads the generated CSV with COPY, reads
+//! the dashboard views with prepared statements, and prints one markdown table, with the peers'
+//! figures (from `benches/peers/run.py --json`) beside Tally's.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::SinkExt;
+use serde_json::{Value, json};
+use tokio_postgres::{Client, NoTls};
+
+use crate::clickstream;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What `clickstream` runs.
+pub struct Settings {
+    pub data: PathBuf,
+    pub rows: usize,
+    pub runs: usize,
+    pub chunk_rows: usize,
+    pub workers: usize,
+    pub peers: Option<PathBuf>,
+    pub json: Option<PathBuf>,
+}
+
+/// A `tally serve` child process.
+struct ServerProcess {
+    child: Child,
+    port: u16,
+}
+
+impl ServerProcess {
+    fn start(data: &Path) -> Result<ServerProcess, BoxError> {
+        let binary = std::env::current_exe()?.with_file_name("tally");
+        if !binary.exists() {
+            return Err(format!(
+                "{} is missing: build it with `cargo build --release -p tally-server`",
+                binary.display()
+            )
+            .into());
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = Command::new(binary)
+            .args(["serve", "--data"])
+            .arg(data)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()?;
+        Ok(ServerProcess { child, port })
+    }
+
+    fn conninfo(&self) -> String {
+        format!("host=127.0.0.1 port={} user=tally dbname=tally", self.port)
+    }
+
+    async fn connect(&self) -> Result<Client, BoxError> {
+        let (client, connection) = tokio_postgres::connect(&self.conninfo(), NoTls).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(client)
+    }
+
+    /// Connects, retrying until the server accepts (up to 60 s).
+    async fn wait_ready(&self) -> Result<Client, BoxError> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match self.connect().await {
+                Ok(client) => return Ok(client),
+                Err(e) if Instant::now() > deadline => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+
+    /// The server's peak resident set (VmHWM), in bytes.
+    fn peak_rss(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb * 1024)
+    }
+
+    /// SIGTERM (graceful: flush and close), then wait.
+    fn stop(mut self) -> Result<(), BoxError> {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        let status = self.child.wait()?;
+        if !status.success() {
+            return Err(format!("tally serve exited with {status}").into());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the workload and prints the table.
+pub async fn run(settings: Settings) -> Result<(), BoxError> {
+    let csv_path = settings.data.join("events.csv");
+    if !csv_path.exists() {
+        eprintln!(
+            "generating {} events into {} …",
+            settings.rows,
+            settings.data.display()
+        );
+        let batches = clickstream::generate(settings.rows, 100_000, crate::SEED);
+        clickstream::write_files(&settings.data, &batches)?;
+    }
+    let csv = std::fs::read(&csv_path)?;
+    let header_end = csv.iter().position(|&b| b == b'\n').ok_or("empty CSV")? + 1;
+    let body = &csv[header_end..];
+    let rows = body.iter().filter(|&&b| b == b'\n').count();
+    let chunks = split_chunks(body, settings.chunk_rows);
+    eprintln!(
+        "{rows} rows, {} chunks of {}",
+        chunks.len(),
+        settings.chunk_rows
+    );
+
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let server = ServerProcess::start(&data)?;
+    let client = server.wait_ready().await?;
+    let mut tally = serde_json::Map::new();
+    tally.insert("peer".into(), json!("tally"));
+    tally.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
+
+    // 1 and 2: loads, each into a fresh table.
+    let mut load_bulk = serde_json::Map::new();
+    let mut load_chunks = serde_json::Map::new();
+    for views in [false, true] {
+        let key = if views { "views" } else { "no_views" };
+        reset(&client, views).await?;
+        eprintln!("COPY of {rows} rows ({key}) …");
+        let started = Instant::now();
+        copy_in(&client, &csv, true).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        check_rows(&client, rows).await?;
+        load_bulk.insert(key.into(), load_figure(rows, seconds));
+
+        reset(&client, views).await?;
+        eprintln!(
+            "COPY in {} chunks from {} connections ({key}) …",
+            chunks.len(),
+            settings.workers
+        );
+        let (seconds, latencies) = copy_chunks(&server, &chunks, settings.workers).await?;
+        check_rows(&client, rows).await?;
+        let mut figure = load_figure(rows, seconds);
+        figure["chunks"] = json!(chunks.len());
+        figure["chunk_rows"] = json!(settings.chunk_rows);
+        figure["workers"] = json!(settings.workers);
+        figure["p50_ms"] = json!(percentile(&latencies, 0.5));
+        figure["p99_ms"] = json!(percentile(&latencies, 0.99));
+        load_chunks.insert(key.into(), figure);
+    }
+    tally.insert("load_bulk".into(), Value::Object(load_bulk));
+    tally.insert("load_chunks".into(), Value::Object(load_chunks));
+
+    // 3: dashboard queries, prepared, over the extended protocol.
+    eprintln!("dashboard queries, {} runs each …", settings.runs);
+    let pages: Vec<String> = (1..=20).map(|k| format!("/p/{k}")).collect();
+    let days: Vec<chrono::NaiveDateTime> = (1..=7)
+        .map(|d| {
+            chrono::NaiveDate::from_ymd_opt(2026, 1, d)
+                .expect("valid date")
+                .and_hms_opt(0, 0, 0)
+                .expect("valid time")
+        })
+        .collect();
+    let mut queries = serde_json::Map::new();
+    let by_page = "SELECT hour, views, users FROM page_hourly WHERE page = $1 ORDER BY hour";
+    queries.insert(
+        "page_hourly_by_page".into(),
+        time_prepared(&client, by_page, settings.runs, |i| {
+            vec![Box::new(pages[i % pages.len()].clone())]
+        })
+        .await?,
+    );
+    let by_day = "SELECT * FROM country_daily WHERE day = $1";
+    queries.insert(
+        "country_daily_by_day".into(),
+        time_prepared(&client, by_day, settings.runs, |i| {
+            vec![Box::new(days[i % days.len()])]
+        })
+        .await?,
+    );
+    queries.insert(
+        "page_hourly_full".into(),
+        time_prepared(
+            &client,
+            "SELECT * FROM page_hourly",
+            settings.runs.min(200),
+            |_| vec![],
+        )
+        .await?,
+    );
+    queries.insert(
+        "select_1".into(),
+        time_prepared(&client, "SELECT 1", settings.runs, |_| vec![]).await?,
+    );
+    let lookup =
+        "SELECT views, users FROM country_daily WHERE day = $1 AND country = $2 AND device = $3";
+    queries.insert(
+        "view_point_lookup".into(),
+        time_prepared(&client, lookup, settings.runs, |i| {
+            vec![
+                Box::new(days[i % days.len()]),
+                Box::new("US".to_string()),
+                Box::new("mobile".to_string()),
+            ]
+        })
+        .await?,
+    );
+    tally.insert("queries".into(), Value::Object(queries));
+
+    // 4: the view definitions computed over the raw table.
+    eprintln!("ad-hoc view queries …");
+    let mut adhoc = serde_json::Map::new();
+    for (name, query) in clickstream::VIEWS {
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let started = Instant::now();
+            client.simple_query(query).await?;
+            times.push(started.elapsed().as_secs_f64() * 1e3);
+        }
+        adhoc.insert(
+            name.into(),
+            json!({"median_ms": percentile(&times, 0.5), "runs": 5, "runs_ms": times, "sql": query}),
+        );
+    }
+    tally.insert("adhoc".into(), Value::Object(adhoc));
+
+    // 6: HLL error for users per (day, country), by sketch union against exact counts.
+    eprintln!("HLL error …");
+    let hll_query = "SELECT r.users, e.exact FROM (SELECT day, country, \
+        hll_cardinality(hll_union_agg(users_sketch)) AS users FROM country_daily GROUP BY 1, 2) r \
+        JOIN (SELECT date_trunc('day', ts) AS day, country, count(DISTINCT user_id) AS exact \
+        FROM events GROUP BY 1, 2) e ON r.day = e.day AND r.country = e.country";
+    let mut errors: Vec<f64> = client
+        .query(hll_query, &[])
+        .await?
+        .iter()
+        .map(|row| {
+            let (estimate, exact): (i64, i64) = (row.get(0), row.get(1));
+            (estimate - exact).abs() as f64 / exact as f64
+        })
+        .collect();
+    errors.sort_by(f64::total_cmp);
+    tally.insert(
+        "hll".into(),
+        json!({
+            "groups": errors.len(),
+            "median_rel_err": percentile(&errors, 0.5),
+            "p95_rel_err": percentile(&errors, 0.95),
+            "max_rel_err": errors.last().copied().unwrap_or(0.0),
+            "method": "sketch_union",
+            "sketch": format!("DataSketches HLL lg_k {}", 15),
+        }),
+    );
+
+    // 5: memory, then bytes on disk after the flush at shutdown, then restart time.
+    let peak_rss = server.peak_rss();
+    drop(client);
+    eprintln!("stopping (flush) and restarting …");
+    server.stop()?;
+    let bytes = dir_bytes(&data)?;
+    let started = Instant::now();
+    let server = ServerProcess::start(&data)?;
+    let client = server.wait_ready().await?;
+    check_rows(&client, rows).await?;
+    let restart_s = started.elapsed().as_secs_f64();
+    drop(client);
+    server.stop()?;
+    tally.insert(
+        "disk".into(),
+        json!({"bytes_views": bytes, "bytes_per_event_views": bytes as f64 / rows as f64,
+               "what": "data directory after shutdown (Parquet segments, RocksDB with views)"}),
+    );
+    tally.insert(
+        "memory".into(),
+        json!({"peak_rss_bytes": peak_rss, "what": "tally serve VmHWM"}),
+    );
+    tally.insert("restart_s".into(), json!(restart_s));
+
+    let tally = Value::Object(tally);
+    let peers = match &settings.peers {
+        Some(path) => {
+            let doc: Value = serde_json::from_slice(&std::fs::read(path)?)?;
+            doc.get("peers").cloned().unwrap_or(Value::Null)
+        }
+        None => Value::Null,
+    };
+    print_table(rows, &tally, &peers);
+    if let Some(path) = &settings.json {
+        std::fs::write(
+            path,
+            serde_json::to_vec_pretty(
+                &json!({"schema": "tally-clickstream/1", "rows": rows, "tally": tally, "peers": peers}),
+            )?,
+        )?;
+    }
+    Ok(())
+}
+
+/// Drops and recreates `events` (and the three views when `views`).
+async fn reset(client: &Client, views: bool) -> Result<(), BoxError> {
+    client
+        .simple_query("DROP TABLE IF EXISTS events CASCADE")
+        .await?;
+    client
+        .simple_query(&format!(
+            "{} WITH (time_column = 'ts')",
+            clickstream::EVENTS_DDL
+        ))
+        .await?;
+    if views {
+        for (name, query) in clickstream::VIEWS {
+            client
+                .simple_query(&format!("CREATE MATERIALIZED VIEW {name} AS {query}"))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn check_rows(client: &Client, rows: usize) -> Result<(), BoxError> {
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM events", &[])
+        .await?
+        .get(0);
+    if count as usize != rows {
+        return Err(format!("events holds {count} rows, expected {rows}").into());
+    }
+    Ok(())
+}
+
+/// One `COPY events FROM STDIN` of `data`, sent in 1 MiB pieces.
+async fn copy_in(client: &Client, data: &[u8], header: bool) -> Result<u64, BoxError> {
+    let sql = format!(
+        "COPY events FROM STDIN WITH (FORMAT csv{})",
+        if header { ", HEADER" } else { "" }
+    );
+    let sink = client.copy_in::<_, Bytes>(&sql).await?;
+    futures::pin_mut!(sink);
+    for piece in data.chunks(1 << 20) {
+        sink.send(Bytes::copy_from_slice(piece)).await?;
+    }
+    Ok(sink.finish().await?)
+}
+
+/// Splits CSV rows (no header) into chunks of `rows` rows.
+fn split_chunks(body: &[u8], rows: usize) -> Vec<Bytes> {
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    let mut count = 0;
+    for (i, &b) in body.iter().enumerate() {
+        if b == b'\n' {
+            count += 1;
+            if count == rows {
+                chunks.push(Bytes::copy_from_slice(&body[start..=i]));
+                start = i + 1;
+                count = 0;
+            }
+        }
+    }
+    if start < body.len() {
+        chunks.push(Bytes::copy_from_slice(&body[start..]));
+    }
+    chunks
+}
+
+/// COPYs the chunks from `workers` connections pulling from one queue; returns the total time
+/// and each chunk's latency in ms.
+async fn copy_chunks(
+    server: &ServerProcess,
+    chunks: &[Bytes],
+    workers: usize,
+) -> Result<(f64, Vec<f64>), BoxError> {
+    let queue = Arc::new(std::sync::Mutex::new(chunks.to_vec().into_iter()));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..workers {
+        let client = server.connect().await?;
+        let queue = Arc::clone(&queue);
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let next = queue.lock().expect("queue").next();
+                let Some(chunk) = next else { break };
+                let t = Instant::now();
+                copy_in(&client, &chunk, false).await?;
+                latencies.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            Ok::<_, BoxError>(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    Ok((seconds, latencies))
+}
+
+fn load_figure(rows: usize, seconds: f64) -> Value {
+    json!({"rows_per_s": rows as f64 / seconds, "seconds": seconds, "rows_loaded": rows,
+           "rows_ok": true, "incremental": true})
+}
+
+type Params = Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>>;
+
+/// Runs a prepared statement `runs` times; p50/p99 latency in ms.
+async fn time_prepared(
+    client: &Client,
+    sql: &str,
+    runs: usize,
+    params: impl Fn(usize) -> Params,
+) -> Result<Value, BoxError> {
+    let statement = client.prepare(sql).await?;
+    let mut times = Vec::with_capacity(runs);
+    let (mut min_rows, mut max_rows) = (usize::MAX, 0);
+    for i in 0..runs {
+        let values = params(i);
+        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = values
+            .iter()
+            .map(|v| v.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+            .collect();
+        let started = Instant::now();
+        let rows = client.query(&statement, &refs).await?;
+        times.push(started.elapsed().as_secs_f64() * 1e3);
+        min_rows = min_rows.min(rows.len());
+        max_rows = max_rows.max(rows.len());
+    }
+    let mean = times.iter().sum::<f64>() / runs.max(1) as f64;
+    times.sort_by(f64::total_cmp);
+    Ok(
+        json!({"p50_ms": percentile(&times, 0.5), "p99_ms": percentile(&times, 0.99),
+              "mean_ms": mean, "runs": runs, "prepared": true, "sql": sql,
+              "result_rows_min": min_rows, "result_rows_max": max_rows}),
+    )
+}
+
+/// The `q` quantile of sorted values.
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let mut values = sorted.to_vec();
+    values.sort_by(f64::total_cmp);
+    values[((values.len() - 1) as f64 * q).round() as usize]
+}
+
+fn dir_bytes(dir: &Path) -> std::io::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() {
+            dir_bytes(&entry.path())?
+        } else {
+            meta.len()
+        };
+    }
+    Ok(total)
+}
+
+/// Prints one row per figure, Tally first, then each peer present in `peers`.
+fn print_table(rows: usize, tally: &Value, peers: &Value) {
+    let mut columns = vec![("tally", tally)];
+    if let Value::Object(map) = peers {
+        for name in ["duckdb", "chdb", "postgres"] {
+            if let Some(p) = map.get(name) {
+                columns.push((name, p));
+            }
+        }
+    }
+    let header: Vec<&str> = columns.iter().map(|c| c.0).collect();
+    println!("| figure (N = {rows}) | {} |", header.join(" | "));
+    println!("|---|{}", "---|".repeat(columns.len()));
+    let rate = |v: &Value| {
+        v.get("rows_per_s")
+            .and_then(Value::as_f64)
+            .map(|r| format!("{r:.0}"))
+    };
+    let ms = |v: &Value| match (
+        v.get("p50_ms").and_then(Value::as_f64),
+        v.get("p99_ms").and_then(Value::as_f64),
+    ) {
+        (Some(a), Some(b)) => Some(format!("{a:.2} / {b:.2}")),
+        _ => None,
+    };
+    type Getter<'a> = Box<dyn Fn(&Value) -> Option<String> + 'a>;
+    let figures: Vec<(&str, Getter)> = vec![
+        (
+            "COPY csv, one COPY, no views (rows/s)",
+            Box::new(|p| rate(&p["load_bulk"]["no_views"])),
+        ),
+        (
+            "COPY csv, one COPY, 3 views (rows/s)",
+            Box::new(|p| rate(&p["load_bulk"]["views"])),
+        ),
+        (
+            "COPY 10k-row chunks × 4 connections, no views (rows/s)",
+            Box::new(|p| rate(&p["load_chunks"]["no_views"])),
+        ),
+        (
+            "  chunk commit p50 / p99 (ms)",
+            Box::new(|p| ms(&p["load_chunks"]["no_views"])),
+        ),
+        (
+            "COPY 10k-row chunks × 4 connections, 3 views (rows/s)",
+            Box::new(|p| rate(&p["load_chunks"]["views"])),
+        ),
+        (
+            "  chunk commit p50 / p99 (ms)",
+            Box::new(|p| ms(&p["load_chunks"]["views"])),
+        ),
+        (
+            "`page_hourly WHERE page = $1` p50 / p99 (ms)",
+            Box::new(|p| ms(&p["queries"]["page_hourly_by_page"])),
+        ),
+        (
+            "`country_daily WHERE day = $1` p50 / p99 (ms)",
+            Box::new(|p| ms(&p["queries"]["country_daily_by_day"])),
+        ),
+        (
+            "full read of `page_hourly` p50 / p99 (ms)",
+            Box::new(|p| ms(&p["queries"]["page_hourly_full"])),
+        ),
+        (
+            "`SELECT 1` p50 / p99 (ms)",
+            Box::new(|p| ms(&p["queries"]["select_1"])),
+        ),
+        (
+            "one-group view lookup p50 / p99 (ms)",
+            Box::new(|p| ms(&p["queries"]["view_point_lookup"])),
+        ),
+        (
+            "ad hoc `page_hourly`, median of 5 (ms)",
+            Box::new(|p| {
+                p["adhoc"]["page_hourly"]["median_ms"]
+                    .as_f64()
+                    .map(|v| format!("{v:.0}"))
+            }),
+        ),
+        (
+            "ad hoc `country_daily`, median of 5 (ms)",
+            Box::new(|p| {
+                p["adhoc"]["country_daily"]["median_ms"]
+                    .as_f64()
+                    .map(|v| format!("{v:.0}"))
+            }),
+        ),
+        (
+            "ad hoc `errors_minute`, median of 5 (ms)",
+            Box::new(|p| {
+                p["adhoc"]["errors_minute"]["median_ms"]
+                    .as_f64()
+                    .map(|v| format!("{v:.0}"))
+            }),
+        ),
+        (
+            "peak RSS (MiB)",
+            Box::new(|p| {
+                p["memory"]["peak_rss_bytes"]
+                    .as_f64()
+                    .map(|v| format!("{:.0}", v / 1048576.0))
+            }),
+        ),
+        (
+            "bytes on disk per event, with views",
+            Box::new(|p| {
+                p["disk"]["bytes_per_event_views"]
+                    .as_f64()
+                    .map(|v| format!("{v:.1}"))
+            }),
+        ),
+        (
+            "restart time (s)",
+            Box::new(|p| p["restart_s"].as_f64().map(|v| format!("{v:.2}"))),
+        ),
+        (
+            "HLL users per (day, country): median / p95 / max error",
+            Box::new(|p| {
+                let h = &p["hll"];
+                Some(format!(
+                    "{:.2}% / {:.2}% / {:.2}%{}",
+                    h["median_rel_err"].as_f64()? * 100.0,
+                    h["p95_rel_err"].as_f64()? * 100.0,
+                    h["max_rel_err"].as_f64()? * 100.0,
+                    if h["method"] == "raw_approx" {
+                        " (raw rows)"
+                    } else {
+                        ""
+                    }
+                ))
+            }),
+        ),
+    ];
+    for (label, get) in figures {
+        let cells: Vec<String> = columns
+            .iter()
+            .map(|(_, p)| get(p).unwrap_or_else(|| "–".into()))
+            .collect();
+        println!("| {label} | {} |", cells.join(" | "));
+    }
+}
