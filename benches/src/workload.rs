@@ -392,7 +392,8 @@ async fn copy_chunks(
     chunks: &[Bytes],
     workers: usize,
 ) -> Result<(f64, Vec<f64>), BoxError> {
-    let queue = Arc::new(std::sync::Mutex::new(chunks.to_vec().into_iter()));
+    let queue: std::collections::VecDeque<Bytes> = chunks.iter().cloned().collect();
+    let queue = Arc::new(std::sync::Mutex::new(queue));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..workers {
@@ -401,7 +402,7 @@ async fn copy_chunks(
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             loop {
-                let next = queue.lock().expect("queue").next();
+                let next = queue.lock().expect("queue").pop_front();
                 let Some(chunk) = next else { break };
                 let t = Instant::now();
                 copy_in(&client, &chunk, false).await?;

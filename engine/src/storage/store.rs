@@ -38,20 +38,31 @@ impl DbSnapshot {
         Ok(out)
     }
 
-    /// Every `(key, value)` of the views column family with `lower <= key < upper`.
-    pub(crate) fn scan_views_range(&self, lower: &[u8], upper: &[u8]) -> Result<Vec<Entry>> {
+    /// Every `(key, value)` of the views column family with `lower <= key < upper` whose key
+    /// `keep` accepts (values of other keys are not copied).
+    pub(crate) fn scan_views_range(
+        &self,
+        lower: &[u8],
+        upper: &[u8],
+        mut keep: impl FnMut(&[u8]) -> bool,
+    ) -> Result<Vec<Entry>> {
         let mut out = Vec::new();
-        let iter = self.snapshot.iterator_cf(
-            self.store.cf(CF_VIEWS),
-            IteratorMode::From(lower, rocksdb::Direction::Forward),
-        );
-        for item in iter {
-            let (k, v) = item.map_err(|e| Error::storage("reading view states", e))?;
-            if &*k >= upper {
+        let mut iter = self.snapshot.raw_iterator_cf(self.store.cf(CF_VIEWS));
+        iter.seek(lower);
+        while iter.valid() {
+            let (Some(k), Some(v)) = (iter.key(), iter.value()) else {
+                break;
+            };
+            if k >= upper {
                 break;
             }
-            out.push((k, v));
+            if keep(k) {
+                out.push((k.into(), v.into()));
+            }
+            iter.next();
         }
+        iter.status()
+            .map_err(|e| Error::storage("reading view states", e))?;
         Ok(out)
     }
 }

@@ -13,7 +13,6 @@ use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator};
 use super::definition::{CompiledView, OutputSource};
 use super::key::{KeyValue, encode_value};
 use super::maintain::Column;
-use super::state::compare;
 
 /// A comparison of one group column with a value.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,12 +59,13 @@ impl Op {
 }
 
 impl GroupBound {
-    /// Whether a group value passes this bound (NULL never does).
-    pub(crate) fn admits(&self, value: &KeyValue) -> bool {
-        if *value == KeyValue::Null {
+    /// Whether an encoded group value (see [`super::key`]) passes this bound: the encoding
+    /// preserves order, so this compares bytes. NULL (`0x00`) never passes.
+    pub(crate) fn admits_encoded(&self, encoded: &[u8], bound: &[u8]) -> bool {
+        if encoded.first() != Some(&1) {
             return false;
         }
-        let ordering = compare(value, &self.value);
+        let ordering = encoded.cmp(bound);
         match self.op {
             Op::Eq => ordering == Ordering::Equal,
             Op::Lt => ordering == Ordering::Less,
@@ -73,6 +73,13 @@ impl GroupBound {
             Op::Gt => ordering == Ordering::Greater,
             Op::GtEq => ordering != Ordering::Less,
         }
+    }
+
+    /// The encoded form of this bound's value.
+    pub(crate) fn encoded(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_value(&mut out, &self.value);
+        out
     }
 }
 

@@ -96,6 +96,41 @@ fn float_from_bits(bits: u64) -> f64 {
     f64::from_bits(raw)
 }
 
+/// The encoded values of a key (each with its presence byte), given the kinds of its columns;
+/// `None` for a malformed key.
+pub(crate) fn split<'a>(mut key: &'a [u8], kinds: &[KeyKind]) -> Option<Vec<&'a [u8]>> {
+    let mut out = Vec::with_capacity(kinds.len());
+    for kind in kinds {
+        let len = if *key.first()? == 0 {
+            1
+        } else {
+            match kind {
+                KeyKind::Int | KeyKind::Float => 9,
+                KeyKind::Decimal => 17,
+                KeyKind::Bool => 2,
+                KeyKind::Bytes => {
+                    // Up to and including the terminator 00 00 (an escaped 00 is 00 FF).
+                    let mut i = 1;
+                    loop {
+                        match (key.get(i)?, key.get(i + 1)) {
+                            (0, Some(0)) => break i + 2,
+                            (0, _) => i += 2,
+                            _ => i += 1,
+                        }
+                    }
+                }
+            }
+        };
+        if key.len() < len {
+            return None;
+        }
+        let (value, rest) = key.split_at(len);
+        out.push(value);
+        key = rest;
+    }
+    Some(out)
+}
+
 /// Decodes the values of a key, given the kinds of its columns.
 pub(crate) fn decode(mut key: &[u8], kinds: &[KeyKind]) -> Result<Vec<KeyValue>> {
     let corrupt = || Error::Corrupt("malformed view group key".into());
@@ -231,6 +266,13 @@ mod tests {
             KeyKind::Decimal,
         ];
         assert_eq!(decode(&key(&values), &kinds).unwrap(), values);
+        let encoded = key(&values);
+        let parts = split(&encoded, &kinds).unwrap();
+        assert_eq!(parts.concat(), encoded);
+        for (part, value) in parts.iter().zip(&values) {
+            assert_eq!(*part, key(std::slice::from_ref(value)).as_slice());
+        }
+        assert!(split(&encoded[..encoded.len() - 1], &kinds).is_none());
         // A shorter text sorts before a longer one with the same prefix, whatever follows.
         let a = key(&[KeyValue::Bytes(b"a".to_vec()), KeyValue::Int(i64::MAX)]);
         let b = key(&[KeyValue::Bytes(b"a\0".to_vec()), KeyValue::Int(i64::MIN)]);

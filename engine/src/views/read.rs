@@ -28,11 +28,10 @@ use crate::error::{Error, Result, to_datafusion};
 use crate::storage::store::{DbSnapshot, Entry};
 
 /// Turns a view's stored `(key, state)` entries into rows of its output schema (or of the
-/// `projection` of it), keeping only the groups that pass `bounds`.
+/// `projection` of it).
 pub(crate) fn finalize(
     view: &CompiledView,
     entries: &[Entry],
-    bounds: &[GroupBound],
     projection: Option<&[usize]>,
 ) -> Result<RecordBatch> {
     let all: Vec<usize> = (0..view.outputs.len()).collect();
@@ -49,9 +48,6 @@ pub(crate) fn finalize(
         vec![Vec::with_capacity(entries.len()); view.aggs.len()];
     for (k, v) in entries {
         let values = key::decode(&k[8..], &kinds)?;
-        if !bounds.iter().all(|b| b.admits(&values[b.group])) {
-            continue;
-        }
         for (column, value) in group_values.iter_mut().zip(values) {
             column.push(value);
         }
@@ -295,8 +291,20 @@ impl ViewTable {
         }
         let prefix = view_prefix(self.view.def.id);
         let (lower, upper) = key_range(&prefix, self.view.groups.len(), bounds);
-        let entries = self.rocks.scan_views_range(&lower, &upper)?;
-        finalize(&self.view, &entries, bounds, projection)
+        let kinds: Vec<KeyKind> = self.view.groups.iter().map(|g| g.kind).collect();
+        let encoded: Vec<Vec<u8>> = bounds.iter().map(GroupBound::encoded).collect();
+        // Keys are checked as bytes, before any value is copied or decoded; a malformed key is
+        // kept, so that decoding reports it.
+        let entries = self.rocks.scan_views_range(&lower, &upper, |key| {
+            bounds.is_empty()
+                || key::split(&key[8..], &kinds).is_none_or(|values| {
+                    bounds
+                        .iter()
+                        .zip(&encoded)
+                        .all(|(b, e)| b.admits_encoded(values[b.group], e))
+                })
+        })?;
+        finalize(&self.view, &entries, projection)
     }
 }
 
