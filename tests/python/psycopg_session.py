@@ -33,6 +33,10 @@ INSERT = "INSERT INTO readings VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
 UTC = timezone.utc
 
 
+# Rows in the table at the end: 100 from executemany, the rest from one COPY.
+TOTAL = 100_100
+
+
 def row(i):
     """Row i, with NULLs in every nullable column for multiples of 5."""
     if i % 5 == 0:
@@ -103,11 +107,11 @@ def session(dsn):
             cur.execute("SELECT count(*) FROM readings WHERE label IS NULL AND id > %s", (50,))
             check(cur.fetchone(), (10,), "NULLs stored by executemany")
 
-            # COPY FROM STDIN, row by row through psycopg's dumpers.
+            # COPY FROM STDIN of 100,000 rows, row by row through psycopg's dumpers.
             with cur.copy("COPY readings FROM STDIN") as copy:
-                for i in range(101, 1101):
+                for i in range(101, TOTAL + 1):
                     copy.write_row(row(i))
-            check(cur.rowcount, 1000, "COPY reports its row count")
+            check(cur.rowcount, TOTAL - 100, "COPY reports its row count")
         conn.commit()
 
         with conn.cursor() as cur:
@@ -119,7 +123,8 @@ def session(dsn):
                 check(e.sqlstate, "42P01", "a missing table is 42P01")
             conn.rollback()
             cur.execute("SELECT count(*), sum(id), count(label) FROM readings")
-            check(cur.fetchone(), (1100, 1100 * 1101 // 2, 880), "rows after COPY and commit")
+            check(cur.fetchone(), (TOTAL, TOTAL * (TOTAL + 1) // 2, TOTAL - TOTAL // 5),
+                  "rows after COPY and commit")
 
     # A fresh connection sees everything that was committed.
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -130,7 +135,7 @@ def session(dsn):
         check((got[0], got[1], got[2], bytes(got[3]), got[4]),
               (expected[2], expected[3], expected[5], expected[6], expected[8]),
               "a COPYed row read back from a new connection")
-        check(conn.execute("SELECT count(*) FROM readings").fetchone(), (1100,),
+        check(conn.execute("SELECT count(*) FROM readings").fetchone(), (TOTAL,),
               "a new connection sees the committed rows")
 
 
