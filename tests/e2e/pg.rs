@@ -477,25 +477,21 @@ fn config_file_flags_and_defaults_merge() {
     assert!(Config::resolve(None, None, Some(&file)).is_err());
 }
 
-/// Runs psql against the server (on a blocking thread) and returns its stdout.
-pub async fn psql(server: &TestServer, args: &[&str]) -> Result<String, String> {
-    let port = server.addr.port().to_string();
+/// A psql command connected to the server (no `.psqlrc`), run in its directory.
+pub fn psql_command(server: &TestServer) -> std::process::Command {
     let mut command = std::process::Command::new("psql");
     command
-        .args([
-            "-X",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-U",
-            "tally",
-            "-d",
-            "tally",
-        ])
-        .args(["-v", "ON_ERROR_STOP=1"])
-        .args(args)
+        .args(["-X", "-h", "127.0.0.1", "-p"])
+        .arg(server.addr.port().to_string())
+        .args(["-U", "tally", "-d", "tally"])
         .current_dir(server.dir.path());
+    command
+}
+
+/// Runs psql against the server (on a blocking thread) and returns its stdout.
+pub async fn psql(server: &TestServer, args: &[&str]) -> Result<String, String> {
+    let mut command = psql_command(server);
+    command.args(["-v", "ON_ERROR_STOP=1"]).args(args);
     let output = tokio::task::spawn_blocking(move || command.output())
         .await
         .map_err(|e| e.to_string())?

@@ -1,9 +1,7 @@
 //! psql's meta-commands (`\d`, `\dt`, `\dm`, `\l` …) through the real `psql` binary: they run
 //! PostgreSQL catalog queries, which Tally answers from its `pg_catalog` emulation.
 
-use std::process::Command;
-
-use super::pg::{TestServer, psql};
+use super::pg::{TestServer, psql, psql_command};
 
 /// What one psql run printed.
 struct Run {
@@ -14,22 +12,8 @@ struct Run {
 
 /// Runs psql with `args` (errors do not stop it) and keeps stdout and stderr apart.
 async fn run(server: &TestServer, args: &[&str]) -> Run {
-    let port = server.addr.port().to_string();
-    let mut command = Command::new("psql");
-    command
-        .args([
-            "-X",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-U",
-            "tally",
-            "-d",
-            "tally",
-        ])
-        .args(args)
-        .current_dir(server.dir.path());
+    let mut command = psql_command(server);
+    command.args(args);
     let output = tokio::task::spawn_blocking(move || command.output())
         .await
         .expect("psql thread")
