@@ -20,10 +20,7 @@ use crate::error::{Error, Result};
 use crate::ingest;
 use crate::storage::hot;
 use crate::storage::segment::{self, WrittenSegment};
-use crate::views::{
-    self, CompiledView,
-    state::{self, AggState},
-};
+use crate::views::{self, CompiledView, state::AggState};
 use datafusion::common::HashMap;
 
 /// Where and when a bulk ingest spills to segment files.
@@ -151,11 +148,10 @@ impl BulkIngest {
         covered.sort_unstable();
         let mut deltas = Vec::new();
         for (view, states) in self.views.iter().zip(std::mem::take(&mut self.view_states)) {
-            deltas.extend(
-                states
-                    .into_iter()
-                    .map(|(k, s)| (views::state_key(view.def.id, &k), state::encode(&s))),
-            );
+            let kinds = view.group_kinds();
+            for (key, states) in states {
+                views::push_group_entries(view, &kinds, &key, &states, &mut deltas);
+            }
         }
         let op = Op::Append {
             table_id: self.def.id,

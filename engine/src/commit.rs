@@ -599,6 +599,11 @@ fn drop_view(store: &Store, working: &mut Snapshot, batch: &mut WriteBatch, name
             views::view_prefix(id),
             views::view_prefix(id + 1),
         );
+        batch.delete_range_cf(
+            store.cf(CF_VIEWS),
+            views::index_prefix(id),
+            views::index_prefix(id + 1),
+        );
     }
 }
 

@@ -362,6 +362,7 @@ impl Database {
             table_id: 0,
             query,
             status: ViewStatus::Backfilling,
+            indexed: true,
         };
         let compiled = self
             .inner

@@ -87,6 +87,9 @@ impl QueryEngine {
         o.execution.parquet.pushdown_filters = true;
         o.execution.parquet.reorder_filters = true;
         o.execution.parquet.schema_force_view_types = false;
+        // DataFusion 55's min/max dynamic filter prunes rows while an accumulator is still NULL
+        // (`min(x), max(ts)` skipped the rows holding x): a wrong answer, so it stays off.
+        o.optimizer.enable_aggregate_dynamic_filter_pushdown = false;
         let mut builder = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features();

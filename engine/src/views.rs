@@ -29,6 +29,10 @@ pub struct ViewDef {
     pub query: String,
     /// `backfilling` until the rows that existed at creation are aggregated, then `ready`.
     pub status: ViewStatus,
+    /// Whether the view keeps an index entry per non-leading group column (views created
+    /// before indexes existed have none and are read by scanning).
+    #[serde(default)]
+    pub indexed: bool,
 }
 
 /// Whether a view can be read yet.
@@ -58,4 +62,51 @@ pub(crate) fn state_key(view_id: u64, group_key: &[u8]) -> Vec<u8> {
     k.extend_from_slice(&view_prefix(view_id));
     k.extend_from_slice(group_key);
     k
+}
+
+/// Set in the id part of index keys; view ids never reach it.
+const INDEX_FLAG: u64 = 1 << 63;
+
+/// `views` key prefix of one view's index entries.
+pub(crate) fn index_prefix(view_id: u64) -> [u8; 8] {
+    (view_id | INDEX_FLAG).to_be_bytes()
+}
+
+/// Whether a `views` key is an index entry (whose value is always empty).
+pub(crate) fn is_index_key(key: &[u8]) -> bool {
+    key.first().is_some_and(|b| b & 0x80 != 0)
+}
+
+/// `views` key prefix of the index entries of groups whose column `group` has the encoded
+/// value `value` (see [`key::split`]).
+pub(crate) fn index_value_prefix(view_id: u64, group: usize, value: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + value.len());
+    k.extend_from_slice(&index_prefix(view_id));
+    k.push(group as u8);
+    k.extend_from_slice(value);
+    k
+}
+
+/// Appends the stored entries of one group's delta: its encoded states under its view key and,
+/// when the view is indexed, one index entry per non-leading group column
+/// (`index prefix | column | encoded value | group key`, empty value).
+pub(crate) fn push_group_entries(
+    view: &CompiledView,
+    kinds: &[key::KeyKind],
+    group_key: &[u8],
+    states: &[state::AggState],
+    out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+) {
+    let id = view.def.id;
+    out.push((state_key(id, group_key), state::encode(states)));
+    if !view.def.indexed || kinds.len() < 2 {
+        return;
+    }
+    if let Some(values) = key::split(group_key, kinds) {
+        for (group, value) in values.iter().enumerate().skip(1) {
+            let mut k = index_value_prefix(id, group, value);
+            k.extend_from_slice(group_key);
+            out.push((k, Vec::new()));
+        }
+    }
 }

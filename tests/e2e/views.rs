@@ -590,6 +590,11 @@ mod property {
             let column = format!("g{i}");
             let predicate = choices[rows % choices.len()].replace("{}", &column);
             assert_filtered(&db, &columns, &query, &order, &predicate).await;
+            if i > 0 {
+                // Alone, an equality on a non-leading group column is looked up in the index.
+                let alone = choices[0].replace("{}", &column);
+                assert_filtered(&db, &columns, &query, &order, &alone).await;
+            }
             conjunction.push(choices[0].replace("{}", &column));
             assert_filtered(&db, &columns, &query, &order, &conjunction.join(" AND ")).await;
         }
@@ -650,4 +655,27 @@ async fn a_bulk_ingest_that_spills_updates_views_exactly() {
         "the bulk ingest spilled"
     );
     assert_views_exact(&db, &views).await;
+}
+
+/// A regression found by the property test: DataFusion 55's min/max dynamic filter pruned the
+/// rows holding `x` while `min(x)` was still NULL, so the recompute (not the view) was wrong.
+#[tokio::test]
+async fn min_and_max_over_segments_see_rows_pruned_by_a_dynamic_filter() {
+    let (_dir, db) = temp_db(tally_engine::Options {
+        row_group_rows: 16,
+        ..test_options()
+    });
+    db.sql("CREATE TABLE t (ts TIMESTAMP NOT NULL, k1 INT, k2 TEXT, x BIGINT, y DOUBLE PRECISION) WITH (time_column = 'ts')")
+        .await
+        .unwrap();
+    db.sql("INSERT INTO t VALUES (TIMESTAMP '2026-01-01 00:00:00' + INTERVAL '343 minutes', NULL, NULL, 20, -6.0), (TIMESTAMP '2026-01-01 00:00:00' + INTERVAL '560 minutes', 1, NULL, NULL, NULL)").await.unwrap();
+    db.flush().await.unwrap();
+    db.sql("INSERT INTO t VALUES (TIMESTAMP '2026-01-01 00:00:00' + INTERVAL '88 minutes', 3, 'c', NULL, 6.75), (TIMESTAMP '2026-01-01 00:00:00' + INTERVAL '406 minutes', NULL, 'c', 5, 8.5), (TIMESTAMP '2026-01-01 00:00:00' + INTERVAL '181 minutes', 2, 'a', 36, 4.0), (TIMESTAMP '2026-01-01 00:00:00' + INTERVAL '592 minutes', NULL, 'b', NULL, 5.75), (TIMESTAMP '2026-01-01 00:00:00' + INTERVAL '215 minutes', NULL, NULL, NULL, 0.5), (TIMESTAMP '2026-01-01 00:00:00' + INTERVAL '523 minutes', NULL, 'B', 39, 2.75), (TIMESTAMP '2026-01-01 00:00:00' + INTERVAL '311 minutes', NULL, 'a', 2, NULL), (TIMESTAMP '2026-01-01 00:00:00' + INTERVAL '46 minutes', NULL, NULL, NULL, -1.75), (TIMESTAMP '2026-01-01 00:00:00' + INTERVAL '205 minutes', NULL, 'c', NULL, 2.75), (TIMESTAMP '2026-01-01 00:00:00' + INTERVAL '360 minutes', NULL, 'B', NULL, -7.5), (TIMESTAMP '2026-01-01 00:00:00' + INTERVAL '176 minutes', NULL, NULL, -36, 6.25), (TIMESTAMP '2026-01-01 00:00:00' + INTERVAL '363 minutes', NULL, 'b', -5, NULL), (TIMESTAMP '2026-01-01 00:00:00' + INTERVAL '388 minutes', 3, NULL, -50, NULL), (TIMESTAMP '2026-01-01 00:00:00' + INTERVAL '427 minutes', 2, 'B', 25, NULL), (TIMESTAMP '2026-01-01 00:00:00' + INTERVAL '501 minutes', 0, 'b', 31, NULL), (TIMESTAMP '2026-01-01 00:00:00' + INTERVAL '200 minutes', NULL, 'B', NULL, NULL), (TIMESTAMP '2026-01-01 00:00:00' + INTERVAL '512 minutes', 0, NULL, NULL, 3.0), (TIMESTAMP '2026-01-01 00:00:00' + INTERVAL '454 minutes', 2, NULL, NULL, NULL), (TIMESTAMP '2026-01-01 00:00:00' + INTERVAL '258 minutes', NULL, NULL, 8, 8.75), (TIMESTAMP '2026-01-01 00:00:00' + INTERVAL '434 minutes', 0, NULL, 14, 8.0), (TIMESTAMP '2026-01-01 00:00:00' + INTERVAL '0 minutes', NULL, 'a', NULL, NULL), (TIMESTAMP '2026-01-01 00:00:00' + INTERVAL '70 minutes', NULL, NULL, -44, NULL), (TIMESTAMP '2026-01-01 00:00:00' + INTERVAL '435 minutes', 1, NULL, -46, -5.5)").await.unwrap();
+    db.flush().await.unwrap();
+    for _ in 0..5 {
+        assert_eq!(
+            query_lines(&db, "SELECT min(x), max(ts) FROM t WHERE k1 <> 2").await,
+            ["-50|2026-01-01T09:20:00"]
+        );
+    }
 }

@@ -38,15 +38,14 @@ impl DbSnapshot {
         Ok(out)
     }
 
-    /// Every `(key, value)` of the views column family with `lower <= key < upper` whose key
-    /// `keep` accepts (values of other keys are not copied).
-    pub(crate) fn scan_views_range(
+    /// Calls `f` with every `(key, value)` of the views column family with
+    /// `lower <= key < upper`, in key order, without copying them.
+    pub(crate) fn for_each_view_entry(
         &self,
         lower: &[u8],
         upper: &[u8],
-        mut keep: impl FnMut(&[u8]) -> bool,
-    ) -> Result<Vec<Entry>> {
-        let mut out = Vec::new();
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<()>,
+    ) -> Result<()> {
         let mut iter = self.snapshot.raw_iterator_cf(self.store.cf(CF_VIEWS));
         iter.seek(lower);
         while iter.valid() {
@@ -56,14 +55,22 @@ impl DbSnapshot {
             if k >= upper {
                 break;
             }
-            if keep(k) {
-                out.push((k.into(), v.into()));
-            }
+            f(k, v)?;
             iter.next();
         }
         iter.status()
-            .map_err(|e| Error::storage("reading view states", e))?;
-        Ok(out)
+            .map_err(|e| Error::storage("reading view states", e))
+    }
+
+    /// The values of `keys` in the views column family (`None` where absent), as of this
+    /// snapshot.
+    pub(crate) fn get_views(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        let cf = self.store.cf(CF_VIEWS);
+        self.snapshot
+            .multi_get_cf(keys.iter().map(|k| (cf, k.as_slice())))
+            .into_iter()
+            .map(|r| r.map_err(|e| Error::storage("reading view states", e)))
+            .collect()
     }
 }
 

@@ -81,6 +81,13 @@ pub(crate) struct CompiledView {
     pub schema: SchemaRef,
 }
 
+impl CompiledView {
+    /// The key kinds of the group columns, in key order.
+    pub(crate) fn group_kinds(&self) -> Vec<KeyKind> {
+        self.groups.iter().map(|g| g.kind).collect()
+    }
+}
+
 /// What analysis found, before it knows the view's id.
 pub(crate) struct Analysis {
     /// Name of the aggregated table.

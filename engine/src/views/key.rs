@@ -131,65 +131,93 @@ pub(crate) fn split<'a>(mut key: &'a [u8], kinds: &[KeyKind]) -> Option<Vec<&'a 
     Some(out)
 }
 
-/// Decodes the values of a key, given the kinds of its columns.
-pub(crate) fn decode(mut key: &[u8], kinds: &[KeyKind]) -> Result<Vec<KeyValue>> {
-    let corrupt = || Error::Corrupt("malformed view group key".into());
-    let mut out = Vec::with_capacity(kinds.len());
-    for kind in kinds {
-        let (&flag, rest) = key.split_first().ok_or_else(corrupt)?;
-        key = rest;
-        if flag == 0 {
-            out.push(KeyValue::Null);
-            continue;
+/// One group value decoded from its encoded form; text and bytes borrow a caller's buffer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum ValueRef<'a> {
+    Null,
+    Int(i64),
+    Float(f64),
+    Decimal(i128),
+    Bool(bool),
+    Bytes(&'a [u8]),
+}
+
+impl ValueRef<'_> {
+    /// The value in its owned, canonical form.
+    pub(crate) fn to_value(self) -> KeyValue {
+        match self {
+            ValueRef::Null => KeyValue::Null,
+            ValueRef::Int(v) => KeyValue::Int(v),
+            ValueRef::Float(v) => KeyValue::Float(v),
+            ValueRef::Decimal(v) => KeyValue::Decimal(v),
+            ValueRef::Bool(v) => KeyValue::Bool(v),
+            ValueRef::Bytes(v) => KeyValue::Bytes(v.to_vec()),
         }
-        let take = |key: &mut &[u8], n: usize| -> Result<Vec<u8>> {
-            if key.len() < n {
-                return Err(corrupt());
-            }
-            let (head, rest) = key.split_at(n);
-            *key = rest;
-            Ok(head.to_vec())
-        };
-        let value = match kind {
-            KeyKind::Int => {
-                let b: [u8; 8] = take(&mut key, 8)?.try_into().map_err(|_| corrupt())?;
-                KeyValue::Int((u64::from_be_bytes(b) ^ (1 << 63)) as i64)
-            }
-            KeyKind::Float => {
-                let b: [u8; 8] = take(&mut key, 8)?.try_into().map_err(|_| corrupt())?;
-                KeyValue::Float(float_from_bits(u64::from_be_bytes(b)))
-            }
-            KeyKind::Decimal => {
-                let b: [u8; 16] = take(&mut key, 16)?.try_into().map_err(|_| corrupt())?;
-                KeyValue::Decimal((u128::from_be_bytes(b) ^ (1 << 127)) as i128)
-            }
-            KeyKind::Bool => KeyValue::Bool(take(&mut key, 1)?[0] != 0),
-            KeyKind::Bytes => {
-                let mut bytes = Vec::new();
-                loop {
-                    let (&b, rest) = key.split_first().ok_or_else(corrupt)?;
-                    key = rest;
-                    if b != 0 {
-                        bytes.push(b);
-                        continue;
-                    }
-                    let (&next, rest) = key.split_first().ok_or_else(corrupt)?;
-                    key = rest;
-                    match next {
-                        0xFF => bytes.push(0),
-                        0x00 => break,
-                        _ => return Err(corrupt()),
-                    }
-                }
-                KeyValue::Bytes(bytes)
-            }
-        };
-        out.push(value);
     }
-    if !key.is_empty() {
+}
+
+/// Decodes one encoded value of `kind` (a part returned by [`split`], presence byte
+/// included), unescaping text and bytes into `scratch`.
+pub(crate) fn decode_one<'a>(
+    encoded: &[u8],
+    kind: KeyKind,
+    scratch: &'a mut Vec<u8>,
+) -> Result<ValueRef<'a>> {
+    let corrupt = || Error::Corrupt("malformed view group key".into());
+    let (&flag, body) = encoded.split_first().ok_or_else(corrupt)?;
+    if flag == 0 {
+        return Ok(ValueRef::Null);
+    }
+    let fixed = |n: usize| body.get(..n).ok_or_else(corrupt);
+    Ok(match kind {
+        KeyKind::Int => {
+            let b: [u8; 8] = fixed(8)?.try_into().map_err(|_| corrupt())?;
+            ValueRef::Int((u64::from_be_bytes(b) ^ (1 << 63)) as i64)
+        }
+        KeyKind::Float => {
+            let b: [u8; 8] = fixed(8)?.try_into().map_err(|_| corrupt())?;
+            ValueRef::Float(float_from_bits(u64::from_be_bytes(b)))
+        }
+        KeyKind::Decimal => {
+            let b: [u8; 16] = fixed(16)?.try_into().map_err(|_| corrupt())?;
+            ValueRef::Decimal((u128::from_be_bytes(b) ^ (1 << 127)) as i128)
+        }
+        KeyKind::Bool => ValueRef::Bool(fixed(1)?[0] != 0),
+        KeyKind::Bytes => {
+            scratch.clear();
+            let mut rest = body;
+            loop {
+                let zero = rest.iter().position(|&b| b == 0).ok_or_else(corrupt)?;
+                scratch.extend_from_slice(&rest[..zero]);
+                match rest.get(zero + 1) {
+                    Some(0) => break,
+                    Some(0xFF) => {
+                        scratch.push(0);
+                        rest = &rest[zero + 2..];
+                    }
+                    _ => return Err(corrupt()),
+                }
+            }
+            ValueRef::Bytes(scratch)
+        }
+    })
+}
+
+/// Decodes the values of a key, given the kinds of its columns (reads decode into columns
+/// with [`split`] and [`decode_one`] instead; this is their whole-key form).
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) fn decode(key: &[u8], kinds: &[KeyKind]) -> Result<Vec<KeyValue>> {
+    let corrupt = || Error::Corrupt("malformed view group key".into());
+    let parts = split(key, kinds).ok_or_else(corrupt)?;
+    if parts.iter().map(|p| p.len()).sum::<usize>() != key.len() {
         return Err(corrupt());
     }
-    Ok(out)
+    let mut scratch = Vec::new();
+    parts
+        .iter()
+        .zip(kinds)
+        .map(|(part, kind)| Ok(decode_one(part, *kind, &mut scratch)?.to_value()))
+        .collect()
 }
 
 #[cfg(test)]

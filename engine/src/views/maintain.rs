@@ -12,17 +12,18 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use super::definition::{AggKind, CompiledView};
 use super::key::{KeyKind, KeyValue, encode_bytes, encode_value};
-use super::state::{self, AggState};
-use super::state_key;
+use super::state::AggState;
 use crate::error::{Error, Result};
 use crate::sketch::{DistinctSet, Hll};
 
 /// The `(views key, encoded delta state)` pairs that `batch` contributes to `view`.
 pub(crate) fn deltas(view: &CompiledView, batch: &RecordBatch) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    Ok(partial_states(view, batch)?
-        .into_iter()
-        .map(|(k, s)| (state_key(view.def.id, &k), state::encode(&s)))
-        .collect())
+    let kinds = view.group_kinds();
+    let mut out = Vec::new();
+    for (key, states) in partial_states(view, batch)? {
+        super::push_group_entries(view, &kinds, &key, &states, &mut out);
+    }
+    Ok(out)
 }
 
 /// Partial states of `batch` per group key (without the view prefix), merged into `into`.

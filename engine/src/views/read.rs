@@ -5,8 +5,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BinaryArray, BooleanArray, Decimal128Array, Float64Array, Int64Array, RecordBatch,
-    StringArray,
+    ArrayRef, BinaryArray, BinaryBuilder, BooleanArray, Decimal128Array, Float64Array, Int64Array,
+    RecordBatch, StringArray,
 };
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, SchemaRef};
@@ -19,161 +19,238 @@ use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 
-use super::bounds::{GroupBound, bounds_of, key_range};
+use super::bounds::{GroupBound, Op, bounds_of, key_range};
 use super::definition::{CompiledView, OutputSource};
-use super::key::{self, KeyKind, KeyValue};
-use super::state::{self, AggState};
-use super::{ViewStatus, view_prefix};
+use super::key::{self, KeyKind, KeyValue, ValueRef};
+use super::state::{self, AggState, StateRef};
+use super::{ViewStatus, index_value_prefix, state_key, view_prefix};
 use crate::error::{Error, Result, to_datafusion};
-use crate::storage::store::{DbSnapshot, Entry};
+use crate::sketch::{DistinctSet, Hll};
+use crate::storage::store::DbSnapshot;
 
-/// Turns a view's stored `(key, state)` entries into rows of its output schema (or of the
-/// `projection` of it).
-pub(crate) fn finalize(
-    view: &CompiledView,
-    entries: &[Entry],
-    projection: Option<&[usize]>,
-) -> Result<RecordBatch> {
-    let all: Vec<usize> = (0..view.outputs.len()).collect();
-    let projection = projection.unwrap_or(&all);
-    let mut wanted = vec![false; view.aggs.len()];
-    for &i in projection {
-        if let OutputSource::Agg(a) | OutputSource::Sketch(a) = view.outputs[i] {
-            wanted[a] = true;
+/// Builds a view's output rows (or the `projection` of them) from its stored `(key, state)`
+/// entries, one entry at a time and without copying them: group values are decoded straight
+/// into columns, and only the selected aggregates are decoded, sketches left serialized unless
+/// an estimate is wanted.
+pub(crate) struct Finalizer<'v> {
+    view: &'v CompiledView,
+    projection: Vec<usize>,
+    kinds: Vec<KeyKind>,
+    /// Per group column: its values, when projected.
+    groups: Vec<Option<GroupColumn>>,
+    /// Per aggregate: its states, when its value is projected.
+    aggs: Vec<Option<AggColumn>>,
+    /// Per aggregate: its serialized sketches, when `<column>_sketch` is projected.
+    sketches: Vec<Option<BinaryBuilder>>,
+    rows: usize,
+    scratch: Vec<u8>,
+}
+
+/// The values of one group column, built as entries arrive.
+enum GroupColumn {
+    /// Text and bytes, unescaped straight into the array's buffer.
+    Bytes(BinaryBuilder),
+    Values(Vec<KeyValue>),
+}
+
+impl GroupColumn {
+    fn finish(self, kind: KeyKind, output: &DataType) -> Result<ArrayRef> {
+        match self {
+            GroupColumn::Values(values) => build(&values, kind, output),
+            GroupColumn::Bytes(mut builder) => {
+                let bytes = builder.finish();
+                if matches!(
+                    output,
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                ) {
+                    let text = StringArray::try_from_binary(bytes).map_err(|e| {
+                        Error::Corrupt(format!("view text value is not UTF-8: {e}"))
+                    })?;
+                    to_type(Arc::new(text), output)
+                } else {
+                    to_type(Arc::new(bytes), output)
+                }
+            }
         }
     }
-    let kinds: Vec<KeyKind> = view.groups.iter().map(|g| g.kind).collect();
-    let mut group_values: Vec<Vec<KeyValue>> = vec![Vec::with_capacity(entries.len()); kinds.len()];
-    let mut agg_states: Vec<Vec<Option<AggState>>> =
-        vec![Vec::with_capacity(entries.len()); view.aggs.len()];
-    for (k, v) in entries {
-        let values = key::decode(&k[8..], &kinds)?;
-        for (column, value) in group_values.iter_mut().zip(values) {
-            column.push(value);
+}
+
+/// The finalized values of one aggregate, built as entries arrive.
+enum AggColumn {
+    Empty,
+    Int(Vec<i64>),
+    OptInt(Vec<Option<i64>>),
+    Float(Vec<Option<f64>>),
+    Decimal(Vec<Option<i128>>),
+    Values(Vec<KeyValue>),
+}
+
+impl AggColumn {
+    fn push(&mut self, state: &StateRef<'_>, rows: usize) -> Result<()> {
+        if let AggColumn::Empty = self {
+            *self = match state {
+                StateRef::Count(_) | StateRef::Hll(_) | StateRef::Distinct(_) => {
+                    AggColumn::Int(Vec::with_capacity(rows))
+                }
+                StateRef::SumInt(_) => AggColumn::OptInt(Vec::with_capacity(rows)),
+                StateRef::SumFloat(_) | StateRef::Avg { .. } => {
+                    AggColumn::Float(Vec::with_capacity(rows))
+                }
+                StateRef::SumDecimal(_) => AggColumn::Decimal(Vec::with_capacity(rows)),
+                StateRef::Min(_) | StateRef::Max(_) => AggColumn::Values(Vec::with_capacity(rows)),
+            };
         }
-        let states = state::decode_selected(v, Some(&wanted))?;
-        if states.len() != view.aggs.len() {
+        match (self, state) {
+            (AggColumn::Int(c), StateRef::Count(n)) => c.push(*n),
+            (AggColumn::Int(c), StateRef::Hll(bytes)) => c.push(Hll::from_bytes(bytes)?.estimate()),
+            (AggColumn::Int(c), StateRef::Distinct(bytes)) => {
+                c.push(DistinctSet::from_bytes(bytes)?.count())
+            }
+            (AggColumn::OptInt(c), StateRef::SumInt(v)) => c.push(*v),
+            (AggColumn::Float(c), StateRef::SumFloat(v)) => c.push(*v),
+            (AggColumn::Float(c), StateRef::Avg { sum, count }) => {
+                c.push((*count > 0).then(|| sum / *count as f64))
+            }
+            (AggColumn::Decimal(c), StateRef::SumDecimal(v)) => c.push(*v),
+            (AggColumn::Values(c), StateRef::Min(v) | StateRef::Max(v)) => {
+                c.push(v.clone().unwrap_or(KeyValue::Null))
+            }
+            (_, state) => {
+                return Err(Error::Corrupt(format!(
+                    "view states of different kinds in one column ({state:?})"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self, arg_kind: KeyKind, output: &DataType) -> Result<ArrayRef> {
+        let array: ArrayRef = match self {
+            AggColumn::Empty => return Ok(arrow::array::new_empty_array(output)),
+            AggColumn::Int(v) => Arc::new(Int64Array::from(v)),
+            AggColumn::OptInt(v) => Arc::new(Int64Array::from(v)),
+            AggColumn::Float(v) => Arc::new(Float64Array::from(v)),
+            AggColumn::Decimal(v) => return decimal(Decimal128Array::from(v), output),
+            AggColumn::Values(v) => return build(&v, arg_kind, output),
+        };
+        to_type(array, output)
+    }
+}
+
+impl<'v> Finalizer<'v> {
+    /// A finalizer of `view`'s output columns in `projection` (all when `None`).
+    pub(crate) fn new(view: &'v CompiledView, projection: Option<&[usize]>) -> Finalizer<'v> {
+        let projection: Vec<usize> =
+            projection.map_or_else(|| (0..view.outputs.len()).collect(), <[usize]>::to_vec);
+        let mut groups: Vec<Option<GroupColumn>> = view.groups.iter().map(|_| None).collect();
+        let mut aggs: Vec<Option<AggColumn>> = view.aggs.iter().map(|_| None).collect();
+        let mut sketches: Vec<Option<BinaryBuilder>> = view.aggs.iter().map(|_| None).collect();
+        for &i in &projection {
+            match view.outputs[i] {
+                OutputSource::Group(g) => {
+                    groups[g] = Some(match view.groups[g].kind {
+                        KeyKind::Bytes => GroupColumn::Bytes(BinaryBuilder::new()),
+                        _ => GroupColumn::Values(Vec::new()),
+                    })
+                }
+                OutputSource::Agg(a) => aggs[a] = Some(AggColumn::Empty),
+                OutputSource::Sketch(a) => sketches[a] = Some(BinaryBuilder::new()),
+            }
+        }
+        Finalizer {
+            view,
+            projection,
+            kinds: view.group_kinds(),
+            groups,
+            aggs,
+            sketches,
+            rows: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Adds one stored entry: its `views` key (prefix included) and encoded states.
+    pub(crate) fn push(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        let corrupt = || Error::Corrupt("malformed view group key".into());
+        let parts =
+            key::split(key.get(8..).ok_or_else(corrupt)?, &self.kinds).ok_or_else(corrupt)?;
+        for ((column, part), kind) in self.groups.iter_mut().zip(&parts).zip(&self.kinds) {
+            let Some(column) = column else { continue };
+            let value = key::decode_one(part, *kind, &mut self.scratch)?;
+            match (column, value) {
+                (GroupColumn::Bytes(b), ValueRef::Bytes(v)) => b.append_value(v),
+                (GroupColumn::Bytes(b), _) => b.append_null(),
+                (GroupColumn::Values(c), value) => c.push(value.to_value()),
+            }
+        }
+        let mut states = 0;
+        let rows = self.rows;
+        let (aggs, sketches) = (&mut self.aggs, &mut self.sketches);
+        state::visit(value, |i, state| {
+            states += 1;
+            if let Some(Some(column)) = aggs.get_mut(i) {
+                column.push(&state, rows)?;
+            }
+            if let Some(Some(builder)) = sketches.get_mut(i) {
+                match state {
+                    StateRef::Hll(bytes) => builder.append_value(bytes),
+                    _ => builder.append_null(),
+                }
+            }
+            Ok(())
+        })?;
+        if states != self.view.aggs.len() {
             return Err(Error::Corrupt(format!(
                 "view \"{}\" has states of another definition",
-                view.def.name
+                self.view.def.name
             )));
         }
-        for (column, s) in agg_states.iter_mut().zip(states) {
-            column.push(s);
-        }
+        self.rows += 1;
+        Ok(())
     }
-    if kinds.is_empty() && entries.is_empty() {
-        // Without GROUP BY a view has exactly one row, even before any row matched.
-        for (column, agg) in agg_states.iter_mut().zip(&view.aggs) {
-            column.push(Some(super::maintain::initial_state(agg.kind, agg.arg_kind)));
-        }
-    }
-    let mut columns = Vec::with_capacity(projection.len());
-    for &index in projection {
-        let array = match view.outputs[index] {
-            OutputSource::Group(i) => build(
-                &group_values[i],
-                view.groups[i].kind,
-                &view.groups[i].output_type,
-            )?,
-            OutputSource::Agg(i) => finish_agg(
-                &selected(&agg_states[i])?,
-                view.aggs[i].arg_kind,
-                &view.aggs[i].output_type,
-            )?,
-            OutputSource::Sketch(i) => Arc::new(BinaryArray::from_iter(agg_states[i].iter().map(
-                |s| match s {
-                    Some(AggState::Hll(hll)) => Some(hll.to_bytes()),
-                    _ => None,
-                },
-            ))),
-        };
-        columns.push(array);
-    }
-    let schema = view
-        .schema
-        .project(projection)
-        .map_err(|e| Error::arrow("reading a view", e))?;
-    RecordBatch::try_new_with_options(
-        Arc::new(schema),
-        columns,
-        &arrow::array::RecordBatchOptions::new().with_row_count(Some(
-            group_values
-                .first()
-                .map_or_else(|| agg_states.first().map_or(0, Vec::len), Vec::len),
-        )),
-    )
-    .map_err(|e| Error::arrow(format!("reading view \"{}\"", view.def.name), e))
-}
 
-/// The states of a column whose aggregate was selected for decoding.
-fn selected(states: &[Option<AggState>]) -> Result<Vec<AggState>> {
-    states
-        .iter()
-        .map(|s| {
-            s.clone()
-                .ok_or_else(|| Error::Corrupt("a selected view state was skipped".into()))
-        })
-        .collect()
-}
-
-fn finish_agg(states: &[AggState], arg_kind: KeyKind, output: &DataType) -> Result<ArrayRef> {
-    let Some(first) = states.first() else {
-        return Ok(arrow::array::new_empty_array(output));
-    };
-    let array: ArrayRef = match first {
-        AggState::Count(_) => Arc::new(Int64Array::from_iter_values(
-            states
+    /// The batch of every entry pushed.
+    pub(crate) fn finish(mut self) -> Result<RecordBatch> {
+        let view = self.view;
+        if self.kinds.is_empty() && self.rows == 0 {
+            // Without GROUP BY a view has exactly one row, even before any row matched.
+            let initial: Vec<AggState> = view
+                .aggs
                 .iter()
-                .map(|s| if let AggState::Count(n) = s { *n } else { 0 }),
-        )),
-        AggState::SumInt(_) => Arc::new(Int64Array::from_iter(states.iter().map(|s| {
-            if let AggState::SumInt(v) = s {
-                *v
-            } else {
-                None
-            }
-        }))),
-        AggState::SumFloat(_) => Arc::new(Float64Array::from_iter(states.iter().map(|s| {
-            if let AggState::SumFloat(v) = s {
-                *v
-            } else {
-                None
-            }
-        }))),
-        AggState::SumDecimal(_) => {
-            let values = states.iter().map(|s| {
-                if let AggState::SumDecimal(v) = s {
-                    *v
-                } else {
-                    None
-                }
-            });
-            decimal(Decimal128Array::from_iter(values), output)?
-        }
-        AggState::Min(_) | AggState::Max(_) => {
-            let values: Vec<KeyValue> = states
-                .iter()
-                .map(|s| match s {
-                    AggState::Min(v) | AggState::Max(v) => v.clone().unwrap_or(KeyValue::Null),
-                    _ => KeyValue::Null,
-                })
+                .map(|agg| super::maintain::initial_state(agg.kind, agg.arg_kind))
                 .collect();
-            return build(&values, arg_kind, output);
+            self.push(&view_prefix(view.def.id), &state::encode(&initial))?;
         }
-        AggState::Avg { .. } => Arc::new(Float64Array::from_iter(states.iter().map(|s| match s {
-            AggState::Avg { sum, count } if *count > 0 => Some(sum / *count as f64),
-            _ => None,
-        }))),
-        AggState::Hll(_) | AggState::Distinct(_) => Arc::new(Int64Array::from_iter_values(
-            states.iter().map(|s| match s {
-                AggState::Hll(hll) => hll.estimate(),
-                AggState::Distinct(set) => set.count(),
-                _ => 0,
-            }),
-        )),
-    };
-    to_type(array, output)
+        let mut columns = Vec::with_capacity(self.projection.len());
+        for &index in &self.projection {
+            let array = match view.outputs[index] {
+                OutputSource::Group(i) => self.groups[i]
+                    .take()
+                    .unwrap_or(GroupColumn::Values(Vec::new()))
+                    .finish(view.groups[i].kind, &view.groups[i].output_type)?,
+                OutputSource::Agg(i) => self.aggs[i]
+                    .take()
+                    .unwrap_or(AggColumn::Empty)
+                    .finish(view.aggs[i].arg_kind, &view.aggs[i].output_type)?,
+                OutputSource::Sketch(i) => Arc::new(
+                    self.sketches[i]
+                        .as_mut()
+                        .map_or_else(|| BinaryBuilder::new().finish(), BinaryBuilder::finish),
+                ),
+            };
+            columns.push(array);
+        }
+        let schema = view
+            .schema
+            .project(&self.projection)
+            .map_err(|e| Error::arrow("reading a view", e))?;
+        RecordBatch::try_new_with_options(
+            Arc::new(schema),
+            columns,
+            &arrow::array::RecordBatchOptions::new().with_row_count(Some(self.rows)),
+        )
+        .map_err(|e| Error::arrow(format!("reading view \"{}\"", view.def.name), e))
+    }
 }
 
 /// Builds an array of `output` type from canonical values of `kind`.
@@ -289,23 +366,82 @@ impl ViewTable {
                 self.view.def.name
             )));
         }
-        let prefix = view_prefix(self.view.def.id);
-        let (lower, upper) = key_range(&prefix, self.view.groups.len(), bounds);
-        let kinds: Vec<KeyKind> = self.view.groups.iter().map(|g| g.kind).collect();
+        let id = self.view.def.id;
+        let kinds = self.view.group_kinds();
         let encoded: Vec<Vec<u8>> = bounds.iter().map(GroupBound::encoded).collect();
         // Keys are checked as bytes, before any value is copied or decoded; a malformed key is
         // kept, so that decoding reports it.
-        let entries = self.rocks.scan_views_range(&lower, &upper, |key| {
+        let admits = |group_key: &[u8]| {
             bounds.is_empty()
-                || key::split(&key[8..], &kinds).is_none_or(|values| {
+                || key::split(group_key, &kinds).is_none_or(|values| {
                     bounds
                         .iter()
                         .zip(&encoded)
                         .all(|(b, e)| b.admits_encoded(values[b.group], e))
                 })
-        })?;
-        finalize(&self.view, &entries, projection)
+        };
+        let mut out = Finalizer::new(&self.view, projection);
+        match self.index_bound(bounds, &encoded) {
+            Some((group, value)) => {
+                // Equality on a non-leading group column: the index lists the matching groups.
+                let prefix = index_value_prefix(id, group, value);
+                let mut keys = Vec::new();
+                self.rocks
+                    .for_each_view_entry(&prefix, &prefix_end(&prefix), |k, _| {
+                        let group_key = &k[prefix.len()..];
+                        if admits(group_key) {
+                            keys.push(state_key(id, group_key));
+                        }
+                        Ok(())
+                    })?;
+                for (key, value) in keys.iter().zip(self.rocks.get_views(&keys)?) {
+                    if let Some(value) = value {
+                        out.push(key, &value)?;
+                    }
+                }
+            }
+            None => {
+                let (lower, upper) = key_range(&view_prefix(id), kinds.len(), bounds);
+                self.rocks.for_each_view_entry(&lower, &upper, |k, v| {
+                    if admits(k.get(8..).unwrap_or_default()) {
+                        out.push(k, v)?;
+                    }
+                    Ok(())
+                })?;
+            }
+        }
+        out.finish()
     }
+
+    /// The equality bound to look up in the view's index (group column, encoded value), when
+    /// the view has an index and no equality bound on its leading column narrows the key range.
+    fn index_bound<'b>(
+        &self,
+        bounds: &[GroupBound],
+        encoded: &'b [Vec<u8>],
+    ) -> Option<(usize, &'b [u8])> {
+        if !self.view.def.indexed || bounds.iter().any(|b| b.group == 0 && b.op == Op::Eq) {
+            return None;
+        }
+        bounds
+            .iter()
+            .zip(encoded)
+            .find(|(b, _)| b.group > 0 && b.op == Op::Eq)
+            .map(|(b, e)| (b.group, e.as_slice()))
+    }
+}
+
+/// The smallest key greater than every key that starts with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last != 0xFF {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // All 0xFF: no finite successor; the index prefix never is.
+    vec![0xFF; prefix.len() + 1]
 }
 
 impl fmt::Debug for ViewTable {

@@ -223,6 +223,61 @@ pub(crate) fn decode_selected(
     bytes: &[u8],
     wanted: Option<&[bool]>,
 ) -> Result<Vec<Option<AggState>>> {
+    let mut states = Vec::new();
+    visit(bytes, |i, state| {
+        let want = wanted.is_none_or(|w| w.get(i).copied().unwrap_or(false));
+        states.push(if want { Some(state.to_owned()?) } else { None });
+        Ok(())
+    })?;
+    Ok(states)
+}
+
+/// One stored state, borrowed from its encoded value: sketches and sets stay serialized until
+/// [`StateRef::to_owned`] (or the caller) decodes them.
+#[derive(Debug)]
+pub(crate) enum StateRef<'a> {
+    Count(i64),
+    SumInt(Option<i64>),
+    SumFloat(Option<f64>),
+    SumDecimal(Option<i128>),
+    Min(Option<KeyValue>),
+    Max(Option<KeyValue>),
+    Avg {
+        sum: f64,
+        count: i64,
+    },
+    /// A serialized HLL sketch (the bytes `hll_sketch` returns).
+    Hll(&'a [u8]),
+    /// A serialized exact distinct set.
+    Distinct(&'a [u8]),
+}
+
+impl StateRef<'_> {
+    /// The state, decoded.
+    pub(crate) fn to_owned(&self) -> Result<AggState> {
+        Ok(match self {
+            StateRef::Count(n) => AggState::Count(*n),
+            StateRef::SumInt(v) => AggState::SumInt(*v),
+            StateRef::SumFloat(v) => AggState::SumFloat(*v),
+            StateRef::SumDecimal(v) => AggState::SumDecimal(*v),
+            StateRef::Min(v) => AggState::Min(v.clone()),
+            StateRef::Max(v) => AggState::Max(v.clone()),
+            StateRef::Avg { sum, count } => AggState::Avg {
+                sum: *sum,
+                count: *count,
+            },
+            StateRef::Hll(bytes) => AggState::Hll(Hll::from_bytes(bytes)?),
+            StateRef::Distinct(bytes) => AggState::Distinct(DistinctSet::from_bytes(bytes)?),
+        })
+    }
+}
+
+/// Calls `f` with the position and borrowed form of each state of one encoded group value,
+/// checking the encoding as it goes.
+pub(crate) fn visit<'a>(
+    bytes: &'a [u8],
+    mut f: impl FnMut(usize, StateRef<'a>) -> Result<()>,
+) -> Result<()> {
     let mut r = Reader(bytes);
     let version = r.u8()?;
     if version != STATE_VERSION {
@@ -231,14 +286,12 @@ pub(crate) fn decode_selected(
         )));
     }
     let n = u16::from_le_bytes(r.array()?);
-    let mut states = Vec::with_capacity(n as usize);
     for i in 0..n as usize {
-        let want = wanted.is_none_or(|w| w.get(i).copied().unwrap_or(false));
         let state = match r.u8()? {
-            TAG_COUNT => AggState::Count(i64::from_le_bytes(r.array()?)),
-            TAG_SUM_INT => AggState::SumInt(r.opt()?.map(i64::from_le_bytes)),
-            TAG_SUM_FLOAT => AggState::SumFloat(r.opt()?.map(f64::from_le_bytes)),
-            TAG_SUM_DECIMAL => AggState::SumDecimal(r.opt()?.map(i128::from_le_bytes)),
+            TAG_COUNT => StateRef::Count(i64::from_le_bytes(r.array()?)),
+            TAG_SUM_INT => StateRef::SumInt(r.opt()?.map(i64::from_le_bytes)),
+            TAG_SUM_FLOAT => StateRef::SumFloat(r.opt()?.map(f64::from_le_bytes)),
+            TAG_SUM_DECIMAL => StateRef::SumDecimal(r.opt()?.map(i128::from_le_bytes)),
             tag @ (TAG_MIN | TAG_MAX) => {
                 let value = if r.u8()? == 0 {
                     None
@@ -246,36 +299,31 @@ pub(crate) fn decode_selected(
                     Some(r.scalar()?)
                 };
                 if tag == TAG_MIN {
-                    AggState::Min(value)
+                    StateRef::Min(value)
                 } else {
-                    AggState::Max(value)
+                    StateRef::Max(value)
                 }
             }
-            TAG_AVG => AggState::Avg {
+            TAG_AVG => StateRef::Avg {
                 sum: f64::from_le_bytes(r.array()?),
                 count: i64::from_le_bytes(r.array()?),
             },
-            TAG_HLL | TAG_DISTINCT if !want => {
-                r.blob()?;
-                states.push(None);
-                continue;
-            }
-            TAG_HLL => AggState::Hll(Hll::from_bytes(r.blob()?)?),
-            TAG_DISTINCT => AggState::Distinct(DistinctSet::from_bytes(r.blob()?)?),
+            TAG_HLL => StateRef::Hll(r.blob()?),
+            TAG_DISTINCT => StateRef::Distinct(r.blob()?),
             tag => return Err(Error::Corrupt(format!("unknown view state tag {tag}"))),
         };
-        states.push(want.then_some(state));
+        f(i, state)?;
     }
     if !r.0.is_empty() {
         return Err(Error::Corrupt("trailing bytes after view state".into()));
     }
-    Ok(states)
+    Ok(())
 }
 
 struct Reader<'a>(&'a [u8]);
 
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8]> {
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         if self.0.len() < n {
             return Err(Error::Corrupt("truncated view state".into()));
         }
@@ -292,7 +340,7 @@ impl Reader<'_> {
         Ok(self.take(N)?.try_into().expect("took N bytes"))
     }
 
-    fn blob(&mut self) -> Result<&[u8]> {
+    fn blob(&mut self) -> Result<&'a [u8]> {
         let len = u32::from_le_bytes(self.array()?) as usize;
         self.take(len)
     }
@@ -341,6 +389,14 @@ pub(crate) fn merge_operator(
     existing: Option<&[u8]>,
     operands: &MergeOperands,
 ) -> Option<Vec<u8>> {
+    if super::is_index_key(key) {
+        return Some(Vec::new());
+    }
+    if existing.is_none() && operands.len() == 1 {
+        // One operand and nothing under it (a read of a key written once since its last
+        // compaction): the operand already is the merged value.
+        return operands.iter().next().map(<[u8]>::to_vec);
+    }
     let mut values = existing.into_iter().chain(operands.iter());
     let first = values.next()?;
     let result = (|| {
