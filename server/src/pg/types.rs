@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
-use chrono::{DateTime, NaiveDate};
+use chrono::{DateTime, Datelike, NaiveDate, Timelike};
 use pgwire::api::Type;
 use pgwire::api::results::{FieldFormat, FieldInfo};
 use pgwire::error::PgWireResult;
@@ -254,9 +254,12 @@ fn float_text(v: f64, out: &mut String) {
 }
 
 fn hex(bytes: &[u8], out: &mut String) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(2 + bytes.len() * 2);
     out.push_str("\\x");
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
     }
 }
 
@@ -295,6 +298,20 @@ fn timestamp_us(array: &dyn Array, row: usize, unit: &TimeUnit) -> i64 {
 
 fn timestamp_text(us: i64, out: &mut String) {
     match DateTime::from_timestamp_micros(us) {
+        Some(t) if (0..=9999).contains(&t.year()) => {
+            // Fields rather than a strftime pattern: this runs once per value of a result.
+            let _ = write!(
+                out,
+                "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+                t.year(),
+                t.month(),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            );
+            fraction(us.rem_euclid(1_000_000), out);
+        }
         Some(t) => {
             let _ = write!(out, "{}", t.format("%Y-%m-%d %H:%M:%S"));
             fraction(us.rem_euclid(1_000_000), out);
