@@ -8,7 +8,7 @@ use datafusion::datasource::MemTable;
 
 use crate::error::{Error, Result};
 use crate::snapshot::Snapshot;
-use crate::views::{ViewStatus, view_prefix};
+use crate::views::{ViewStatus, index_prefix, view_prefix};
 
 /// Name of the table that lists materialized views.
 pub const TALLY_VIEWS: &str = "tally_views";
@@ -34,9 +34,12 @@ pub(crate) fn views_table(snapshot: &Snapshot) -> Result<MemTable> {
     );
     for (name, entry) in &snapshot.views {
         let def = &entry.view.def;
-        let entries = match &snapshot.rocks {
-            Some(rocks) => rocks.scan_views(&view_prefix(def.id))?,
-            None => vec![],
+        let (entries, index) = match &snapshot.rocks {
+            Some(rocks) => (
+                rocks.scan_views(&view_prefix(def.id))?,
+                rocks.scan_views(&index_prefix(def.id))?,
+            ),
+            None => (vec![], vec![]),
         };
         names.push(name.clone());
         tables.push(
@@ -51,9 +54,11 @@ pub(crate) fn views_table(snapshot: &Snapshot) -> Result<MemTable> {
             ViewStatus::Ready => "ready",
         });
         groups.push(entries.len() as i64);
+        // States and index entries, as stored (before RocksDB's compression).
         bytes.push(
             entries
                 .iter()
+                .chain(&index)
                 .map(|(k, v)| (k.len() + v.len()) as i64)
                 .sum::<i64>(),
         );
