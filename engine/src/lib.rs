@@ -14,6 +14,9 @@ mod error;
 mod flush;
 mod functions;
 mod ingest;
+/// Internals exposed for Tally's own benchmarks; not a stable API.
+#[doc(hidden)]
+pub mod internals;
 mod options;
 mod query;
 mod sketch;

@@ -14,22 +14,33 @@ use crate::error::{Error, Result};
 
 /// One group value in its canonical form.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum KeyValue {
+pub enum KeyValue {
+    /// SQL NULL.
     Null,
+    /// Integers of any width, dates (days) and timestamps (microseconds).
     Int(i64),
+    /// Floats of any width.
     Float(f64),
+    /// Decimals, in units of their scale.
     Decimal(i128),
+    /// Booleans.
     Bool(bool),
+    /// Text (UTF-8) and bytea.
     Bytes(Vec<u8>),
 }
 
 /// The canonical kind of a group column, which fixes how its values are encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum KeyKind {
+pub enum KeyKind {
+    /// Encoded as [`KeyValue::Int`].
     Int,
+    /// Encoded as [`KeyValue::Float`].
     Float,
+    /// Encoded as [`KeyValue::Decimal`].
     Decimal,
+    /// Encoded as [`KeyValue::Bool`].
     Bool,
+    /// Encoded as [`KeyValue::Bytes`].
     Bytes,
 }
 

@@ -19,7 +19,7 @@ pub(crate) const STATE_VERSION: u8 = 1;
 
 /// The partial state of one aggregate over one group.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum AggState {
+pub enum AggState {
     /// `count(*)` / `count(x)`: rows (or non-null values) counted.
     Count(i64),
     /// `sum` of integers (wrapping, like DataFusion's); `None` until a non-null value is seen.
