@@ -208,7 +208,8 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
         "page_hourly_full".into(),
         time_prepared(
             &client,
-            "SELECT * FROM page_hourly",
+            // The defined columns, as the peers read them (not `users_sketch`).
+            "SELECT hour, page, views, bytes, avg_latency, max_latency, users FROM page_hourly",
             settings.runs,
             Some(FULL_READ_BUDGET),
             |_| vec![],
