@@ -26,12 +26,9 @@ pub fn decode_states(bytes: &[u8]) -> Result<Vec<AggState>> {
 
 /// Merges encoded values as the `views` merge operator does (it is associative, so full and
 /// partial merges alike): decode `first`, merge each of `rest` into it, encode the result.
+/// (The operator's shortcuts for index keys and lone operands are not taken here.)
 pub fn merge_encoded_values(first: &[u8], rest: &[&[u8]]) -> Result<Vec<u8>> {
-    let mut states = state::decode(first)?;
-    for value in rest {
-        state::merge_encoded(&mut states, value)?;
-    }
-    Ok(state::encode(&states))
+    state::merge_values(first, rest.iter().copied())
 }
 
 /// Appends one value to a memcomparable group key.

@@ -383,6 +383,19 @@ pub(crate) fn merge_encoded(into: &mut [AggState], bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Merges encoded values into one: decodes `first`, merges each of `rest` into it state by
+/// state, and encodes the result.
+pub(crate) fn merge_values<'a>(
+    first: &[u8],
+    rest: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<Vec<u8>> {
+    let mut states = decode(first)?;
+    for value in rest {
+        merge_encoded(&mut states, value)?;
+    }
+    Ok(encode(&states))
+}
+
 /// The RocksDB merge operator of the `views` column family (full and partial merge alike).
 pub(crate) fn merge_operator(
     key: &[u8],
@@ -399,13 +412,7 @@ pub(crate) fn merge_operator(
     }
     let mut values = existing.into_iter().chain(operands.iter());
     let first = values.next()?;
-    let result = (|| {
-        let mut states = decode(first)?;
-        for value in values {
-            merge_encoded(&mut states, value)?;
-        }
-        Ok::<_, Error>(encode(&states))
-    })();
+    let result = merge_values(first, values);
     match result {
         Ok(bytes) => Some(bytes),
         Err(e) => {
