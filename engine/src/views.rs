@@ -110,3 +110,29 @@ pub(crate) fn push_group_entries(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn views_created_before_indexes_read_as_not_indexed() {
+        let def: ViewDef = serde_json::from_str(
+            r#"{"v":1,"id":2,"name":"per_page","table_id":1,"query":"SELECT 1","status":"ready"}"#,
+        )
+        .unwrap();
+        assert!(!def.indexed);
+    }
+
+    #[test]
+    fn index_keys_never_share_a_prefix_with_view_states() {
+        for id in [0, 1, 2, 1 << 40] {
+            assert!(!is_index_key(&view_prefix(id)));
+            assert!(is_index_key(&index_prefix(id)));
+            let prefix = index_value_prefix(id, 1, &[1, b'x', 0, 0]);
+            assert!(prefix.starts_with(&index_prefix(id)));
+            assert_eq!(prefix[8], 1);
+            assert!(index_prefix(id) < index_prefix(id + 1));
+        }
+    }
+}

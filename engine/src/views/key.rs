@@ -318,4 +318,35 @@ mod tests {
         assert!(a < b);
         assert!(decode(&[1, 2], &[KeyKind::Int]).is_err());
     }
+
+    #[test]
+    fn one_value_decodes_and_malformed_values_are_refused() {
+        let mut scratch = Vec::new();
+        let text = key(&[KeyValue::Bytes(b"a\0b".to_vec())]);
+        assert_eq!(
+            decode_one(&text, KeyKind::Bytes, &mut scratch).unwrap(),
+            ValueRef::Bytes(b"a\0b")
+        );
+        assert_eq!(
+            decode_one(&[0], KeyKind::Int, &mut scratch).unwrap(),
+            ValueRef::Null
+        );
+        let int = key(&[KeyValue::Int(-7)]);
+        assert_eq!(
+            decode_one(&int, KeyKind::Int, &mut scratch).unwrap(),
+            ValueRef::Int(-7)
+        );
+        for (bad, kind) in [
+            (&[][..], KeyKind::Int),
+            (&int[..5], KeyKind::Int),
+            (&[1, 0x00, 0x07][..], KeyKind::Bytes),
+            (&text[..text.len() - 1], KeyKind::Bytes),
+            (&[1, b'a'][..], KeyKind::Bytes),
+        ] {
+            assert!(
+                decode_one(bad, kind, &mut scratch).is_err(),
+                "{bad:?} as {kind:?}"
+            );
+        }
+    }
 }

@@ -211,22 +211,9 @@ fn encode_scalar(out: &mut Vec<u8>, v: &KeyValue) {
 
 /// Reads the states of one group.
 pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<AggState>> {
-    decode_selected(bytes, None)?
-        .into_iter()
-        .map(|s| s.ok_or_else(|| Error::Corrupt("missing view state".into())))
-        .collect()
-}
-
-/// Reads the states of one group, skipping the sketches and sets of the states `wanted` does
-/// not select (they are the costly ones to decode); skipped states are `None`.
-pub(crate) fn decode_selected(
-    bytes: &[u8],
-    wanted: Option<&[bool]>,
-) -> Result<Vec<Option<AggState>>> {
     let mut states = Vec::new();
-    visit(bytes, |i, state| {
-        let want = wanted.is_none_or(|w| w.get(i).copied().unwrap_or(false));
-        states.push(if want { Some(state.to_owned()?) } else { None });
+    visit(bytes, |_, state| {
+        states.push(state.to_owned()?);
         Ok(())
     })?;
     Ok(states)

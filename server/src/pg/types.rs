@@ -784,6 +784,31 @@ mod tests {
     }
 
     #[test]
+    fn bytea_and_timestamp_text_match_postgres() {
+        let mut s = String::new();
+        hex(&[0x00, 0xff, 0x1a], &mut s);
+        assert_eq!(s, "\\x00ff1a");
+        for (us, text) in [
+            (1_767_256_380_500_000, "2026-01-01 08:33:00.5"),
+            (0, "1970-01-01 00:00:00"),
+            (-1, "1969-12-31 23:59:59.999999"),
+        ] {
+            s.clear();
+            timestamp_text(us, &mut s);
+            assert_eq!(s, text);
+        }
+        // Outside years 0–9999, chrono's own formatting (as before the fast path).
+        let far = 253_402_300_800_000_000; // 10000-01-01
+        s.clear();
+        timestamp_text(far, &mut s);
+        let expected = DateTime::from_timestamp_micros(far)
+            .unwrap()
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string();
+        assert_eq!(s, expected);
+    }
+
+    #[test]
     fn interval_text_matches_postgres() {
         let mut s = String::new();
         interval_text(
