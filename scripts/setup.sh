@@ -30,6 +30,18 @@ if ! "$venv/bin/python" -c 'import psycopg' >/dev/null 2>&1; then
   python3 -m venv --clear "$venv"
   "$venv/bin/python" -m pip install -q --disable-pip-version-check "psycopg[binary]>=3.1"
 fi
+# The other clients of tests/python/ (tests/e2e/pg_clients.rs): psycopg2, asyncpg, SQLAlchemy 2
+# and pandas, each installed only when its import fails.
+py_need=()
+"$venv/bin/python" -c 'import psycopg2' >/dev/null 2>&1 || py_need+=(psycopg2-binary)
+"$venv/bin/python" -c 'import asyncpg' >/dev/null 2>&1 || py_need+=(asyncpg)
+"$venv/bin/python" -c 'import sqlalchemy, sys; sys.exit(int(sqlalchemy.__version__.split(".")[0]) < 2)' \
+  >/dev/null 2>&1 || py_need+=("SQLAlchemy>=2")
+"$venv/bin/python" -c 'import pandas' >/dev/null 2>&1 || py_need+=(pandas)
+if [ ${#py_need[@]} -gt 0 ]; then
+  echo "setup: installing ${py_need[*]} into $venv" >&2
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "${py_need[@]}"
+fi
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo not found; install the Rust toolchain (rustup) first" >&2

@@ -3,6 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-# The embedding example must keep running as documented.
-cargo run --locked -q -p tally-engine --example embed >/dev/null
+# The embedding example must keep running as documented. It is built with the whole workspace
+# (`cargo run -p tally-engine` would resolve features for the engine alone and build RocksDB a
+# second time), then run from the target directory.
+cargo build --workspace --examples --locked -q
+"${CARGO_TARGET_DIR:-target}/debug/examples/embed" >/dev/null
 cargo test --workspace --locked "$@"

@@ -14,7 +14,7 @@ use std::sync::atomic::AtomicU64;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
-use crate::catalog::TableDef;
+use crate::catalog::{SegmentMeta, TableDef};
 use crate::commit::{Op, Outcome, Writer};
 use crate::error::{Error, Result};
 use crate::ingest;
@@ -138,6 +138,32 @@ impl BulkIngest {
 
     /// Makes every row visible in one durable commit and returns the number of rows.
     pub async fn commit(mut self) -> Result<u64> {
+        let op = self.take_op()?;
+        let outcome = self.writer.commit(op).await?;
+        self.registered();
+        match outcome {
+            Outcome::Appended { rows } => Ok(rows),
+            other => Err(Error::Corrupt(format!(
+                "unexpected commit outcome {other:?}"
+            ))),
+        }
+    }
+
+    /// What this bulk ingest holds so far, for a transaction that reads its own writes: its
+    /// table id, buffered batches (with their in-memory sizes) and spilled segments.
+    pub(crate) fn pending(&self) -> (u64, Vec<(RecordBatch, usize)>, Vec<SegmentMeta>) {
+        let batches = self
+            .buffered
+            .iter()
+            .map(|b| (b.clone(), b.get_array_memory_size()))
+            .collect();
+        let segments = self.written.iter().map(|w| w.meta.clone()).collect();
+        (self.def.id, batches, segments)
+    }
+
+    /// The commit of everything written so far (buffered rows, spilled segments, view deltas).
+    /// The spilled files stay this bulk ingest's until [`BulkIngest::registered`].
+    pub(crate) fn take_op(&mut self) -> Result<Op> {
         let mut batches = Vec::with_capacity(self.buffered.len());
         for batch in std::mem::take(&mut self.buffered) {
             let encoded = hot::encode(&batch)?;
@@ -153,22 +179,18 @@ impl BulkIngest {
                 views::push_group_entries(view, &kinds, &key, &states, &mut deltas);
             }
         }
-        let op = Op::Append {
+        Ok(Op::Append {
             table_id: self.def.id,
             table: self.def.name.clone(),
             batches,
             segments,
             view_deltas: Some((covered, deltas)),
-        };
-        let outcome = self.writer.commit(op).await?;
-        // Registered: the files now belong to the catalog.
+        })
+    }
+
+    /// The commit of [`BulkIngest::take_op`] succeeded: the files now belong to the catalog.
+    pub(crate) fn registered(&mut self) {
         self.written.clear();
-        match outcome {
-            Outcome::Appended { rows } => Ok(rows),
-            other => Err(Error::Corrupt(format!(
-                "unexpected commit outcome {other:?}"
-            ))),
-        }
     }
 }
 

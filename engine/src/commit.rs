@@ -6,6 +6,7 @@
 //! succeeds or fails on its own: a request is validated against the working snapshot before
 //! any of its writes enter the batch.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -49,6 +50,9 @@ pub(crate) enum Op {
         /// commit thread computes them from `batches`.
         view_deltas: Option<(Vec<u64>, Vec<ViewDelta>)>,
     },
+    /// Appends to one or more tables committed together (a transaction block's INSERTs and
+    /// COPYs): every part is an [`Op::Append`], and all of them succeed or none is written.
+    Transaction(Vec<Op>),
     /// Create a table (its `id` is assigned here).
     CreateTable {
         /// The definition.
@@ -171,6 +175,7 @@ impl Writer {
             segments_dir,
             sync,
             next_table_id,
+            group_next_segment: 0,
         };
         let thread = std::thread::Builder::new()
             .name("tally-commit".into())
@@ -225,6 +230,8 @@ struct Committer {
     segments_dir: PathBuf,
     sync: bool,
     next_table_id: u64,
+    /// The segment-id counter as written by earlier appends of the group being committed.
+    group_next_segment: u64,
 }
 
 impl Committer {
@@ -257,11 +264,12 @@ impl Committer {
     fn commit_group(&mut self, group: Vec<Request>) {
         let mut working = (*self.current.get()).clone();
         let mut batch = WriteBatch::default();
+        self.group_next_segment = 0;
         let mut results: Vec<Result<Outcome>> = Vec::with_capacity(group.len());
         let mut dropped_dirs = Vec::new();
         let mut needs_sync = self.sync;
         for req in &group {
-            if !matches!(req.op, Op::Append { .. }) {
+            if !matches!(req.op, Op::Append { .. } | Op::Transaction(_)) {
                 // Catalog changes are rare and must never be lost once reported.
                 needs_sync = true;
             }
@@ -309,6 +317,60 @@ impl Committer {
         }
     }
 
+    /// Writes a checked append into the batch and the working snapshot (nothing here can fail).
+    fn write_append(
+        &mut self,
+        store: &Store,
+        prepared: PreparedAppend<'_>,
+        working: &mut Snapshot,
+        batch: &mut WriteBatch,
+    ) -> Outcome {
+        let PreparedAppend {
+            name,
+            batches,
+            segments,
+            stored_next_segment,
+            view_deltas,
+        } = prepared;
+        for (key, value) in view_deltas.iter() {
+            batch.merge_cf(store.cf(CF_VIEWS), key, value);
+        }
+        let mut last_seq = working.last_seq;
+        let state = working
+            .tables
+            .get_mut(&name)
+            .expect("checked by prepare_append");
+        // Copies the table's state once per group; later appends in the group reuse it.
+        let state = Arc::make_mut(state);
+        let table_id = state.def.id;
+        let mut rows = 0u64;
+        let now = Instant::now();
+        for (rb, encoded) in batches {
+            last_seq += 1;
+            batch.put_cf(store.cf(CF_HOT), keys::hot_key(table_id, last_seq), encoded);
+            rows += rb.num_rows() as u64;
+            state.hot.push(Arc::new(HotBatch {
+                seq: last_seq,
+                batch: rb.clone(),
+                bytes: encoded.len(),
+                since: now,
+            }));
+        }
+        // Several bulk appends in one group: the counter must end past all of their segments.
+        let stored_next = stored_next_segment.max(self.group_next_segment);
+        rows += register_segments(store, batch, state, segments, stored_next);
+        if let Some(max_id) = segments.iter().map(|s| s.id).max() {
+            self.group_next_segment = stored_next.max(max_id + 1);
+        }
+        working.last_seq = last_seq;
+        batch.put_cf(
+            store.cf(CF_META),
+            keys::META_LAST_SEQ,
+            last_seq.to_be_bytes(),
+        );
+        Outcome::Appended { rows }
+    }
+
     /// Takes the next table/view id and records the counter in the same commit.
     fn allocate_id(&mut self, batch: &mut WriteBatch) -> u64 {
         let id = self.next_table_id.max(1);
@@ -332,77 +394,24 @@ impl Committer {
         let store_handle = Arc::clone(&self.store);
         let store: &Store = &store_handle;
         match op {
-            Op::Append {
-                table_id,
-                table,
-                batches,
-                segments,
-                view_deltas: precomputed,
-            } => {
-                let name = working
-                    .table_by_id(*table_id)
-                    .map(|t| t.def.name.clone())
-                    .ok_or_else(|| Error::TableNotFound(table.clone()))?;
-                let stored_next_segment = if segments.is_empty() {
-                    0
-                } else {
-                    store.meta_u64(keys::META_NEXT_SEGMENT_ID)?
-                };
-                // Every view over the table gets its deltas in this same commit; computing them
-                // can fail, so it happens before the first write enters the batch.
-                let mut computed = Vec::new();
-                let view_deltas = match precomputed {
-                    Some((covered, deltas)) => {
-                        let mut current: Vec<u64> =
-                            working.views_of(*table_id).map(|v| v.view.def.id).collect();
-                        current.sort_unstable();
-                        if &current != covered {
-                            return Err(Error::NotSupported(format!(
-                                "the materialized views of table \"{table}\" changed while this bulk load ran; run it again"
-                            )));
-                        }
-                        deltas
+            Op::Append { .. } => {
+                let prepared = prepare_append(store, op, working)?;
+                Ok(self.write_append(store, prepared, working, batch))
+            }
+            Op::Transaction(appends) => {
+                // Every part is checked before any of them writes: all or nothing.
+                let prepared = appends
+                    .iter()
+                    .map(|op| prepare_append(store, op, working))
+                    .collect::<Result<Vec<_>>>()?;
+                let mut rows = 0;
+                for part in prepared {
+                    if let Outcome::Appended { rows: n } =
+                        self.write_append(store, part, working, batch)
+                    {
+                        rows += n;
                     }
-                    None => {
-                        for entry in working.views_of(*table_id) {
-                            for (rb, _) in batches {
-                                computed.extend(views::maintain::deltas(&entry.view, rb)?);
-                            }
-                        }
-                        &computed
-                    }
-                };
-                for (key, value) in view_deltas {
-                    batch.merge_cf(store.cf(CF_VIEWS), key, value);
                 }
-                let mut last_seq = working.last_seq;
-                let state = working.tables.get_mut(&name).expect("table found above");
-                // Copies the table's state once per group; later appends in the group reuse it.
-                let state = Arc::make_mut(state);
-                let mut rows = 0u64;
-                let now = Instant::now();
-                for (rb, encoded) in batches {
-                    last_seq += 1;
-                    batch.put_cf(
-                        store.cf(CF_HOT),
-                        keys::hot_key(*table_id, last_seq),
-                        encoded,
-                    );
-                    rows += rb.num_rows() as u64;
-                    state.hot.push(Arc::new(HotBatch {
-                        seq: last_seq,
-                        batch: rb.clone(),
-                        bytes: encoded.len(),
-                        since: now,
-                    }));
-                }
-                rows += register_segments(store, batch, state, segments, stored_next_segment);
-                working.last_seq = last_seq;
-                batch.put_cf(
-                    store.cf(CF_META),
-                    keys::META_LAST_SEQ,
-                    last_seq.to_be_bytes(),
-                );
                 Ok(Outcome::Appended { rows })
             }
             Op::CreateTable { def, if_not_exists } => {
@@ -605,6 +614,71 @@ fn drop_view(store: &Store, working: &mut Snapshot, batch: &mut WriteBatch, name
             views::index_prefix(id + 1),
         );
     }
+}
+
+/// An [`Op::Append`] checked against the working snapshot, with its view deltas computed.
+struct PreparedAppend<'a> {
+    /// The table's current name.
+    name: String,
+    batches: &'a [(RecordBatch, Vec<u8>)],
+    segments: &'a [SegmentMeta],
+    stored_next_segment: u64,
+    view_deltas: Cow<'a, [ViewDelta]>,
+}
+
+/// Checks an append (its table still exists, its views did not change under a bulk load) and
+/// computes its view deltas. Everything that can fail about an append fails here, before any
+/// write enters the batch.
+fn prepare_append<'a>(store: &Store, op: &'a Op, working: &Snapshot) -> Result<PreparedAppend<'a>> {
+    let Op::Append {
+        table_id,
+        table,
+        batches,
+        segments,
+        view_deltas: precomputed,
+    } = op
+    else {
+        return Err(Error::Corrupt("a transaction may hold only appends".into()));
+    };
+    let name = working
+        .table_by_id(*table_id)
+        .map(|t| t.def.name.clone())
+        .ok_or_else(|| Error::TableNotFound(table.clone()))?;
+    let stored_next_segment = if segments.is_empty() {
+        0
+    } else {
+        store.meta_u64(keys::META_NEXT_SEGMENT_ID)?
+    };
+    // Every view over the table gets its deltas in this same commit.
+    let view_deltas = match precomputed {
+        Some((covered, deltas)) => {
+            let mut current: Vec<u64> =
+                working.views_of(*table_id).map(|v| v.view.def.id).collect();
+            current.sort_unstable();
+            if &current != covered {
+                return Err(Error::NotSupported(format!(
+                    "the materialized views of table \"{table}\" changed while this bulk load ran; run it again"
+                )));
+            }
+            Cow::Borrowed(deltas.as_slice())
+        }
+        None => {
+            let mut computed = Vec::new();
+            for entry in working.views_of(*table_id) {
+                for (rb, _) in batches {
+                    computed.extend(views::maintain::deltas(&entry.view, rb)?);
+                }
+            }
+            Cow::Owned(computed)
+        }
+    };
+    Ok(PreparedAppend {
+        name,
+        batches,
+        segments,
+        stored_next_segment,
+        view_deltas,
+    })
 }
 
 /// Writes the catalog entries of new segments and advances the stored segment-id counter past

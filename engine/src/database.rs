@@ -24,6 +24,7 @@ use crate::query::{self, QueryEngine, StatementResult};
 use crate::snapshot::{Current, HotBatch, Snapshot, TableState, ViewEntry};
 use crate::storage::keys;
 use crate::storage::store::Store;
+use crate::transaction::{AppendTarget, Transaction};
 use crate::views::{self, ViewDef, ViewStatus};
 use crate::{ingest, storage::hot};
 
@@ -160,10 +161,26 @@ impl Database {
     /// Execution stops at the first error; statements before it stay committed.
     pub async fn execute(&self, sql: &str) -> Result<Vec<StatementResult>> {
         let mut results = Vec::new();
+        let target = self.commit_target();
         for statement in query::parse(sql)? {
-            results.push(self.execute_statement(statement, vec![]).await?);
+            results.push(self.execute_statement(statement, vec![], &target).await?);
         }
         Ok(results)
+    }
+
+    /// Starts a transaction block: its INSERTs (and bulk loads handed to it) are held until
+    /// [`Transaction::commit`] commits them together. See [`Transaction`] for what it covers.
+    pub fn begin(&self) -> Transaction {
+        Transaction::new(self.clone())
+    }
+
+    /// INSERTs commit when they run.
+    fn commit_target(&self) -> AppendTarget {
+        AppendTarget::Commit(Arc::clone(&self.inner.writer))
+    }
+
+    pub(crate) fn writer(&self) -> &Writer {
+        &self.inner.writer
     }
 
     /// Parses and plans one statement without running it: its parameter types (`$1`, `$2` …)
@@ -190,7 +207,7 @@ impl Database {
         let state = self
             .inner
             .engine
-            .state_at(self.inner.current.get(), Arc::clone(&self.inner.writer));
+            .state_at(self.inner.current.get(), self.commit_target());
         let (plan, command) = self.inner.engine.plan(&state, statement.clone()).await?;
         let param_types = parameter_types(&plan)?;
         let schema = Arc::new(plan.schema().as_arrow().clone());
@@ -208,6 +225,16 @@ impl Database {
         prepared: &Prepared,
         params: Vec<ScalarValue>,
     ) -> Result<StatementResult> {
+        self.execute_prepared_into(prepared, params, &self.commit_target())
+            .await
+    }
+
+    pub(crate) async fn execute_prepared_into(
+        &self,
+        prepared: &Prepared,
+        params: Vec<ScalarValue>,
+        target: &AppendTarget,
+    ) -> Result<StatementResult> {
         if params.len() != prepared.param_types.len() {
             return Err(Error::Syntax(format!(
                 "the statement takes {} parameter(s) but {} were given",
@@ -215,20 +242,21 @@ impl Database {
                 params.len()
             )));
         }
-        self.execute_statement(prepared.statement.clone(), params)
+        self.execute_statement(prepared.statement.clone(), params, target)
             .await
     }
 
-    async fn execute_statement(
+    pub(crate) async fn execute_statement(
         &self,
         statement: DfStatement,
         params: Vec<ScalarValue>,
+        target: &AppendTarget,
     ) -> Result<StatementResult> {
         self.inner.check_open()?;
         if let Some(ddl) = classify_statement(&statement)? {
             return self.run_ddl(ddl).await;
         }
-        let snapshot = self.inner.current.get();
+        let snapshot = target.reads(self.inner.current.get());
         let insert = match &statement {
             DfStatement::Statement(s) => match s.as_ref() {
                 ast::Statement::Insert(insert) => Some(insert.clone()),
@@ -237,7 +265,7 @@ impl Database {
             _ => None,
         };
         let engine = &self.inner.engine;
-        let state = engine.state_at(Arc::clone(&snapshot), Arc::clone(&self.inner.writer));
+        let state = engine.state_at(Arc::clone(&snapshot), target.clone());
         let result = async {
             let (plan, command) = engine.plan(&state, statement).await?;
             let plan = if params.is_empty() {
@@ -294,6 +322,14 @@ impl Database {
     /// (INT → BIGINT, REAL → DOUBLE …) are applied. Anything else is rejected with an error that
     /// names the table, column and row, and nothing is stored.
     pub async fn ingest(&self, table: &str, batch: RecordBatch) -> Result<u64> {
+        match self.append_op(table, &batch)? {
+            Some((op, rows)) => self.commit_target().append(op, rows).await,
+            None => Ok(0),
+        }
+    }
+
+    /// Validates `batch` for `table` and makes the append that stores it (`None`: no rows).
+    pub(crate) fn append_op(&self, table: &str, batch: &RecordBatch) -> Result<Option<(Op, u64)>> {
         self.inner.check_open()?;
         let snapshot = self.inner.current.get();
         let state = snapshot
@@ -302,10 +338,11 @@ impl Database {
             .ok_or_else(|| Error::TableNotFound(table.to_string()))?;
         let def = Arc::clone(&state.def);
         let schema = def.arrow_schema();
-        let conformed = ingest::conform(&def, &schema, &batch, 0)?;
+        let conformed = ingest::conform(&def, &schema, batch, 0)?;
         if conformed.num_rows() == 0 {
-            return Ok(0);
+            return Ok(None);
         }
+        let rows = conformed.num_rows() as u64;
         let encoded = hot::encode(&conformed)?;
         let op = Op::Append {
             table_id: def.id,
@@ -314,12 +351,7 @@ impl Database {
             segments: vec![],
             view_deltas: None,
         };
-        match self.inner.writer.commit(op).await? {
-            Outcome::Appended { rows } => Ok(rows),
-            other => Err(Error::Corrupt(format!(
-                "unexpected commit outcome {other:?}"
-            ))),
-        }
+        Ok(Some((op, rows)))
     }
 
     /// Starts an atomic ingest of any number of batches into `table` (the path of `COPY`):
@@ -419,7 +451,7 @@ impl Database {
         let state = self
             .inner
             .engine
-            .state_at(Arc::clone(&snapshot), Arc::clone(&self.inner.writer));
+            .state_at(Arc::clone(&snapshot), self.commit_target());
         let ctx = datafusion::prelude::SessionContext::new_with_state(state);
         let sql = format!("SELECT * FROM \"{}\"", table.replace('"', "\"\""));
         let frame = ctx.sql(&sql).await.map_err(Error::Query)?;
@@ -573,7 +605,43 @@ fn parameter_types(plan: &datafusion::logical_expr::LogicalPlan) -> Result<Vec<O
     for (position, ty) in numbered {
         types[position - 1] = ty;
     }
+    // `$1::bigint`: DataFusion infers no type from a cast, PostgreSQL takes the cast's.
+    if types.iter().any(Option::is_none) {
+        for (name, ty) in cast_placeholder_types(plan) {
+            if let Some(slot) = name
+                .strip_prefix('$')
+                .and_then(|n| n.parse::<usize>().ok())
+                .and_then(|n| types.get_mut(n.wrapping_sub(1)))
+                && slot.is_none()
+            {
+                *slot = Some(ty);
+            }
+        }
+    }
     Ok(types)
+}
+
+/// Placeholders that are the direct operand of a cast, with the cast's type.
+fn cast_placeholder_types(plan: &datafusion::logical_expr::LogicalPlan) -> Vec<(String, DataType)> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::{Cast, Expr, TryCast};
+    let mut found = Vec::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                match e {
+                    Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) => {
+                        if let Expr::Placeholder(p) = expr.as_ref() {
+                            found.push((p.id.clone(), field.data_type().clone()));
+                        }
+                    }
+                    _ => {}
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    found
 }
 
 /// Row and segment counts of one table, from [`Database::table_stats`].

@@ -109,6 +109,9 @@ pub enum Error {
     /// The database was closed.
     #[error("database is closed")]
     Closed,
+    /// A transaction has no savepoint of that name.
+    #[error("savepoint \"{0}\" does not exist")]
+    NoSuchSavepoint(String),
 }
 
 /// Which family of data error an [`Error::InvalidData`] is, so the server can pick a SQLSTATE.
@@ -145,6 +148,8 @@ pub enum ErrorKind {
     InvalidDefinition,
     /// Dependent objects still exist (2BP01).
     DependentObjects,
+    /// No savepoint of that name (3B001).
+    NoSuchSavepoint,
     /// Planning or execution error from the query engine.
     Query,
     /// Internal: storage, IO, corruption, lock, closed.
@@ -163,6 +168,7 @@ impl Error {
             Error::Syntax(_) => ErrorKind::Syntax,
             Error::InvalidDefinition(_) => ErrorKind::InvalidDefinition,
             Error::DependentObjects(_) => ErrorKind::DependentObjects,
+            Error::NoSuchSavepoint(_) => ErrorKind::NoSuchSavepoint,
             Error::Query(_) => ErrorKind::Query,
             _ => ErrorKind::Internal,
         }

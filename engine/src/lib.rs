@@ -22,6 +22,7 @@ mod query;
 mod sketch;
 mod snapshot;
 mod storage;
+mod transaction;
 mod types;
 mod views;
 
@@ -32,6 +33,7 @@ pub use error::{DataErrorClass, Error, ErrorKind, Result};
 pub use options::Options;
 pub use query::extension::{CatalogSnapshot, SessionExtension, TableInfo, ViewInfo};
 pub use query::{CATALOG, SCHEMA, StatementResult};
+pub use transaction::Transaction;
 pub use types::ColumnType;
 pub use views::{ViewDef, ViewStatus};
 

@@ -19,10 +19,10 @@ use datafusion::logical_expr::{DdlStatement, DmlStatement, LogicalPlan, WriteOp}
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 
-use crate::commit::Writer;
 use crate::error::{Error, Result, from_datafusion};
 use crate::options::Options;
 use crate::snapshot::Snapshot;
+use crate::transaction::AppendTarget;
 
 pub use catalog::{CATALOG, SCHEMA};
 
@@ -87,6 +87,8 @@ impl QueryEngine {
         o.execution.parquet.pushdown_filters = true;
         o.execution.parquet.reorder_filters = true;
         o.execution.parquet.schema_force_view_types = false;
+        // `timestamptz` (casts, `now()`) is a UTC timestamp, as stored TIMESTAMPTZ columns are.
+        o.execution.time_zone = Some("UTC".into());
         // DataFusion 55's min/max dynamic filter prunes rows while an accumulator is still NULL
         // (`min(x), max(ts)` skipped the rows holding x): a wrong answer, so it stays off.
         o.optimizer.enable_aggregate_dynamic_filter_pushdown = false;
@@ -157,7 +159,7 @@ impl QueryEngine {
     /// A session state whose catalog is `snapshot`, extended by the
     /// [`extension::SessionExtension`]s. An extension that fails is logged and skipped: the
     /// statement then runs without the names it would have added.
-    pub(crate) fn state_at(&self, snapshot: Arc<Snapshot>, writer: Arc<Writer>) -> SessionState {
+    pub(crate) fn state_at(&self, snapshot: Arc<Snapshot>, writer: AppendTarget) -> SessionState {
         let mut state = self.base.clone();
         state.register_catalog_list(Arc::new(catalog::SnapshotCatalogList::new(
             Arc::clone(&snapshot),

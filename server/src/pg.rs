@@ -6,6 +6,7 @@
 //! - [`types`] maps Arrow types to Postgres OIDs and encodes values (text and binary);
 //! - [`copy`] decodes COPY input incrementally and encodes COPY output;
 //! - [`errors`] is the single place where errors get their SQLSTATE;
+//! - [`transaction`] keeps a connection's transaction block (held writes, savepoints);
 //! - [`catalog`] emulates `pg_catalog` for psql's meta-commands and other tools.
 
 pub mod auth;
@@ -13,6 +14,7 @@ pub mod catalog;
 pub mod copy;
 pub mod errors;
 pub mod statement;
+pub mod transaction;
 pub mod types;
 
 use std::collections::BTreeMap;
@@ -23,19 +25,31 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::future::{self, Either};
 use futures::{Sink, SinkExt, stream};
 use pgwire::api::auth::StartupHandler;
 use pgwire::api::cancel::DefaultCancelHandler;
-use pgwire::api::copy::CopyHandler;
+use pgwire::api::copy::{
+    CopyHandler, send_copy_both_response, send_copy_in_response, send_copy_out_response,
+};
 use pgwire::api::portal::{Format, Portal};
-use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::query::{
+    ExtendedQueryHandler, SimpleQueryHandler, send_execution_response, send_query_response,
+    send_ready_for_query,
+};
 use pgwire::api::results::{CopyResponse, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionManager, PgWireServerHandlers, Type};
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, ConnectionHandle, ConnectionManager, PgWireConnectionState,
+    PgWireServerHandlers, Type,
+};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
+use pgwire::messages::extendedquery::Execute;
+use pgwire::messages::response::EmptyQueryResponse;
+use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::ParameterStatus;
 use tally_engine::reexports::datafusion::common::ScalarValue;
 use tally_engine::{BulkIngest, Database, Prepared, StatementResult};
@@ -46,6 +60,17 @@ use statement::Statement;
 
 /// The Postgres version Tally reports (drivers parse it to pick features).
 pub const SERVER_VERSION: &str = "16.6";
+/// The same as `server_version_num` spells it.
+pub const SERVER_VERSION_NUM: &str = "160006";
+
+/// A setting's default value (what `current_setting` reports; a connection's SET is not
+/// seen there).
+pub fn default_setting(name: &str) -> Option<String> {
+    SETTINGS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, _, value)| value.to_string())
+}
 
 /// State shared by every connection of one server.
 pub struct Shared {
@@ -84,6 +109,7 @@ impl ConnectionHandlers {
                 }),
                 session: Mutex::new(Session::default()),
                 copy: tokio::sync::Mutex::new(None),
+                blocks: tokio::sync::Mutex::new(transaction::Blocks::default()),
             }),
             cancel: Arc::clone(&shared.cancel),
             startup: Arc::clone(&shared.startup),
@@ -118,6 +144,12 @@ const SETTINGS: &[(&str, &str, &str)] = &[
     ("application_name", "application_name", ""),
     ("client_encoding", "client_encoding", "UTF8"),
     ("datestyle", "DateStyle", "ISO, MDY"),
+    // The access method of every table (`pg_am`), so clients see no non-default one.
+    (
+        "default_table_access_method",
+        "default_table_access_method",
+        "tally",
+    ),
     (
         "default_transaction_isolation",
         "default_transaction_isolation",
@@ -132,6 +164,11 @@ const SETTINGS: &[(&str, &str, &str)] = &[
     ("search_path", "search_path", "\"$user\", public"),
     ("server_encoding", "server_encoding", "UTF8"),
     ("server_version", "server_version", SERVER_VERSION),
+    (
+        "server_version_num",
+        "server_version_num",
+        SERVER_VERSION_NUM,
+    ),
     (
         "standard_conforming_strings",
         "standard_conforming_strings",
@@ -267,6 +304,8 @@ pub struct Connection {
     parser: Arc<Parser>,
     session: Mutex<Session>,
     copy: tokio::sync::Mutex<Option<CopyInState>>,
+    /// The open transaction block, if any.
+    blocks: tokio::sync::Mutex<transaction::Blocks>,
 }
 
 /// A statement parsed for the extended protocol.
@@ -274,6 +313,9 @@ pub struct Connection {
 pub struct Parsed {
     statement: Statement,
     prepared: Option<Arc<Prepared>>,
+    /// Parameters the client's SQL names (`$n`): more than the plan's when a rewrite removed
+    /// some (a pruned catalog join); those are accepted and unused.
+    declared_params: usize,
 }
 
 /// The extended protocol's parser: plans engine statements with `Database::prepare`, which
@@ -326,11 +368,12 @@ impl QueryParser for Parser {
         Ok(Some(Parsed {
             statement,
             prepared,
+            declared_params: statement::placeholders(&piece),
         }))
     }
 
     fn get_parameter_types(&self, stmt: &Parsed) -> PgWireResult<Vec<Type>> {
-        Ok(stmt
+        let mut types: Vec<Type> = stmt
             .prepared
             .as_ref()
             .map(|p| {
@@ -339,7 +382,11 @@ impl QueryParser for Parser {
                     .map(|t| t.as_ref().map(types::pg_type).unwrap_or(Type::TEXT))
                     .collect()
             })
-            .unwrap_or_default())
+            .unwrap_or_default();
+        if stmt.prepared.is_some() && types.len() < stmt.declared_params {
+            types.resize(stmt.declared_params, Type::TEXT);
+        }
+        Ok(types)
     }
 
     fn get_result_schema(
@@ -394,9 +441,86 @@ impl Connection {
         }
     }
 
+    /// Runs `answer` for a statement under the transaction block's rules: a failed block
+    /// refuses everything but ending it, and an error aborts an open block.
+    async fn guarded(
+        &self,
+        statement: &Statement,
+        answer: impl Future<Output = PgWireResult<Response>>,
+    ) -> PgWireResult<Response> {
+        let ends_block = matches!(
+            statement,
+            Statement::Commit | Statement::Rollback | Statement::RollbackTo(_)
+        );
+        if !ends_block && self.blocks.lock().await.failed() {
+            return Err(transaction::Blocks::refused());
+        }
+        let result = answer.await;
+        if result.is_err() {
+            self.blocks.lock().await.statement_failed();
+        }
+        result
+    }
+
     /// Answers a statement that is not for the engine, or runs an engine statement without
-    /// parameters.
+    /// parameters, under the transaction block's rules.
     async fn run<C>(
+        &self,
+        client: &mut C,
+        statement: &Statement,
+        binary: &(dyn Fn(usize) -> bool + Sync),
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.guarded(statement, self.answer(client, statement, binary))
+            .await
+    }
+
+    /// Answers a transaction-control statement, sending its warning first.
+    async fn transaction_control<C>(
+        &self,
+        client: &mut C,
+        statement: &Statement,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let mut blocks = self.blocks.lock().await;
+        let answer = match statement {
+            Statement::Begin(tag) => blocks.begin(&self.db, tag),
+            Statement::Commit => {
+                let (tx, answer) = blocks.take_for_commit();
+                drop(blocks);
+                if let Some(tx) = tx {
+                    tx.commit().await.map_err(|e| errors::engine(&e))?;
+                }
+                answer
+            }
+            Statement::Rollback => blocks.rollback(),
+            Statement::Savepoint(name) => blocks.savepoint(name)?,
+            Statement::Release(name) => blocks.release(name)?,
+            Statement::RollbackTo(name) => blocks.rollback_to(name)?,
+            _ => return Err(errors::pg(state::INTERNAL, "not a transaction statement")),
+        };
+        if let Some(warning) = answer.warning {
+            client
+                .send(PgWireBackendMessage::NoticeResponse(warning.into()))
+                .await?;
+        }
+        let tag = Tag::new(answer.tag);
+        Ok(match statement {
+            Statement::Begin(_) => Response::TransactionStart(tag),
+            Statement::Commit | Statement::Rollback => Response::TransactionEnd(tag),
+            _ => Response::Execution(tag),
+        })
+    }
+
+    async fn answer<C>(
         &self,
         client: &mut C,
         statement: &Statement,
@@ -409,19 +533,56 @@ impl Connection {
     {
         match statement {
             Statement::Engine(sql) => {
-                let mut results = self
-                    .timed(self.db.execute(sql))
-                    .await?
-                    .map_err(|e| errors::engine(&e))?;
+                let blocks = self.blocks.lock().await;
+                let results = match blocks.active() {
+                    Some(tx) => self.timed(tx.execute(sql)).await?,
+                    None => self.timed(self.db.execute(sql)).await?,
+                };
+                let mut results = results.map_err(|e| errors::engine(&e))?;
                 match results.pop() {
                     Some(result) => to_response(result, binary),
                     None => Ok(Response::EmptyQuery),
                 }
             }
-            Statement::Begin => Ok(Response::TransactionStart(Tag::new("BEGIN"))),
-            Statement::Commit => Ok(Response::TransactionEnd(Tag::new("COMMIT"))),
-            Statement::Rollback => Ok(Response::TransactionEnd(Tag::new("ROLLBACK"))),
+            Statement::Begin(_)
+            | Statement::Commit
+            | Statement::Rollback
+            | Statement::Savepoint(_)
+            | Statement::Release(_)
+            | Statement::RollbackTo(_) => self.transaction_control(client, statement).await,
             Statement::Noop(tag) => Ok(Response::Execution(Tag::new(tag))),
+            Statement::Index {
+                tag,
+                table,
+                columns,
+            } => {
+                if let Some(table) = table {
+                    let schema = self
+                        .db
+                        .table_schema(table)
+                        .map_err(|e| errors::engine(&e))?;
+                    if let Some(missing) =
+                        columns.iter().find(|c| schema.field_with_name(c).is_err())
+                    {
+                        return Err(errors::pg(
+                            state::UNDEFINED_COLUMN,
+                            format!("column \"{missing}\" does not exist"),
+                        ));
+                    }
+                }
+                let notice = pgwire::error::ErrorInfo::new(
+                    "NOTICE".into(),
+                    "00000".into(),
+                    format!(
+                        "{tag} changes nothing: Tally keeps no secondary indexes (tables are \
+                         pruned by time and by WITH (bloom_filter_columns = …))"
+                    ),
+                );
+                client
+                    .send(PgWireBackendMessage::NoticeResponse(notice.into()))
+                    .await?;
+                Ok(Response::Execution(Tag::new(tag)))
+            }
             Statement::Set { name, value } => {
                 let reported = {
                     let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
@@ -485,10 +646,13 @@ impl Connection {
                 )))
             }
             Statement::CopyOut(copy) => {
-                let mut results = self
-                    .timed(self.db.execute(&copy.query))
-                    .await?
-                    .map_err(|e| errors::engine(&e))?;
+                let blocks = self.blocks.lock().await;
+                let results = match blocks.active() {
+                    Some(tx) => self.timed(tx.execute(&copy.query)).await?,
+                    None => self.timed(self.db.execute(&copy.query)).await?,
+                };
+                drop(blocks);
+                let mut results = results.map_err(|e| errors::engine(&e))?;
                 let result = results
                     .pop()
                     .ok_or_else(|| errors::pg(state::SYNTAX, "COPY needs a query"))?;
@@ -573,6 +737,93 @@ fn to_response(
 
 #[async_trait]
 impl SimpleQueryHandler for Connection {
+    /// pgwire's simple-query cycle, except that the ReadyForQuery status is the connection's
+    /// transaction block (pgwire alone cannot see `ROLLBACK TO SAVEPOINT` recover a failed
+    /// block, or a failed COMMIT end one).
+    async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
+        }
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        if query.query.chars().all(|c| c == ';' || c.is_whitespace()) {
+            client
+                .feed(PgWireBackendMessage::EmptyQueryResponse(
+                    EmptyQueryResponse::new(),
+                ))
+                .await?;
+        } else {
+            let cancel = match client.session_extensions().get::<Arc<ConnectionHandle>>() {
+                Some(handle) => Some(handle.start_query().await),
+                None => None,
+            };
+            let responses = match cancel {
+                Some(cancel) => {
+                    match future::select(
+                        Box::pin(SimpleQueryHandler::do_query(self, client, &query.query)),
+                        cancel,
+                    )
+                    .await
+                    {
+                        Either::Left((result, _)) => result,
+                        Either::Right(_) => Err(PgWireError::QueryCanceled),
+                    }
+                }
+                None => SimpleQueryHandler::do_query(self, client, &query.query).await,
+            };
+            let responses = match responses {
+                Ok(responses) => responses,
+                Err(e) => {
+                    self.blocks.lock().await.statement_failed();
+                    return Err(e);
+                }
+            };
+            for response in responses {
+                match response {
+                    Response::EmptyQuery => {
+                        client
+                            .feed(PgWireBackendMessage::EmptyQueryResponse(
+                                EmptyQueryResponse::new(),
+                            ))
+                            .await?;
+                    }
+                    Response::Query(results) => send_query_response(client, results, true).await?,
+                    Response::Execution(tag)
+                    | Response::TransactionStart(tag)
+                    | Response::TransactionEnd(tag) => send_execution_response(client, tag).await?,
+                    Response::Error(e) => {
+                        self.blocks.lock().await.statement_failed();
+                        client
+                            .feed(PgWireBackendMessage::ErrorResponse((*e).into()))
+                            .await?;
+                    }
+                    Response::CopyIn(copy) => {
+                        send_copy_in_response(client, copy).await?;
+                        client.set_state(PgWireConnectionState::CopyInProgress(false));
+                    }
+                    Response::CopyOut(copy) => send_copy_out_response(client, copy).await?,
+                    Response::CopyBoth(copy) => {
+                        send_copy_both_response(client, copy).await?;
+                        client.set_state(PgWireConnectionState::CopyInProgress(false));
+                    }
+                }
+            }
+        }
+        // During COPY FROM STDIN the copy handler sends ReadyForQuery at its end.
+        if !matches!(client.state(), PgWireConnectionState::CopyInProgress(_)) {
+            client.set_state(PgWireConnectionState::ReadyForQuery);
+            let status = self.blocks.lock().await.status();
+            client.set_transaction_status(status);
+            send_ready_for_query(client, status).await?;
+        }
+        Ok(())
+    }
+
     async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -617,6 +868,26 @@ impl ExtendedQueryHandler for Connection {
         Arc::clone(&self.parser)
     }
 
+    /// pgwire's Execute, then the transaction status set from the connection's block (the
+    /// status goes out with the ReadyForQuery that answers Sync).
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let result = self._on_execute(client, message).await;
+        if !matches!(client.state(), PgWireConnectionState::CopyInProgress(_)) {
+            let mut blocks = self.blocks.lock().await;
+            if result.is_err() {
+                blocks.statement_failed();
+            }
+            client.set_transaction_status(blocks.status());
+        }
+        result
+    }
+
     async fn do_query<C>(
         &self,
         client: &mut C,
@@ -634,12 +905,19 @@ impl ExtendedQueryHandler for Connection {
         let binary = move |i: usize| formats.is_binary(i);
         match (&parsed.statement, &parsed.prepared) {
             (Statement::Engine(_), Some(prepared)) => {
-                let params = bind_parameters(portal, prepared)?;
-                let result = self
-                    .timed(self.db.execute_prepared(prepared, params))
-                    .await?
-                    .map_err(|e| errors::engine(&e))?;
-                to_response(result, &binary)
+                let run = async {
+                    let params = bind_parameters(portal, prepared)?;
+                    let blocks = self.blocks.lock().await;
+                    let result = match blocks.active() {
+                        Some(tx) => self.timed(tx.execute_prepared(prepared, params)).await?,
+                        None => {
+                            self.timed(self.db.execute_prepared(prepared, params))
+                                .await?
+                        }
+                    };
+                    to_response(result.map_err(|e| errors::engine(&e))?, &binary)
+                };
+                self.guarded(&parsed.statement, run).await
             }
             (statement, _) => self.run(client, statement, &binary).await,
         }
@@ -649,16 +927,20 @@ impl ExtendedQueryHandler for Connection {
 /// Decodes a portal's parameters into the types the statement expects.
 fn bind_parameters(portal: &Portal<Parsed>, prepared: &Prepared) -> PgWireResult<Vec<ScalarValue>> {
     let count = portal.parameter_len();
-    if count != prepared.param_types.len() {
+    let required = prepared
+        .param_types
+        .len()
+        .max(portal.statement.statement.declared_params);
+    if count != required {
         return Err(errors::pg(
             state::PROTOCOL,
             format!(
-                "bind message supplies {count} parameters, but prepared statement requires {}",
-                prepared.param_types.len()
+                "bind message supplies {count} parameters, but prepared statement requires {required}"
             ),
         ));
     }
-    (0..count)
+    // Parameters past the plan's were removed with the SQL that used them.
+    (0..prepared.param_types.len())
         .map(|i| {
             let expected = prepared.param_types.get(i).and_then(|t| t.as_ref());
             let sent = portal
@@ -696,12 +978,14 @@ impl CopyHandler for Connection {
             Err(info) => {
                 // Dropping the bulk ingest discards everything written so far.
                 *guard = None;
+                self.blocks.lock().await.statement_failed();
                 return Err(PgWireError::UserError(info));
             }
         };
         for batch in batches {
             if let Err(e) = state.bulk.write(batch).await {
                 *guard = None;
+                self.blocks.lock().await.statement_failed();
                 return Err(errors::engine(&e));
             }
         }
@@ -717,15 +1001,28 @@ impl CopyHandler for Connection {
         let Some(mut state) = self.copy.lock().await.take() else {
             return Err(errors::pg(state::PROTOCOL, "no COPY in progress"));
         };
-        let last = state.decoder.finish().map_err(PgWireError::UserError)?;
-        if let Some(batch) = last {
-            state
-                .bulk
-                .write(batch)
-                .await
-                .map_err(|e| errors::engine(&e))?;
-        }
-        let rows = state.bulk.commit().await.map_err(|e| errors::engine(&e))?;
+        let finished = async {
+            if let Some(batch) = state.decoder.finish().map_err(PgWireError::UserError)? {
+                state
+                    .bulk
+                    .write(batch)
+                    .await
+                    .map_err(|e| errors::engine(&e))?;
+            }
+            // In a transaction block the load is held (its files unregistered) until COMMIT.
+            let blocks = self.blocks.lock().await;
+            match blocks.active() {
+                Some(tx) => Ok(tx.hold_bulk(state.bulk)),
+                None => state.bulk.commit().await.map_err(|e| errors::engine(&e)),
+            }
+        };
+        let rows = match finished.await {
+            Ok(rows) => rows,
+            Err(e) => {
+                self.blocks.lock().await.statement_failed();
+                return Err(e);
+            }
+        };
         client
             .send(PgWireBackendMessage::CommandComplete(
                 Tag::new("COPY").with_rows(rows as usize).into(),
@@ -741,6 +1038,7 @@ impl CopyHandler for Connection {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         self.copy.lock().await.take();
+        self.blocks.lock().await.statement_failed();
         errors::pg(
             state::QUERY_CANCELED,
             format!("COPY from stdin failed: {}", fail.message),

@@ -10,7 +10,8 @@ fn spill_often() -> Options {
     }
 }
 
-fn segment_files(dir: &std::path::Path) -> usize {
+/// Number of segment files under a test directory (`<dir>/data/segments`).
+pub(crate) fn segment_files(dir: &std::path::Path) -> usize {
     walk(&dir.join("data/segments"))
 }
 

@@ -367,14 +367,14 @@ async fn driver_transactions_commit_and_rollback() {
     tx.commit().await.unwrap();
     let tx = client.transaction().await.unwrap();
     tx.execute("INSERT INTO t VALUES (8)", &[]).await.unwrap();
-    // Each statement commits on its own: ROLLBACK is accepted but undoes nothing.
+    // ROLLBACK discards the block's INSERT (see pg_transactions for the rest).
     tx.rollback().await.unwrap();
     let count = client
         .query_one("SELECT count(*) FROM t", &[])
         .await
         .unwrap()
         .get::<_, i64>(0);
-    assert_eq!(count, 2);
+    assert_eq!(count, 1);
     client
         .batch_execute("BEGIN; INSERT INTO t VALUES (9); COMMIT")
         .await

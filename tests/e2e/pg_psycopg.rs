@@ -11,7 +11,7 @@ use crate::pg::TestServer;
 
 /// The python with psycopg: `$TALLY_PYTHON`, else the virtualenv of `scripts/setup.sh`. A
 /// missing one fails the test (it must not pass by running nothing).
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     if let Some(python) = std::env::var_os("TALLY_PYTHON") {
         return PathBuf::from(python);
     }
@@ -26,13 +26,16 @@ fn python() -> PathBuf {
     python
 }
 
-/// Runs the script in `mode` against `dsn`; panics with its output unless it passes.
-async fn run_script(mode: &str, dsn: String) -> String {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/psycopg_session.py");
+/// Runs `tests/python/<script>` with `args`; panics with its output unless it passes (exits 0
+/// with `PASS` as its last line).
+pub(crate) async fn run_script(script: &str, args: &[&str]) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(script);
     let mut command = Command::new(python());
     command
-        .arg(script)
-        .args([mode, &dsn])
+        .arg(path)
+        .args(args)
         .env_remove("PGPASSWORD")
         .env("PGCONNECT_TIMEOUT", "10");
     let output = tokio::task::spawn_blocking(move || command.output())
@@ -43,7 +46,7 @@ async fn run_script(mode: &str, dsn: String) -> String {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success() && stdout.trim_end().ends_with("PASS"),
-        "psycopg_session.py {mode} failed ({}):\n{stdout}\n{stderr}",
+        "{script} {args:?} failed ({}):\n{stdout}\n{stderr}",
         output.status
     );
     stdout
@@ -56,7 +59,7 @@ async fn psycopg_session_with_parameters_copy_and_transactions() {
         "host=127.0.0.1 port={} user=tally dbname=tally sslmode=disable",
         server.addr.port()
     );
-    let out = run_script("session", dsn).await;
+    let out = run_script("psycopg_session.py", &["session", &dsn]).await;
     assert!(out.contains("ok: COPY reports its row count"), "{out}");
     server.stop().await;
 }
@@ -85,18 +88,24 @@ async fn psycopg_connects_with_scram_over_tls() {
         server.addr.port()
     );
     run_script(
-        "connect",
-        format!("{base} sslmode=require channel_binding=require"),
+        "psycopg_session.py",
+        &[
+            "connect",
+            &format!("{base} sslmode=require channel_binding=require"),
+        ],
     )
     .await;
     // libpq 17+ (psycopg's bundled one) can skip the SSLRequest: that needs ALPN `postgresql`.
     let ca = fixtures.join("ca.crt");
     run_script(
-        "connect",
-        format!(
-            "{base} sslmode=verify-full sslrootcert={} sslnegotiation=direct",
-            ca.display()
-        ),
+        "psycopg_session.py",
+        &[
+            "connect",
+            &format!(
+                "{base} sslmode=verify-full sslrootcert={} sslnegotiation=direct",
+                ca.display()
+            ),
+        ],
     )
     .await;
     server.stop().await;

@@ -12,9 +12,9 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 
 use super::system::{TALLY_VIEWS, views_table};
 use super::table::SnapshotTable;
-use crate::commit::Writer;
 use crate::error::to_datafusion;
 use crate::snapshot::Snapshot;
+use crate::transaction::AppendTarget;
 use crate::views::read::ViewTable;
 
 /// The default (and only) catalog name.
@@ -29,7 +29,11 @@ pub(crate) struct SnapshotCatalogList {
 }
 
 impl SnapshotCatalogList {
-    pub(crate) fn new(snapshot: Arc<Snapshot>, segments_dir: PathBuf, writer: Arc<Writer>) -> Self {
+    pub(crate) fn new(
+        snapshot: Arc<Snapshot>,
+        segments_dir: PathBuf,
+        writer: AppendTarget,
+    ) -> Self {
         let schema = Arc::new(SnapshotSchema {
             snapshot,
             segments_dir,
@@ -104,7 +108,7 @@ impl CatalogProvider for SnapshotCatalog {
 struct SnapshotSchema {
     snapshot: Arc<Snapshot>,
     segments_dir: PathBuf,
-    writer: Arc<Writer>,
+    writer: AppendTarget,
 }
 
 #[async_trait]
@@ -124,7 +128,7 @@ impl SchemaProvider for SnapshotSchema {
             let table = SnapshotTable::new(
                 Arc::clone(state),
                 self.segments_dir.clone(),
-                Arc::clone(&self.writer),
+                self.writer.clone(),
             );
             return Ok(Some(Arc::new(table)));
         }

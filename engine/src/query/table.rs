@@ -26,11 +26,12 @@ use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
 use futures::StreamExt;
 
-use crate::commit::{Op, Outcome, Writer};
+use crate::commit::Op;
 use crate::error::{Error, to_datafusion};
 use crate::ingest;
 use crate::snapshot::TableState;
 use crate::storage::{hot, segment};
+use crate::transaction::AppendTarget;
 
 /// A table bound to one snapshot.
 #[derive(Debug)]
@@ -38,11 +39,11 @@ pub(crate) struct SnapshotTable {
     state: Arc<TableState>,
     schema: SchemaRef,
     segments_dir: PathBuf,
-    writer: Arc<Writer>,
+    writer: AppendTarget,
 }
 
 impl SnapshotTable {
-    pub(crate) fn new(state: Arc<TableState>, segments_dir: PathBuf, writer: Arc<Writer>) -> Self {
+    pub(crate) fn new(state: Arc<TableState>, segments_dir: PathBuf, writer: AppendTarget) -> Self {
         let schema = state.def.arrow_schema();
         SnapshotTable {
             state,
@@ -179,7 +180,7 @@ impl TableProvider for SnapshotTable {
             state: Arc::clone(&self.state),
             table_schema: Arc::clone(&self.schema),
             accepted: Arc::new(arrow::datatypes::Schema::new(accepted)),
-            writer: Arc::clone(&self.writer),
+            writer: self.writer.clone(),
         };
         Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
     }
@@ -250,7 +251,7 @@ struct InsertSink {
     table_schema: SchemaRef,
     /// What the sink accepts from its input: the table's schema with every column nullable.
     accepted: SchemaRef,
-    writer: Arc<Writer>,
+    writer: AppendTarget,
 }
 
 impl fmt::Debug for InsertSink {
@@ -300,11 +301,9 @@ impl DataSink for InsertSink {
             segments: vec![],
             view_deltas: None,
         };
-        match self.writer.commit(op).await.map_err(to_datafusion)? {
-            Outcome::Appended { rows } => Ok(rows),
-            other => Err(to_datafusion(Error::Corrupt(format!(
-                "unexpected commit outcome {other:?}"
-            )))),
-        }
+        self.writer
+            .append(op, rows as u64)
+            .await
+            .map_err(to_datafusion)
     }
 }

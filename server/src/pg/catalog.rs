@@ -7,15 +7,19 @@
 //! - [`fixed`] holds the catalogs that do not depend on the data (`pg_type`, `pg_am`, roles)
 //!   and the always-empty ones (constraints, indexes, policies …);
 //! - [`oids`] assigns object identifiers and names types (`format_type`);
-//! - [`functions`] implements the system functions clients call;
-//! - [`rewrite`] turns PostgreSQL-only syntax in catalog queries into SQL DataFusion plans.
+//! - [`functions`] implements the system functions clients call, [`compat`] the string, array
+//!   and session functions DataFusion lacks (`quote_ident`, `array_lower`, `current_setting` …);
+//! - [`rewrite`] turns PostgreSQL-only syntax in catalog queries into SQL DataFusion plans;
+//! - [`information_schema`] presents the tables and columns with PostgreSQL's type names.
 //!
 //! [`PgCatalog`] plugs all of it into the engine as a [`SessionExtension`]: the functions once,
 //! the `pg_catalog` schema per statement. Its tables are built when a query scans them, so
 //! statements that do not read the catalog pay nothing but a map insert.
 
+pub mod compat;
 pub mod fixed;
 pub mod functions;
+pub mod information_schema;
 pub mod live;
 pub mod oids;
 pub mod rewrite;
@@ -72,6 +76,9 @@ impl SessionExtension for PgCatalog {
         for function in functions::static_functions() {
             state.register_udf(Arc::new(function))?;
         }
+        // DataFusion's information_schema (Arrow type names) would shadow the PostgreSQL one
+        // registered per statement below.
+        state.config_mut().options_mut().catalog.information_schema = false;
         Ok(())
     }
 
@@ -84,34 +91,46 @@ impl SessionExtension for PgCatalog {
         })?;
         tally.register_schema(
             SCHEMA,
-            Arc::new(PgCatalogSchema {
+            Arc::new(CatalogSchema {
                 catalog: catalog.clone(),
+                names: || tables().map(|t| t.name).collect(),
+                lookup: table,
+            }),
+        )?;
+        tally.register_schema(
+            information_schema::SCHEMA,
+            Arc::new(CatalogSchema {
+                catalog: catalog.clone(),
+                names: || information_schema::TABLES.iter().map(|t| t.name).collect(),
+                lookup: information_schema::table,
             }),
         )?;
         Ok(())
     }
 }
 
-/// The `pg_catalog` schema of one statement.
+/// An emulated system schema (`pg_catalog`, `information_schema`) of one statement.
 #[derive(Debug)]
-struct PgCatalogSchema {
+struct CatalogSchema {
     catalog: CatalogSnapshot,
+    names: fn() -> Vec<&'static str>,
+    lookup: fn(&str) -> Option<&'static CatalogTable>,
 }
 
 #[async_trait]
-impl SchemaProvider for PgCatalogSchema {
+impl SchemaProvider for CatalogSchema {
     fn table_names(&self) -> Vec<String> {
-        tables().map(|t| t.name.to_string()).collect()
+        (self.names)().into_iter().map(String::from).collect()
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        match table(name) {
+        match (self.lookup)(name) {
             Some(t) => Ok(Some(Arc::new(t.scan(&self.catalog)?))),
             None => Ok(None),
         }
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        table(name).is_some()
+        (self.lookup)(name).is_some()
     }
 }

@@ -31,6 +31,12 @@ pub mod state {
     pub const PROTOCOL: &str = "08P01";
     /// Internal error.
     pub const INTERNAL: &str = "XX000";
+    /// A statement in a transaction block that an earlier error aborted.
+    pub const IN_FAILED_TRANSACTION: &str = "25P02";
+    /// A transaction command outside a transaction block.
+    pub const NO_ACTIVE_TRANSACTION: &str = "25P01";
+    /// BEGIN inside a transaction block.
+    pub const ACTIVE_TRANSACTION: &str = "25001";
 }
 
 /// The SQLSTATE of an engine error: the single mapping from [`ErrorKind`] to Postgres codes.
@@ -48,6 +54,7 @@ pub fn sqlstate(kind: ErrorKind) -> &'static str {
         ErrorKind::Syntax => state::SYNTAX,
         ErrorKind::InvalidDefinition => "42P16",
         ErrorKind::DependentObjects => "2BP01",
+        ErrorKind::NoSuchSavepoint => "3B001",
         ErrorKind::Query => "42000",
         ErrorKind::Internal => state::INTERNAL,
     }

@@ -24,18 +24,34 @@ pub enum Statement {
     ResetAll,
     /// `SHOW name` or `SHOW ALL`.
     Show(String),
-    /// `BEGIN` / `START TRANSACTION`.
-    Begin,
+    /// `BEGIN` / `START TRANSACTION`, with the tag to answer.
+    Begin(&'static str),
     /// `COMMIT` / `END`.
     Commit,
     /// `ROLLBACK` / `ABORT`.
     Rollback,
+    /// `SAVEPOINT name`.
+    Savepoint(String),
+    /// `RELEASE [SAVEPOINT] name`.
+    Release(String),
+    /// `ROLLBACK [WORK | TRANSACTION] TO [SAVEPOINT] name`.
+    RollbackTo(String),
     /// `COPY … FROM STDIN`.
     CopyIn(CopyIn),
     /// `COPY … TO STDOUT`.
     CopyOut(CopyOut),
     /// A statement the server accepts and ignores (`DISCARD ALL`, `DEALLOCATE`, …), with its tag.
     Noop(&'static str),
+    /// `CREATE INDEX` (checked against the table, then a no-op: Tally keeps no secondary
+    /// indexes) or `DROP INDEX` (`table` is `None`).
+    Index {
+        /// Command tag.
+        tag: &'static str,
+        /// The indexed table (folded).
+        table: Option<String>,
+        /// The indexed columns (folded; expressions are not checked).
+        columns: Vec<String>,
+    },
 }
 
 /// Text or csv, with their options.
@@ -114,6 +130,24 @@ pub fn split(sql: &str) -> PgWireResult<Vec<String>> {
     Ok(pieces.into_iter().filter(|p| !is_blank(p)).collect())
 }
 
+/// The highest `$n` placeholder in `sql` (0 if none).
+pub fn placeholders(sql: &str) -> usize {
+    let dialect = PostgreSqlDialect {};
+    Tokenizer::new(&dialect, sql)
+        .tokenize()
+        .map(|tokens| {
+            tokens
+                .iter()
+                .filter_map(|t| match t {
+                    Token::Placeholder(p) => p.strip_prefix('$')?.parse::<usize>().ok(),
+                    _ => None,
+                })
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
+}
+
 /// Whitespace and comments only.
 fn is_blank(sql: &str) -> bool {
     let dialect = PostgreSqlDialect {};
@@ -137,9 +171,23 @@ pub fn classify(sql: &str) -> PgWireResult<Statement> {
     let first = w.first().map(String::as_str).unwrap_or("");
     let second = w.get(1).map(String::as_str).unwrap_or("");
     Ok(match first {
-        "begin" | "start" => Statement::Begin,
+        "begin" => Statement::Begin("BEGIN"),
+        "start" => Statement::Begin("START TRANSACTION"),
         "commit" | "end" => Statement::Commit,
+        "rollback" | "abort" if w.iter().any(|w| w == "to") => {
+            Statement::RollbackTo(savepoint_name(sql, "to")?)
+        }
         "rollback" | "abort" => Statement::Rollback,
+        "savepoint" => Statement::Savepoint(savepoint_name(sql, "savepoint")?),
+        "release" => Statement::Release(savepoint_name(sql, "release")?),
+        // Every transaction reads the latest committed data: isolation and access modes are
+        // accepted and change nothing (see docs/server.md).
+        "set"
+            if second == "transaction"
+                || second == "session" && w.get(2).is_some_and(|w| w == "characteristics") =>
+        {
+            Statement::Noop("SET")
+        }
         "set" => parse_set(sql)?,
         "reset" if second == "all" => Statement::ResetAll,
         "reset" => Statement::Set {
@@ -152,7 +200,52 @@ pub fn classify(sql: &str) -> PgWireResult<Statement> {
         "discard" => Statement::Noop("DISCARD ALL"),
         "deallocate" => Statement::Noop("DEALLOCATE"),
         "copy" => parse_copy(sql)?,
+        "create"
+            if second == "index"
+                || (second == "unique" && w.get(2).is_some_and(|w| w == "index")) =>
+        {
+            parse_create_index(sql)?
+        }
+        "drop" if second == "index" => Statement::Index {
+            tag: "DROP INDEX",
+            table: None,
+            columns: vec![],
+        },
         _ => Statement::Engine(rewrite_functions(sql)),
+    })
+}
+
+/// The savepoint named after the keyword `after` (and an optional `SAVEPOINT`), folded like an
+/// identifier: `ROLLBACK TO SAVEPOINT "S1"` → `S1`, `release sp` → `sp`.
+fn savepoint_name(sql: &str, after: &str) -> PgWireResult<String> {
+    let dialect = PostgreSqlDialect {};
+    let tokens = Tokenizer::new(&dialect, sql)
+        .tokenize()
+        .map_err(|e| errors::pg(state::SYNTAX, format!("syntax error: {e}")))?;
+    let mut words = tokens.iter().filter_map(|t| match t {
+        Token::Word(w) => Some(w),
+        _ => None,
+    });
+    let missing = || {
+        errors::pg(
+            state::SYNTAX,
+            format!(
+                "syntax error: a savepoint name is missing in \"{}\"",
+                sql.trim()
+            ),
+        )
+    };
+    words
+        .by_ref()
+        .find(|w| w.value.eq_ignore_ascii_case(after))
+        .ok_or_else(missing)?;
+    let mut name = words.next().ok_or_else(missing)?;
+    if name.quote_style.is_none() && name.value.eq_ignore_ascii_case("savepoint") {
+        name = words.next().ok_or_else(missing)?;
+    }
+    Ok(match name.quote_style {
+        Some(_) => name.value.clone(),
+        None => name.value.to_lowercase(),
     })
 }
 
@@ -300,6 +393,29 @@ fn parse_copy(sql: &str) -> PgWireResult<Statement> {
     }
 }
 
+fn parse_create_index(sql: &str) -> PgWireResult<Statement> {
+    let statement = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_statement())
+        .map_err(|e| errors::pg(state::SYNTAX, format!("syntax error in CREATE INDEX: {e}")))?;
+    let ast::Statement::CreateIndex(index) = statement else {
+        return Err(errors::pg(state::SYNTAX, "syntax error in CREATE INDEX"));
+    };
+    let columns = index
+        .columns
+        .iter()
+        .filter_map(|c| match &c.column.expr {
+            Expr::Identifier(i) => Some(ident(i)),
+            _ => None,
+        })
+        .collect();
+    Ok(Statement::Index {
+        tag: "CREATE INDEX",
+        table: Some(object_name(&index.table_name)),
+        columns,
+    })
+}
+
 fn ident(i: &ast::Ident) -> String {
     if i.quote_style.is_some() {
         i.value.clone()
@@ -433,7 +549,8 @@ fn copy_format(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> PgWireRes
 }
 
 /// Session information functions DataFusion lacks, answered by the server.
-const SESSION_FUNCTIONS: [&str; 6] = [
+const SESSION_FUNCTIONS: [&str; 7] = [
+    "user",
     "version",
     "current_database",
     "current_schema",
@@ -449,7 +566,7 @@ const SESSION_FUNCTIONS: [&str; 6] = [
 /// Catalog queries are rewritten too, in the same pass: see [`catalog::rewrite`].
 pub fn rewrite_functions(sql: &str) -> String {
     let lower = sql.to_ascii_lowercase();
-    let session = SESSION_FUNCTIONS.iter().any(|f| lower.contains(f));
+    let session = SESSION_FUNCTIONS.iter().any(|f| mentions_word(&lower, f));
     let catalog = catalog::rewrite::might_apply(sql);
     if !session && !catalog {
         return sql.to_string();
@@ -497,6 +614,16 @@ pub fn rewrite_functions(sql: &str) -> String {
     statement.to_string()
 }
 
+/// Whether `word` occurs in `text` as a whole word (`user`, not `user_id`).
+fn mentions_word(text: &str, word: &str) -> bool {
+    let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    text.match_indices(word).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + word.len()..].chars().next();
+        !before.is_some_and(is_word) && !after.is_some_and(is_word)
+    })
+}
+
 fn session_function(expr: &Expr) -> Option<&'static str> {
     let name = match expr {
         Expr::Function(f) => f.name.0.last()?.as_ident()?.value.to_ascii_lowercase(),
@@ -509,7 +636,7 @@ fn session_function(expr: &Expr) -> Option<&'static str> {
     if matches!(expr, Expr::Identifier(_))
         && !matches!(
             *known,
-            "current_user" | "session_user" | "current_catalog" | "current_schema"
+            "user" | "current_user" | "session_user" | "current_catalog" | "current_schema"
         )
     {
         return None;

@@ -24,6 +24,8 @@ use tally_engine::reexports::datafusion::common::ScalarValue;
 
 use super::errors::{self, state};
 
+mod array;
+
 /// Microseconds between the Unix epoch and the Postgres epoch (2000-01-01).
 const PG_EPOCH_US: i64 = 946_684_800_000_000;
 /// Days between the Unix epoch and the Postgres epoch.
@@ -48,6 +50,9 @@ pub fn pg_type(data_type: &DataType) -> Type {
         DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
         DataType::Time32(_) | DataType::Time64(_) => Type::TIME,
         DataType::Interval(_) | DataType::Duration(_) => Type::INTERVAL,
+        DataType::List(element) | DataType::LargeList(element) => {
+            array::array_type(element.data_type()).unwrap_or(Type::TEXT)
+        }
         _ => Type::TEXT,
     }
 }
@@ -233,6 +238,8 @@ pub fn write_text(array: &dyn Array, row: usize, out: &mut String) -> PgWireResu
         DataType::Interval(_) | DataType::Duration(_) => {
             let (months, days, us) = interval_parts(array, row);
             interval_text(months, days, us, out);
+        }
+        DataType::List(_) | DataType::LargeList(_) if array::write_array_text(array, row, out)? => {
         }
         _ => {
             let formatter = ArrayFormatter::try_new(array, &FormatOptions::default())
@@ -483,6 +490,11 @@ fn write_binary(array: &dyn Array, row: usize, out: &mut BytesMut) -> PgWireResu
             out.put_i32(days);
             out.put_i32(months);
         }
+        DataType::List(element) | DataType::LargeList(element)
+            if array::array_type(element.data_type()).is_some() =>
+        {
+            array::write_array_binary(array, row, out)?;
+        }
         _ => {
             // Sent as TEXT: the binary form of text is its bytes.
             let mut text = String::new();
@@ -595,7 +607,12 @@ pub fn decode_parameter(
     expected: Option<&DataType>,
     index: usize,
 ) -> PgWireResult<ScalarValue> {
-    let target = expected.cloned().unwrap_or_else(|| arrow_type_of(sent));
+    // A parameter the plan no longer uses (a pruned catalog join) is typed NULL: keep the
+    // value as sent.
+    let target = expected
+        .filter(|t| **t != DataType::Null)
+        .cloned()
+        .unwrap_or_else(|| arrow_type_of(sent));
     let Some(bytes) = bytes else {
         return ScalarValue::try_from(&target)
             .map_err(|e| errors::pg(state::INVALID_PARAMETER, e.to_string()));

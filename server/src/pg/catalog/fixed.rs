@@ -319,6 +319,16 @@ pub const EMPTY: &[CatalogTable] = &[
         ],
     ),
     empty(
+        "pg_enum",
+        3501,
+        &[
+            ("oid", Oid),
+            ("enumtypid", Oid),
+            ("enumsortorder", Float4),
+            ("enumlabel", Text),
+        ],
+    ),
+    empty(
         "pg_extension",
         3079,
         &[
@@ -376,6 +386,21 @@ pub const EMPTY: &[CatalogTable] = &[
             ("inhparent", Oid),
             ("inhseqno", Int4),
             ("inhdetachpending", Bool),
+        ],
+    ),
+    empty(
+        "pg_opclass",
+        2616,
+        &[
+            ("oid", Oid),
+            ("opcmethod", Oid),
+            ("opcname", Text),
+            ("opcnamespace", Oid),
+            ("opcowner", Oid),
+            ("opcfamily", Oid),
+            ("opcintype", Oid),
+            ("opcdefault", Bool),
+            ("opckeytype", Oid),
         ],
     ),
     empty(

@@ -25,15 +25,15 @@ use super::live::{relations, view_definition};
 use super::oids;
 
 /// Arguments of one call, as arrays of equal length.
-struct Args(Vec<ArrayRef>);
+pub(super) struct Args(pub(super) Vec<ArrayRef>);
 
 impl Args {
-    fn rows(&self) -> usize {
+    pub(super) fn rows(&self) -> usize {
         self.0.first().map_or(1, |a| a.len())
     }
 
     /// Argument `i` of `row` as an integer (NULL, absent or not a number: `None`).
-    fn int(&self, i: usize, row: usize) -> Result<Option<i64>> {
+    pub(super) fn int(&self, i: usize, row: usize) -> Result<Option<i64>> {
         let Some(array) = self.0.get(i) else {
             return Ok(None);
         };
@@ -43,7 +43,7 @@ impl Args {
     }
 
     /// Argument `i` of `row` as text.
-    fn text(&self, i: usize, row: usize) -> Result<Option<String>> {
+    pub(super) fn text(&self, i: usize, row: usize) -> Result<Option<String>> {
         let Some(array) = self.0.get(i) else {
             return Ok(None);
         };
@@ -61,7 +61,7 @@ impl Args {
 }
 
 /// A function taking `arities` arguments of any type, computed row by row by `body`.
-fn function(
+pub(super) fn function(
     name: &str,
     arities: &[usize],
     returns: DataType,
@@ -94,7 +94,7 @@ fn function(
 }
 
 /// A function returning text, row by row.
-fn text_function(
+pub(super) fn text_function(
     name: &str,
     arities: &[usize],
     row: impl Fn(&Args, usize) -> Result<Option<String>> + Send + Sync + 'static,
@@ -207,6 +207,7 @@ pub fn static_functions() -> Vec<ScalarUDF> {
     ] {
         functions.push(constant(name, &[2, 3, 4], yes.clone()));
     }
+    functions.extend(super::compat::functions());
     functions
 }
 

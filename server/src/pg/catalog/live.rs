@@ -241,15 +241,16 @@ const SYSTEM_VIEWS: &[&str] = &[
 pub(super) struct Relation {
     pub(super) oid: u32,
     pub(super) name: String,
-    namespace: u32,
-    kind: &'static str,
+    pub(super) namespace: u32,
+    /// `pg_class.relkind`: `r` table, `m` materialized view, `v` view.
+    pub(super) kind: &'static str,
     rows: f32,
     populated: bool,
-    schema: SchemaRef,
+    pub(super) schema: SchemaRef,
     /// Column names that are `NOT NULL`.
-    not_null: Vec<String>,
+    pub(super) not_null: Vec<String>,
     /// Declared PostgreSQL column types (catalog relations), else derived from the Arrow types.
-    types: Option<Vec<u32>>,
+    pub(super) types: Option<Vec<u32>>,
 }
 
 /// Every relation at `catalog`: user tables and views, then the `pg_catalog` relations.

@@ -14,6 +14,8 @@
 //! | `x = ANY(arr)`, `x <> ALL(arr)`            | `array_has(arr, x)`, `NOT array_has(..)`    |
 //! | `ARRAY(SELECT f(x) FROM unnest(arr) x)`   | `CAST(NULL AS TEXT[])` (see [`maps_catalog_array`]) |
 //! | `SELECT n.oid, n.*`                       | `SELECT n.oid AS oid_2, n.*`                |
+//! | `FROM generate_series(a, b) AS i`          | `FROM generate_series(a, b) AS i(i)`        |
+//! | `FROM string_to_array(x, ',') s` (a scalar function in FROM) | `FROM (SELECT string_to_array(x, ',') AS s) AS s` |
 //! | `SELECT … FROM pg_policy …` (a catalog that is always empty in Tally, inner-joined) | `SELECT NULL AS … WHERE false` |
 //!
 //! The last rule matters because clients join such catalogs with functions and syntax
@@ -22,6 +24,7 @@
 
 mod empty;
 mod names;
+mod planning;
 
 use std::collections::HashSet;
 use std::ops::ControlFlow;
@@ -48,6 +51,9 @@ pub fn might_apply(sql: &str) -> bool {
         "any (",
         "all(",
         "all (",
+        "generate_series",
+        "string_to_array",
+        "bytea",
     ]
     .iter()
     .any(|needle| lower.contains(needle))
@@ -92,12 +98,21 @@ impl VisitorMut for Rewriter {
             query.order_by = None;
             query.limit_clause = None;
         }
+        planning::hoist_order_subqueries(query);
         ControlFlow::Continue(())
     }
 
     fn pre_visit_select(&mut self, select: &mut Select) -> ControlFlow<()> {
         names::keep_postgres_names(select);
         names::rename_wildcard_duplicates(select);
+        planning::in_subqueries_in_projection(select);
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        if let Some(new) = planning::function_in_from(factor) {
+            *factor = new;
+        }
         ControlFlow::Continue(())
     }
 
@@ -169,6 +184,9 @@ fn rewrite_expr(expr: &mut Expr) -> Option<Expr> {
             compare_op: BinaryOperator::NotEq,
             right,
         } => Some(membership(left, right, true)),
+        Expr::Subquery(query) => {
+            planning::aggregate_lookup(query).map(|q| Expr::Subquery(Box::new(q)))
+        }
         _ => None,
     }
 }
@@ -272,8 +290,16 @@ fn rewrite_cast(inner: &Expr, data_type: &DataType) -> Option<Expr> {
             )),
         ));
     }
-    let name = pg_type_name(data_type)?;
     let literal = string_literal(inner);
+    if matches!(data_type, DataType::Bytea)
+        && let Some(bytes) = literal.and_then(bytea_input)
+    {
+        // DataFusion casts text to bytes as its UTF-8; PostgreSQL reads `\x…` hex (what
+        // psycopg2 sends) or the escape format.
+        let hex: String = bytes.iter().map(|b| format!("{b:02X}")).collect();
+        return Some(Expr::value(Value::HexStringLiteral(hex)));
+    }
+    let name = pg_type_name(data_type)?;
     match (name.as_str(), literal) {
         ("regclass", Some(s)) => Some(match s.trim().parse::<u32>() {
             Ok(oid) => number(oid),
@@ -306,6 +332,41 @@ fn rewrite_cast(inner: &Expr, data_type: &DataType) -> Option<Expr> {
         ("regproc" | "regprocedure", _) => Some(cast(inner.clone(), DataType::Text)),
         (other, _) => Some(cast(inner.clone(), datafusion_type(other)?)),
     }
+}
+
+/// PostgreSQL's bytea input: `\x` then hex digit pairs (white space between pairs allowed), or
+/// the escape format (`\\` a backslash, `\ooo` an octal byte, anything else its own bytes).
+fn bytea_input(text: &str) -> Option<Vec<u8>> {
+    if let Some(hex) = text
+        .strip_prefix("\\x")
+        .or_else(|| text.strip_prefix("\\X"))
+    {
+        let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        if !digits.len().is_multiple_of(2) {
+            return None;
+        }
+        return digits
+            .chunks(2)
+            .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
+            .collect();
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'\\' {
+            out.push(bytes[i]);
+            i += 1;
+        } else if bytes.get(i + 1) == Some(&b'\\') {
+            out.push(b'\\');
+            i += 2;
+        } else {
+            let octal = std::str::from_utf8(bytes.get(i + 1..i + 4)?).ok()?;
+            out.push(u8::from_str_radix(octal, 8).ok()?);
+            i += 4;
+        }
+    }
+    Some(out)
 }
 
 /// `x = ANY(arr)` as `x IN (..)` for literal arrays, else `array_has(arr, x)`; `negated` for
@@ -425,6 +486,17 @@ fn parse_select(sql: &str) -> Select {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bytea_literals_read_like_postgres() {
+        assert_eq!(bytea_input(r"\x0b00FF5c"), Some(vec![0x0b, 0, 0xff, 0x5c]));
+        assert_eq!(bytea_input(r"\x0b 00"), Some(vec![0x0b, 0]));
+        assert_eq!(bytea_input(r"a\\b\001"), Some(vec![b'a', b'\\', b'b', 1]));
+        assert_eq!(bytea_input(r"\x0"), None);
+        assert_eq!(bytea_input(r"bad\9"), None);
+        let sql = rewritten(r"SELECT '\xdead'::bytea");
+        assert_eq!(sql, "SELECT X'DEAD'");
+    }
 
     fn rewritten(sql: &str) -> String {
         let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).expect("parses");
