@@ -240,6 +240,7 @@ fn csv_decode(c: &mut Criterion) {
         b.iter(|| {
             let format = CopyFormat {
                 csv: true,
+                binary: false,
                 delimiter: b',',
                 null: String::new(),
                 header: true,

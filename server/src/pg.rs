@@ -640,7 +640,7 @@ impl Connection {
                 let columns = decoder.columns();
                 *self.copy.lock().await = Some(CopyInState { bulk, decoder });
                 Ok(Response::CopyIn(CopyResponse::new(
-                    0,
+                    copy.format.wire_code(),
                     columns,
                     stream::empty(),
                 )))
@@ -660,11 +660,13 @@ impl Connection {
                 let data = lines
                     .into_iter()
                     .map(|line| Ok(CopyData::new(Bytes::from(line))));
-                Ok(Response::CopyOut(CopyResponse::new(
-                    0,
-                    result.schema.fields().len(),
-                    stream::iter(data),
-                )))
+                // Made as text, then marked binary: `CopyResponse::new(1, …)` appends a trailer
+                // of its own, while the encoder ends with the trailer already (in the header's
+                // message when there are no rows, as PostgreSQL sends it).
+                let mut response =
+                    CopyResponse::new(0, result.schema.fields().len(), stream::iter(data));
+                response.format = copy.format.wire_code();
+                Ok(Response::CopyOut(response))
             }
         }
     }

@@ -9,6 +9,7 @@ mod pg;
 mod pg_auth;
 mod pg_clients;
 mod pg_copy;
+mod pg_copy_binary;
 mod pg_psycopg;
 mod pg_tools;
 mod pg_transactions;

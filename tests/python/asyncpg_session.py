@@ -1,7 +1,6 @@
 """An asyncpg session against a running Tally server, as an asyncio application would write it.
 
 Usage: asyncpg_session.py DSN      (libpq keyword/value string, converted to asyncpg's kwargs)
-       TALLY_BINARY_COPY=1 asyncpg_session.py DSN   -- also the binary COPY check (optional)
 
 Run by tests/e2e/pg_clients.rs (validated against PostgreSQL 15 first: this script is the
 specification). asyncpg does not use libpq and leans on the extended protocol harder than any
@@ -17,9 +16,8 @@ other Python driver:
 - conn.transaction() sends BEGIN/COMMIT/ROLLBACK, nested ones SAVEPOINT/RELEASE/ROLLBACK TO;
 - conn.cursor() inside a transaction reads a portal in pieces (Execute with a row limit,
   PortalSuspended);
-- copy_to_table/copy_from_table use COPY FROM STDIN / TO STDOUT in CSV. copy_records_to_table
-  uses the binary COPY format, which Tally does not have yet: that check runs only when
-  TALLY_BINARY_COPY=1.
+- copy_to_table/copy_from_query use COPY FROM STDIN / TO STDOUT in CSV or binary;
+  copy_records_to_table always uses the binary COPY format.
 
 Tables are append-only on Tally and DDL there is not transactional, so DDL runs outside
 transaction blocks here. Exits non-zero on the first failed check and prints PASS last.
@@ -320,15 +318,47 @@ async def run(conn, dsn):
     finally:
         await other.close()
 
-    if os.environ.get("TALLY_BINARY_COPY") == "1":
-        # Optional: copy_records_to_table sends COPY ... FROM STDIN (FORMAT binary).
-        records = [row(i) for i in range(2001, 2101)]
-        tag = await conn.copy_records_to_table(TABLE, records=records, columns=COLUMNS)
-        check(tag, "COPY 100", "copy_records_to_table (binary COPY)")
-        got = await conn.fetch(f"{SELECT_ALL} WHERE id >= $1 ORDER BY id", 2001)
-        check([tuple(r) for r in got], records, "binary COPY rows read back")
-    else:
-        print("note: binary COPY skipped (set TALLY_BINARY_COPY=1 to run it)")
+    # copy_records_to_table sends COPY ... FROM STDIN (FORMAT binary), every value in asyncpg's
+    # binary encoders for the column types it looked up.
+    records = [row(i) for i in range(2001, 2101)]
+    tag = await conn.copy_records_to_table(TABLE, records=records, columns=COLUMNS)
+    check(tag, "COPY 100", "copy_records_to_table (binary COPY)")
+    got = await conn.fetch(f"{SELECT_ALL} WHERE id >= $1 ORDER BY id", 2001)
+    check([tuple(r) for r in got], records, "binary COPY rows read back")
+    # A column subset, and a rollback of a binary COPY in a transaction block.
+    tag = await conn.copy_records_to_table(TABLE, records=[(3001, "alpha"), (3002, None)],
+                                           columns=["id", "kind"])
+    check(tag, "COPY 2", "copy_records_to_table with a column subset")
+    check(tuple(await conn.fetchrow(f"{SELECT_ALL} WHERE id = $1", 3002)),
+          (3002,) + (None,) * (len(COLUMNS) - 1), "columns left out of a binary COPY are NULL")
+    try:
+        async with conn.transaction():
+            await conn.copy_records_to_table(TABLE, records=[row(3003)], columns=COLUMNS)
+            check(await count(conn, "id = $1", 3003), 1, "a binary COPY in a block reads back")
+            raise RuntimeError("roll back")
+    except RuntimeError:
+        pass
+    check(await count(conn, "id = $1", 3003), 0, "rollback discards a binary COPY")
+    # Binary COPY out, then back in: TO STDOUT (FORMAT binary) into FROM STDIN (FORMAT binary).
+    out = io.BytesIO()
+    await conn.copy_from_query(f"{SELECT_ALL} WHERE id BETWEEN $1 AND $2 ORDER BY id", 2001, 2050,
+                               output=out, format="binary")
+    check(out.getvalue()[:11], b"PGCOPY\n\xff\r\n\0", "binary COPY out starts with the signature")
+    await conn.execute(readings_ddl(f"{TABLE}_copy"))
+    out.seek(0)
+    tag = await conn.copy_to_table(f"{TABLE}_copy", source=out, format="binary")
+    check(tag, "COPY 50", "the binary COPY output loads back")
+    got = await conn.fetch(f"SELECT {', '.join(COLUMNS)} FROM {TABLE}_copy ORDER BY id")
+    check([tuple(r) for r in got], records[:50], "binary COPY out and in round-trips every type")
+    await conn.execute(f"DROP TABLE {TABLE}_copy")
+    # A bad stream is refused with PostgreSQL's SQLSTATE and leaves nothing.
+    try:
+        await conn.copy_to_table(TABLE, source=io.BytesIO(b"PGCOPY\n\xff\r\n\0garbage"),
+                                 format="binary")
+        raise AssertionError("a truncated binary COPY was accepted")
+    except asyncpg.PostgresError as e:
+        check(e.sqlstate, "22P04", "a malformed binary COPY is 22P04")
+    check(await conn.fetchval("SELECT 1"), 1, "the connection is usable after a failed COPY")
 
     await conn.execute(f"DROP MATERIALIZED VIEW {VIEW}")
     check(await conn.execute(f"DROP TABLE {TABLE}"), "DROP TABLE", "DROP TABLE")

@@ -24,7 +24,22 @@ def readings_ddl(table):
 
 
 def check(actual, expected, what):
-    """Raises with both values when they differ; prints the check otherwise."""
+    """Raises with both values (and the first difference of two lists) when they differ;
+    prints the check otherwise."""
     if actual != expected:
-        raise AssertionError(f"{what}: expected {expected!r}, got {actual!r}")
+        detail = ""
+        if isinstance(actual, list) and isinstance(expected, list):
+            detail = f" ({len(actual)} items, expected {len(expected)})"
+            for i, (a, e) in enumerate(zip(actual, expected)):
+                if a != e:
+                    detail += f"; item {i}: expected {e!r}, got {a!r}"
+                    break
+        raise AssertionError(
+            f"{what}{detail}: expected {short(expected)}, got {short(actual)}")
     print(f"ok: {what}")
+
+
+def short(value, limit=1000):
+    """repr(value), cut to `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"

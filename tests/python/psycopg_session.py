@@ -16,6 +16,8 @@ from decimal import Decimal
 import psycopg
 from psycopg import errors
 
+from common import check
+
 DDL = """CREATE TABLE readings (
     id BIGINT NOT NULL,
     value DOUBLE PRECISION,
@@ -52,12 +54,6 @@ def row(i):
         i % 2 == 0,
         Decimal(i) / 8,
     )
-
-
-def check(actual, expected, what):
-    if actual != expected:
-        raise AssertionError(f"{what}: expected {expected!r}, got {actual!r}")
-    print(f"ok: {what}")
 
 
 def session(dsn):
@@ -132,6 +128,33 @@ def session(dsn):
               "a COPYed row read back from a new connection")
         check(conn.execute("SELECT count(*) FROM readings").fetchone(), (TOTAL,),
               "a new connection sees the committed rows")
+
+        # Binary COPY out with psycopg's binary loaders, and back in with its binary dumpers.
+        types = ["int8", "float8", "text", "date", "timestamp", "timestamptz", "bytea", "bool",
+                 "numeric"]
+        with conn.cursor() as cur:
+            with cur.copy("COPY (SELECT * FROM readings WHERE id BETWEEN 1001 AND 3000 ORDER BY id)"
+                          " TO STDOUT (FORMAT BINARY)") as copy:
+                copy.set_types(types)
+                out = [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r)
+                       for r in copy.rows()]
+            check(out, [row(i) for i in range(1001, 3001)],
+                  "binary COPY TO STDOUT of 2000 rows, every type")
+            with cur.copy("COPY (SELECT * FROM readings WHERE id < 0) TO STDOUT (FORMAT BINARY)"
+                          ) as copy:
+                copy.set_types(types)
+                check(list(copy.rows()), [], "an empty binary COPY TO STDOUT")
+            cur.execute(DDL.replace("readings", "readings_binary"))
+            with cur.copy("COPY readings_binary FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(types)
+                for r in out:
+                    copy.write_row(r)
+            check(cur.rowcount, 2000, "binary COPY FROM STDIN reports its row count")
+            cur.execute("SELECT count(*), sum(id), count(label), sum(amount) FROM readings_binary")
+            check(cur.fetchone(),
+                  conn.execute("SELECT count(*), sum(id), count(label), sum(amount) FROM readings"
+                               " WHERE id BETWEEN 1001 AND 3000").fetchone(),
+                  "the binary COPY stored what it was sent")
 
 
 def connect(dsn):

@@ -1,44 +1,39 @@
-//! COPY: an incremental decoder of text and csv input into Arrow batches (rows may be split
-//! anywhere across CopyData messages), and the encoder of COPY … TO STDOUT.
+//! COPY: decoders of `COPY … FROM STDIN` input into Arrow batches (text and csv in [`text`],
+//! PostgreSQL's binary format in [`binary`]) and the encoders of `COPY … TO STDOUT`
+//! ([`encode`]).
 //!
-//! The decoder keeps only the unfinished last record and up to [`BATCH_ROWS`] decoded rows;
-//! full batches go to the engine's `BulkIngest`, which bounds memory on its side.
+//! A decoder keeps only the unfinished last record and up to [`BATCH_ROWS`] decoded rows; full
+//! batches go to the engine's `BulkIngest`, which bounds memory on its side.
 
 use std::sync::Arc;
 
-use pgwire::error::{ErrorInfo, PgWireResult};
-use tally_engine::reexports::arrow::array::{
-    Array, ArrayRef, BinaryBuilder, BooleanBuilder, RecordBatch, StringArray, StringBuilder,
-};
-use tally_engine::reexports::arrow::compute::{CastOptions, cast_with_options};
+use pgwire::error::ErrorInfo;
+use tally_engine::reexports::arrow::array::RecordBatch;
 use tally_engine::reexports::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use super::errors::{self, state};
 use super::statement::CopyFormat;
 use super::types;
 
+pub mod binary;
+pub mod encode;
+pub mod text;
+
+pub use encode::encode_rows;
+
 /// Rows per batch handed to the engine.
 pub const BATCH_ROWS: usize = 8192;
 
-/// Decodes COPY input for one table.
-pub struct Decoder {
-    table: String,
-    format: CopyFormat,
-    /// The columns the input provides, in input order (fields of the table's schema).
-    schema: SchemaRef,
-    /// Bytes of the unfinished record.
-    pending: Vec<u8>,
-    /// Input line number of the next record (1-based, header included).
-    line: u64,
-    header_pending: bool,
-    /// `\.` was seen: the rest of the input is ignored.
-    ended: bool,
-    builders: Vec<StringBuilder>,
-    lines: Vec<u64>,
-}
-
 /// A decoding error: the ErrorResponse to send.
 pub type DecodeError = Box<ErrorInfo>;
+
+/// Decodes the input of one `COPY … FROM STDIN` in its format.
+pub enum Decoder {
+    /// Text or csv.
+    Text(text::Decoder),
+    /// PostgreSQL's binary COPY format.
+    Binary(binary::Decoder),
+}
 
 impl Decoder {
     /// A decoder for `columns` (empty = all) of a table with `table_schema`.
@@ -48,356 +43,103 @@ impl Decoder {
         columns: &[String],
         format: CopyFormat,
     ) -> Result<Decoder, DecodeError> {
-        let fields: Vec<Field> = if columns.is_empty() {
-            table_schema
-                .fields()
-                .iter()
-                .map(|f| f.as_ref().clone())
-                .collect()
+        if format.binary {
+            binary::Decoder::new(table, table_schema, columns).map(Decoder::Binary)
         } else {
-            let mut fields = Vec::with_capacity(columns.len());
-            for (i, name) in columns.iter().enumerate() {
-                if columns[..i].contains(name) {
-                    return Err(Box::new(errors::user_error(
-                        "42701",
-                        format!("column \"{name}\" specified more than once"),
-                    )));
-                }
-                let field = table_schema.field_with_name(name).map_err(|_| {
-                    Box::new(errors::user_error(
-                        state::UNDEFINED_COLUMN,
-                        format!("column \"{name}\" of relation \"{table}\" does not exist"),
-                    ))
-                })?;
-                fields.push(field.clone());
-            }
-            for field in table_schema.fields() {
-                if !field.is_nullable() && !columns.contains(field.name()) {
-                    return Err(Box::new(errors::user_error(
-                        state::NOT_NULL,
-                        format!(
-                            "null value in column \"{}\" of relation \"{table}\" violates not-null constraint",
-                            field.name()
-                        ),
-                    )));
-                }
-            }
-            fields
-        };
-        let builders = fields.iter().map(|_| StringBuilder::new()).collect();
-        Ok(Decoder {
-            table: table.to_string(),
-            header_pending: format.header,
-            format,
-            schema: Arc::new(Schema::new(fields)),
-            pending: Vec::new(),
-            line: 1,
-            ended: false,
-            builders,
-            lines: Vec::new(),
-        })
+            text::Decoder::new(table, table_schema, columns, format).map(Decoder::Text)
+        }
     }
 
     /// Number of columns the input provides.
     pub fn columns(&self) -> usize {
-        self.schema.fields().len()
+        match self {
+            Decoder::Text(d) => d.columns(),
+            Decoder::Binary(d) => d.columns(),
+        }
     }
 
     /// Takes a chunk of input; returns the batches completed by it.
     pub fn feed(&mut self, chunk: &[u8]) -> Result<Vec<RecordBatch>, DecodeError> {
-        if self.ended {
-            return Ok(vec![]);
+        match self {
+            Decoder::Text(d) => d.feed(chunk),
+            Decoder::Binary(d) => d.feed(chunk),
         }
-        self.pending.extend_from_slice(chunk);
-        let mut batches = Vec::new();
-        let mut start = 0;
-        let mut in_quotes = false;
-        let mut i = 0;
-        let bytes = std::mem::take(&mut self.pending);
-        while i < bytes.len() {
-            let b = bytes[i];
-            if self.format.csv {
-                if in_quotes && b == self.format.escape && self.format.escape != self.format.quote {
-                    i += 2;
-                    continue;
-                }
-                if b == self.format.quote {
-                    in_quotes = !in_quotes;
-                }
-            } else if b == b'\\' {
-                i += 2;
-                continue;
-            }
-            if b == b'\n' && !in_quotes {
-                self.record(&bytes[start..i])?;
-                start = i + 1;
-                if self.ended {
-                    break;
-                }
-                if self.lines.len() >= BATCH_ROWS {
-                    batches.push(self.finish_batch()?);
-                }
-            }
-            i += 1;
-        }
-        if !self.ended {
-            self.pending = bytes[start.min(bytes.len())..].to_vec();
-        }
-        Ok(batches)
     }
 
-    /// Ends the input: decodes an unterminated last line and returns the last batch.
+    /// Ends the input and returns the last batch, if any rows are left.
     pub fn finish(&mut self) -> Result<Option<RecordBatch>, DecodeError> {
-        let rest = std::mem::take(&mut self.pending);
-        if !self.ended && !rest.is_empty() {
-            self.record(&rest)?;
-        }
-        if self.lines.is_empty() {
-            Ok(None)
-        } else {
-            self.finish_batch().map(Some)
+        match self {
+            Decoder::Text(d) => d.finish(),
+            Decoder::Binary(d) => d.finish(),
         }
     }
+}
 
-    /// Decodes one record (without its newline) into the builders.
-    fn record(&mut self, raw: &[u8]) -> Result<(), DecodeError> {
-        let line = self.line;
-        self.line += 1;
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        if raw == b"\\." {
-            self.ended = true;
-            return Ok(());
+/// The fields the input provides: `columns` of the table (all of them when empty), checked for
+/// duplicates, unknown names and NOT NULL columns left out.
+fn input_schema(
+    table: &str,
+    table_schema: &Schema,
+    columns: &[String],
+) -> Result<SchemaRef, DecodeError> {
+    let fields: Vec<Field> = if columns.is_empty() {
+        table_schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect()
+    } else {
+        let mut fields = Vec::with_capacity(columns.len());
+        for (i, name) in columns.iter().enumerate() {
+            if columns[..i].contains(name) {
+                return Err(Box::new(errors::user_error(
+                    "42701",
+                    format!("column \"{name}\" specified more than once"),
+                )));
+            }
+            let field = table_schema.field_with_name(name).map_err(|_| {
+                Box::new(errors::user_error(
+                    state::UNDEFINED_COLUMN,
+                    format!("column \"{name}\" of relation \"{table}\" does not exist"),
+                ))
+            })?;
+            fields.push(field.clone());
         }
-        if self.header_pending {
-            self.header_pending = false;
-            return Ok(());
-        }
-        let text = std::str::from_utf8(raw).map_err(|_| {
-            self.error(
-                state::BAD_ENCODING,
-                "invalid byte sequence for encoding \"UTF8\"".into(),
-                line,
-                None,
-            )
-        })?;
-        let fields = if self.format.csv {
-            self.csv_fields(text)
-        } else {
-            self.text_fields(text)
-        }
-        .map_err(|message| self.error(state::BAD_COPY_FORMAT, message, line, Some(text)))?;
-        let expected = self.builders.len();
-        if fields.len() < expected {
-            let missing = self.schema.field(fields.len()).name().clone();
-            return Err(self.error(
-                state::BAD_COPY_FORMAT,
-                format!("missing data for column \"{missing}\""),
-                line,
-                Some(text),
-            ));
-        }
-        if fields.len() > expected {
-            return Err(self.error(
-                state::BAD_COPY_FORMAT,
-                "extra data after last expected column".into(),
-                line,
-                Some(text),
-            ));
-        }
-        for (i, value) in fields.into_iter().enumerate() {
-            match value {
-                Some(v) => self.builders[i].append_value(v),
-                None => {
-                    if !self.schema.field(i).is_nullable() {
-                        let column = self.schema.field(i).name().clone();
-                        return Err(self.error(
-                            state::NOT_NULL,
-                            format!(
-                                "null value in column \"{column}\" of relation \"{}\" violates not-null constraint",
-                                self.table
-                            ),
-                            line,
-                            Some(text),
-                        ));
-                    }
-                    self.builders[i].append_null()
-                }
+        for field in table_schema.fields() {
+            if !field.is_nullable() && !columns.contains(field.name()) {
+                return Err(Box::new(errors::user_error(
+                    state::NOT_NULL,
+                    not_null_message(field.name(), table),
+                )));
             }
         }
-        self.lines.push(line);
-        Ok(())
-    }
+        fields
+    };
+    Ok(Arc::new(Schema::new(fields)))
+}
 
-    /// Text format: delimiter-separated, `\N` for NULL, backslash escapes.
-    fn text_fields(&self, text: &str) -> Result<Vec<Option<String>>, String> {
-        let bytes = text.as_bytes();
-        let delimiter = self.format.delimiter;
-        let mut raw_fields = Vec::new();
-        let mut start = 0;
-        let mut i = 0;
-        while i < bytes.len() {
-            if bytes[i] == b'\\' {
-                i += 2;
-                continue;
-            }
-            if bytes[i] == delimiter {
-                raw_fields.push(&text[start..i]);
-                start = i + 1;
-            }
-            i += 1;
-        }
-        raw_fields.push(&text[start.min(text.len())..]);
-        Ok(raw_fields
-            .into_iter()
-            .map(|raw| {
-                if raw == self.format.null {
-                    None
-                } else {
-                    Some(unescape_text(raw))
-                }
-            })
-            .collect())
-    }
+/// PostgreSQL's message for a NULL in a NOT NULL column.
+fn not_null_message(column: &str, table: &str) -> String {
+    format!(
+        "null value in column \"{column}\" of relation \"{table}\" violates not-null constraint"
+    )
+}
 
-    /// CSV: quoted fields may hold delimiters, quotes (doubled or escaped) and newlines; an
-    /// unquoted field equal to the NULL string is NULL.
-    fn csv_fields(&self, text: &str) -> Result<Vec<Option<String>>, String> {
-        let (delimiter, quote, escape) = (
-            self.format.delimiter as char,
-            self.format.quote as char,
-            self.format.escape as char,
-        );
-        let mut fields = Vec::new();
-        let mut value = String::new();
-        let mut quoted = false;
-        let mut in_quotes = false;
-        let mut chars = text.chars().peekable();
-        while let Some(c) = chars.next() {
-            if in_quotes {
-                if c == escape
-                    && chars.peek().is_some_and(|n| *n == quote || *n == escape)
-                    && (escape != quote || chars.peek() == Some(&quote))
-                {
-                    if let Some(n) = chars.next() {
-                        value.push(n);
-                    }
-                } else if c == quote {
-                    in_quotes = false;
-                } else {
-                    value.push(c);
-                }
-            } else if c == quote {
-                in_quotes = true;
-                quoted = true;
-            } else if c == delimiter {
-                fields.push(csv_value(
-                    std::mem::take(&mut value),
-                    quoted,
-                    &self.format.null,
-                ));
-                quoted = false;
-            } else {
-                value.push(c);
-            }
-        }
-        if in_quotes {
-            return Err("unterminated CSV quoted field".into());
-        }
-        fields.push(csv_value(value, quoted, &self.format.null));
-        Ok(fields)
-    }
-
-    /// Turns the builders into a batch of the table's types, checking every value.
-    fn finish_batch(&mut self) -> Result<RecordBatch, DecodeError> {
-        let lines = std::mem::take(&mut self.lines);
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.builders.len());
-        for i in 0..self.builders.len() {
-            let strings = self.builders[i].finish();
-            let field = self.schema.field(i).clone();
-            columns.push(self.convert(&strings, &field, &lines)?);
-        }
-        RecordBatch::try_new(Arc::clone(&self.schema), columns).map_err(|e| {
-            Box::new(errors::user_error(
-                state::INTERNAL,
-                format!("building a COPY batch: {e}"),
-            ))
-        })
-    }
-
-    fn convert(
-        &self,
-        strings: &StringArray,
-        field: &Field,
-        lines: &[u64],
-    ) -> Result<ArrayRef, DecodeError> {
-        let invalid = |row: usize| {
-            let value = strings.value(row);
-            let (code, message) = invalid_value(value, field.data_type());
-            self.error(code, message, lines[row], None)
-                .with_column(field.name(), value)
-        };
-        let array: ArrayRef = match field.data_type() {
-            DataType::Utf8 => Arc::new(strings.clone()),
-            DataType::Boolean => {
-                let mut b = BooleanBuilder::with_capacity(strings.len());
-                for row in 0..strings.len() {
-                    if strings.is_null(row) {
-                        b.append_null();
-                    } else {
-                        match types::parse_bool(strings.value(row)) {
-                            Some(v) => b.append_value(v),
-                            None => return Err(invalid(row)),
-                        }
-                    }
-                }
-                Arc::new(b.finish())
-            }
-            DataType::Binary => {
-                let mut b = BinaryBuilder::with_capacity(strings.len(), 0);
-                for row in 0..strings.len() {
-                    if strings.is_null(row) {
-                        b.append_null();
-                    } else {
-                        match types::parse_bytea(strings.value(row)) {
-                            Some(v) => b.append_value(v),
-                            None => return Err(invalid(row)),
-                        }
-                    }
-                }
-                Arc::new(b.finish())
-            }
-            target => {
-                let options = CastOptions {
-                    safe: true,
-                    ..Default::default()
-                };
-                let trimmed: StringArray = strings.iter().map(|v| v.map(str::trim)).collect();
-                let cast = cast_with_options(&trimmed, target, &options).map_err(|e| {
-                    Box::new(errors::user_error(
-                        state::NOT_SUPPORTED,
-                        format!("COPY into column \"{}\": {e}", field.name()),
-                    ))
-                })?;
-                if cast.null_count() != strings.null_count()
-                    && let Some(row) =
-                        (0..strings.len()).find(|r| cast.is_null(*r) && !strings.is_null(*r))
-                {
-                    return Err(invalid(row));
-                }
-                cast
-            }
-        };
-        Ok(array)
-    }
-
-    fn error(&self, code: &str, message: String, line: u64, raw: Option<&str>) -> DecodeError {
-        let mut info = errors::user_error(code, message);
-        info.where_context = Some(match raw {
-            Some(raw) => format!("COPY {}, line {line}: \"{}\"", self.table, truncate(raw)),
-            None => format!("COPY {}, line {line}", self.table),
-        });
-        Box::new(info)
-    }
+/// An error at input line (or binary tuple) `line`, with PostgreSQL's CONTEXT line
+/// (`COPY t, line 3: "…"`).
+fn copy_error(
+    table: &str,
+    code: &str,
+    message: String,
+    line: u64,
+    raw: Option<&str>,
+) -> DecodeError {
+    let mut info = errors::user_error(code, message);
+    info.where_context = Some(match raw {
+        Some(raw) => format!("COPY {table}, line {line}: \"{}\"", truncate(raw)),
+        None => format!("COPY {table}, line {line}"),
+    });
+    Box::new(info)
 }
 
 trait WithColumn {
@@ -423,63 +165,6 @@ fn truncate(s: &str) -> String {
     } else {
         s.to_string()
     }
-}
-
-fn csv_value(value: String, quoted: bool, null: &str) -> Option<String> {
-    if !quoted && value == null {
-        None
-    } else {
-        Some(value)
-    }
-}
-
-/// Undoes text-format escapes: `\n`, `\t`, `\\`, octal and `\x` hex bytes.
-fn unescape_text(raw: &str) -> String {
-    if !raw.contains('\\') {
-        return raw.to_string();
-    }
-    let bytes = raw.as_bytes();
-    let mut out: Vec<u8> = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] != b'\\' || i + 1 >= bytes.len() {
-            out.push(bytes[i]);
-            i += 1;
-            continue;
-        }
-        let c = bytes[i + 1];
-        i += 2;
-        match c {
-            b'b' => out.push(8),
-            b'f' => out.push(12),
-            b'n' => out.push(b'\n'),
-            b'r' => out.push(b'\r'),
-            b't' => out.push(b'\t'),
-            b'v' => out.push(11),
-            b'0'..=b'7' => {
-                let mut v = (c - b'0') as u32;
-                let mut n = 1;
-                while n < 3 && i < bytes.len() && (b'0'..=b'7').contains(&bytes[i]) {
-                    v = v * 8 + (bytes[i] - b'0') as u32;
-                    i += 1;
-                    n += 1;
-                }
-                out.push(v as u8);
-            }
-            b'x' if i < bytes.len() && bytes[i].is_ascii_hexdigit() => {
-                let mut v = 0u32;
-                let mut n = 0;
-                while n < 2 && i < bytes.len() && bytes[i].is_ascii_hexdigit() {
-                    v = v * 16 + (bytes[i] as char).to_digit(16).unwrap_or(0);
-                    i += 1;
-                    n += 1;
-                }
-                out.push(v as u8);
-            }
-            other => out.push(other),
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Why a value does not fit its column: out of range for numbers that parse, else bad syntax.
@@ -535,180 +220,5 @@ pub fn sql_type_name(data_type: &DataType) -> String {
         DataType::Timestamp(TimeUnit::Microsecond, None) => "timestamp".into(),
         DataType::Timestamp(_, Some(_)) => "timestamp with time zone".into(),
         other => types::pg_type(other).name().to_string(),
-    }
-}
-
-/// Encodes result rows as COPY text or csv lines, one CopyData message per line.
-pub fn encode_rows(
-    batches: &[RecordBatch],
-    schema: &Schema,
-    format: &CopyFormat,
-) -> PgWireResult<Vec<Vec<u8>>> {
-    let mut lines = Vec::new();
-    let delimiter = format.delimiter as char;
-    if format.csv && format.header {
-        let names: Vec<String> = schema
-            .fields()
-            .iter()
-            .map(|f| csv_quote(f.name(), format))
-            .collect();
-        lines.push(format!("{}\n", names.join(&delimiter.to_string())).into_bytes());
-    }
-    let mut value = String::new();
-    for batch in batches {
-        for row in 0..batch.num_rows() {
-            let mut line = String::new();
-            for (i, column) in batch.columns().iter().enumerate() {
-                if i > 0 {
-                    line.push(delimiter);
-                }
-                if types::is_null(column.as_ref(), row) {
-                    line.push_str(&format.null);
-                    continue;
-                }
-                value.clear();
-                types::write_text(column.as_ref(), row, &mut value)?;
-                if format.csv {
-                    line.push_str(&csv_quote(&value, format));
-                } else {
-                    escape_text(&value, delimiter, &mut line);
-                }
-            }
-            line.push('\n');
-            lines.push(line.into_bytes());
-        }
-    }
-    Ok(lines)
-}
-
-fn escape_text(value: &str, delimiter: char, out: &mut String) {
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == delimiter => {
-                out.push('\\');
-                out.push(c);
-            }
-            c => out.push(c),
-        }
-    }
-}
-
-fn csv_quote(value: &str, format: &CopyFormat) -> String {
-    let (quote, escape, delimiter) = (
-        format.quote as char,
-        format.escape as char,
-        format.delimiter as char,
-    );
-    let needs = value.is_empty() && format.null.is_empty()
-        || value == format.null
-        || value.contains([delimiter, quote, '\n', '\r'])
-        || value.starts_with("\\.");
-    if !needs {
-        return value.to_string();
-    }
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push(quote);
-    for c in value.chars() {
-        if c == quote || c == escape {
-            out.push(escape);
-        }
-        out.push(c);
-    }
-    out.push(quote);
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tally_engine::reexports::arrow::array::{AsArray, Int64Array};
-    use tally_engine::reexports::arrow::datatypes::Int64Type;
-
-    fn schema() -> Schema {
-        Schema::new(vec![
-            Field::new("id", DataType::Int64, false),
-            Field::new("name", DataType::Utf8, true),
-        ])
-    }
-
-    fn format(csv: bool) -> CopyFormat {
-        CopyFormat {
-            csv,
-            delimiter: if csv { b',' } else { b'\t' },
-            null: if csv { String::new() } else { "\\N".into() },
-            header: csv,
-            quote: b'"',
-            escape: b'"',
-        }
-    }
-
-    /// Feeds `input` in chunks of every size from 1 to 13 bytes; each gives the same rows.
-    fn decode_in_chunks(input: &str, csv: bool) -> Vec<(i64, Option<String>)> {
-        let mut expected: Option<Vec<(i64, Option<String>)>> = None;
-        for size in 1..=13 {
-            let mut decoder = Decoder::new("t", &schema(), &[], format(csv)).unwrap();
-            let mut batches = Vec::new();
-            for chunk in input.as_bytes().chunks(size) {
-                batches.extend(decoder.feed(chunk).unwrap());
-            }
-            batches.extend(decoder.finish().unwrap());
-            let mut rows = Vec::new();
-            for batch in &batches {
-                let ids: &Int64Array = batch.column(0).as_primitive::<Int64Type>();
-                let names = batch.column(1).as_string::<i32>();
-                for r in 0..batch.num_rows() {
-                    let name = (!names.is_null(r)).then(|| names.value(r).to_string());
-                    rows.push((ids.value(r), name));
-                }
-            }
-            match &expected {
-                Some(e) => assert_eq!(&rows, e, "chunk size {size}"),
-                None => expected = Some(rows),
-            }
-        }
-        expected.unwrap_or_default()
-    }
-
-    #[test]
-    fn text_rows_split_anywhere_decode_the_same() {
-        let rows = decode_in_chunks("1\ta\\tb\n2\t\\N\r\n3\tc\\\\d\n\\.\nignored\n", false);
-        assert_eq!(
-            rows,
-            vec![
-                (1, Some("a\tb".into())),
-                (2, None),
-                (3, Some("c\\d".into()))
-            ]
-        );
-    }
-
-    #[test]
-    fn csv_rows_split_anywhere_decode_the_same() {
-        let rows = decode_in_chunks("id,name\n1,\"a,\"\"b\"\"\nc\"\n2,\n3,\"\"\n4,x", true);
-        assert_eq!(
-            rows,
-            vec![
-                (1, Some("a,\"b\"\nc".into())),
-                (2, None),
-                (3, Some(String::new())),
-                (4, Some("x".into()))
-            ]
-        );
-    }
-
-    #[test]
-    fn bad_values_name_line_and_column() {
-        let mut decoder = Decoder::new("t", &schema(), &[], format(false)).unwrap();
-        decoder.feed(b"1\ta\nx2\tb\n").unwrap();
-        let err = decoder.finish().unwrap_err();
-        assert_eq!(err.code, "22P02");
-        assert_eq!(
-            err.where_context.as_deref(),
-            Some("COPY t, line 2, column id: \"x2\"")
-        );
     }
 }

@@ -23,6 +23,8 @@ pub mod state {
     pub const NOT_NULL: &str = "23502";
     /// Bad COPY file format (missing or extra columns).
     pub const BAD_COPY_FORMAT: &str = "22P04";
+    /// A binary COPY value of the wrong size or form (invalid_binary_representation).
+    pub const BAD_BINARY: &str = "22P03";
     /// Character not in repertoire (invalid UTF-8).
     pub const BAD_ENCODING: &str = "22021";
     /// Query cancelled (also statement timeout, and COPY aborted by the client).

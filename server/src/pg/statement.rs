@@ -57,8 +57,10 @@ pub enum Statement {
 /// Text or csv, with their options.
 #[derive(Debug, Clone)]
 pub struct CopyFormat {
-    /// CSV (else text).
+    /// CSV (else text, unless `binary`).
     pub csv: bool,
+    /// PostgreSQL's binary COPY format; the other options do not apply.
+    pub binary: bool,
     /// Field delimiter.
     pub delimiter: u8,
     /// The string that means NULL.
@@ -69,6 +71,13 @@ pub struct CopyFormat {
     pub quote: u8,
     /// CSV escape.
     pub escape: u8,
+}
+
+impl CopyFormat {
+    /// The format code of CopyInResponse and CopyOutResponse: 1 for binary, 0 for text/csv.
+    pub fn wire_code(&self) -> i8 {
+        i8::from(self.binary)
+    }
 }
 
 /// `COPY table [(columns)] FROM STDIN`.
@@ -434,6 +443,9 @@ fn object_name(name: &ast::ObjectName) -> String {
 
 fn copy_format(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> PgWireResult<CopyFormat> {
     let mut csv = false;
+    let mut binary = false;
+    // Options that have no meaning in binary mode, by name, as given.
+    let mut textual: Vec<&str> = Vec::new();
     let mut delimiter = None;
     let mut null = None;
     let mut header = false;
@@ -452,14 +464,9 @@ fn copy_format(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> PgWireRes
     for option in options {
         match option {
             CopyOption::Format(f) => match f.value.to_ascii_lowercase().as_str() {
-                "csv" => csv = true,
-                "text" => csv = false,
-                "binary" => {
-                    return Err(errors::pg(
-                        state::NOT_SUPPORTED,
-                        "COPY FORMAT binary is not supported; use text or csv",
-                    ));
-                }
+                "csv" => (csv, binary) = (true, false),
+                "text" => (csv, binary) = (false, false),
+                "binary" => (csv, binary) = (false, true),
                 other => {
                     return Err(errors::pg(
                         state::INVALID_PARAMETER,
@@ -467,11 +474,26 @@ fn copy_format(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> PgWireRes
                     ));
                 }
             },
-            CopyOption::Delimiter(c) => delimiter = Some(byte(*c, "delimiter")?),
-            CopyOption::Null(s) => null = Some(s.clone()),
-            CopyOption::Header(h) => header = *h,
-            CopyOption::Quote(c) => quote = byte(*c, "quote")?,
-            CopyOption::Escape(c) => escape = Some(byte(*c, "escape")?),
+            CopyOption::Delimiter(c) => {
+                textual.push("DELIMITER");
+                delimiter = Some(byte(*c, "delimiter")?)
+            }
+            CopyOption::Null(s) => {
+                textual.push("NULL");
+                null = Some(s.clone())
+            }
+            CopyOption::Header(h) => {
+                textual.push("HEADER");
+                header = *h
+            }
+            CopyOption::Quote(c) => {
+                textual.push("QUOTE");
+                quote = byte(*c, "quote")?
+            }
+            CopyOption::Escape(c) => {
+                textual.push("ESCAPE");
+                escape = Some(byte(*c, "escape")?)
+            }
             CopyOption::Encoding(e) => {
                 let e = e.to_ascii_lowercase().replace(['-', '_'], "");
                 if e != "utf8" && e != "unicode" {
@@ -508,21 +530,39 @@ fn copy_format(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> PgWireRes
                     }
                 }
             }
-            CopyLegacyOption::Delimiter(c) => delimiter = Some(byte(*c, "delimiter")?),
-            CopyLegacyOption::Null(s) => null = Some(s.clone()),
-            CopyLegacyOption::Header => header = true,
-            CopyLegacyOption::Binary => {
-                return Err(errors::pg(
-                    state::NOT_SUPPORTED,
-                    "COPY BINARY is not supported; use text or csv",
-                ));
+            CopyLegacyOption::Delimiter(c) => {
+                textual.push("DELIMITER");
+                delimiter = Some(byte(*c, "delimiter")?)
             }
+            CopyLegacyOption::Null(s) => {
+                textual.push("NULL");
+                null = Some(s.clone())
+            }
+            CopyLegacyOption::Header => {
+                textual.push("HEADER");
+                header = true
+            }
+            CopyLegacyOption::Binary => binary = true,
             other => {
                 return Err(errors::pg(
                     state::NOT_SUPPORTED,
                     format!("COPY option {other} is not supported"),
                 ));
             }
+        }
+    }
+    if binary {
+        if let Some(option) = textual.first() {
+            return Err(errors::pg(
+                state::SYNTAX,
+                format!("cannot specify {option} in BINARY mode"),
+            ));
+        }
+        if csv {
+            return Err(errors::pg(
+                state::SYNTAX,
+                "cannot specify CSV in BINARY mode",
+            ));
         }
     }
     if header && !csv {
@@ -540,6 +580,7 @@ fn copy_format(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> PgWireRes
     }
     Ok(CopyFormat {
         csv,
+        binary,
         delimiter,
         null: null.unwrap_or_else(|| if csv { String::new() } else { "\\N".into() }),
         header,

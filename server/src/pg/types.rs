@@ -27,9 +27,9 @@ use super::errors::{self, state};
 mod array;
 
 /// Microseconds between the Unix epoch and the Postgres epoch (2000-01-01).
-const PG_EPOCH_US: i64 = 946_684_800_000_000;
+pub(crate) const PG_EPOCH_US: i64 = 946_684_800_000_000;
 /// Days between the Unix epoch and the Postgres epoch.
-const PG_EPOCH_DAYS: i32 = 10_957;
+pub(crate) const PG_EPOCH_DAYS: i32 = 10_957;
 
 /// The Postgres type that carries values of an Arrow type.
 pub fn pg_type(data_type: &DataType) -> Type {
@@ -436,7 +436,7 @@ fn interval_text(months: i32, days: i32, us: i64, out: &mut String) {
 }
 
 /// The Postgres binary form of a non-null value.
-fn write_binary(array: &dyn Array, row: usize, out: &mut BytesMut) -> PgWireResult<()> {
+pub(crate) fn write_binary(array: &dyn Array, row: usize, out: &mut BytesMut) -> PgWireResult<()> {
     match array.data_type() {
         DataType::Boolean => out.put_u8(array.as_boolean().value(row) as u8),
         DataType::Int8 => out.put_i16(array.as_primitive::<Int8Type>().value(row) as i16),
@@ -551,7 +551,7 @@ fn numeric_binary(text: &str, out: &mut BytesMut) {
 }
 
 /// Postgres' binary NUMERIC back to a decimal string.
-fn numeric_from_binary(bytes: &[u8]) -> Option<String> {
+pub(crate) fn numeric_from_binary(bytes: &[u8]) -> Option<String> {
     let read = |i: usize| -> Option<i16> {
         Some(i16::from_be_bytes(bytes.get(i..i + 2)?.try_into().ok()?))
     };
