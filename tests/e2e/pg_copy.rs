@@ -169,6 +169,30 @@ async fn every_bad_copy_input_stores_nothing_and_names_the_line() {
             "line 10001",
         ),
         (
+            "NUL byte",
+            format!("{good}2026-01-01 00:00:00\t1\t/a\0b\tt\t1\n"),
+            "22021",
+            "COPY events, line 10001",
+        ),
+        (
+            "an escape that makes invalid UTF-8",
+            format!("{good}2026-01-01 00:00:00\t1\t/\\xff\tt\t1\n"),
+            "22021",
+            "COPY events, line 10001",
+        ),
+        (
+            "empty line",
+            format!("{good}\n"),
+            "22P04",
+            "line 10001",
+        ),
+        (
+            "bigint overflow",
+            format!("{good}2026-01-01 00:00:00\t99999999999999999999\t/x\tt\t1\n"),
+            "22003",
+            "column user_id: \"99999999999999999999\"",
+        ),
+        (
             "extra column",
             format!("2026-01-01 00:00:00\t1\t/x\tt\t1\textra\n{good}"),
             "22P04",
@@ -221,6 +245,18 @@ async fn every_bad_copy_input_stores_nothing_and_names_the_line() {
     .unwrap_err();
     assert_eq!(code(&err), "22021");
     assert_eq!(count(&client).await, 1, "only the valid csv row above");
+    // A 16 MB field is stored whole, and the connection goes on.
+    let big = "x".repeat(16 << 20);
+    let rows = copy_in(
+        &client,
+        "COPY events (ts, page) FROM STDIN",
+        format!("2026-01-02 00:00:00\t{big}\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows, 1);
+    let length = simple_value(&client, "SELECT max(length(page)) FROM events").await;
+    assert_eq!(length, (16 << 20).to_string());
     let err = copy_in(&client, "COPY missing FROM STDIN", b"")
         .await
         .unwrap_err();

@@ -16,6 +16,7 @@ use super::statement::CopyFormat;
 use super::types;
 
 pub mod binary;
+mod columns;
 pub mod encode;
 pub mod text;
 
