@@ -52,7 +52,7 @@ use pgwire::messages::response::EmptyQueryResponse;
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::ParameterStatus;
 use tally_engine::reexports::datafusion::common::ScalarValue;
-use tally_engine::{BulkIngest, Database, Prepared, StatementResult};
+use tally_engine::{Database, Prepared, StatementResult};
 
 use auth::Startup;
 use errors::state;
@@ -292,18 +292,12 @@ fn parse_duration_ms(value: &str) -> Option<u64> {
     n.checked_mul(factor)
 }
 
-/// A COPY FROM STDIN in progress.
-struct CopyInState {
-    bulk: BulkIngest,
-    decoder: copy::Decoder,
-}
-
 /// One client connection: the simple, extended and copy handlers.
 pub struct Connection {
     db: Database,
     parser: Arc<Parser>,
     session: Mutex<Session>,
-    copy: tokio::sync::Mutex<Option<CopyInState>>,
+    copy: tokio::sync::Mutex<Option<copy::CopyIn>>,
     /// The open transaction block, if any.
     blocks: tokio::sync::Mutex<transaction::Blocks>,
 }
@@ -638,7 +632,7 @@ impl Connection {
                 )
                 .map_err(PgWireError::UserError)?;
                 let columns = decoder.columns();
-                *self.copy.lock().await = Some(CopyInState { bulk, decoder });
+                *self.copy.lock().await = Some(copy::CopyIn::start(bulk, decoder));
                 Ok(Response::CopyIn(CopyResponse::new(
                     copy.format.wire_code(),
                     columns,
@@ -975,21 +969,11 @@ impl CopyHandler for Connection {
         let Some(state) = guard.as_mut() else {
             return Ok(());
         };
-        let batches = match state.decoder.feed(&copy_data.data) {
-            Ok(batches) => batches,
-            Err(info) => {
-                // Dropping the bulk ingest discards everything written so far.
-                *guard = None;
-                self.blocks.lock().await.statement_failed();
-                return Err(PgWireError::UserError(info));
-            }
-        };
-        for batch in batches {
-            if let Err(e) = state.bulk.write(batch).await {
-                *guard = None;
-                self.blocks.lock().await.statement_failed();
-                return Err(errors::engine(&e));
-            }
+        if let Err(e) = state.feed(&copy_data.data).await {
+            // Dropping the COPY (and its bulk ingest) discards everything written so far.
+            *guard = None;
+            self.blocks.lock().await.statement_failed();
+            return Err(e);
         }
         Ok(())
     }
@@ -1000,22 +984,16 @@ impl CopyHandler for Connection {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let Some(mut state) = self.copy.lock().await.take() else {
+        let Some(state) = self.copy.lock().await.take() else {
             return Err(errors::pg(state::PROTOCOL, "no COPY in progress"));
         };
         let finished = async {
-            if let Some(batch) = state.decoder.finish().map_err(PgWireError::UserError)? {
-                state
-                    .bulk
-                    .write(batch)
-                    .await
-                    .map_err(|e| errors::engine(&e))?;
-            }
+            let bulk = state.finish().await?;
             // In a transaction block the load is held (its files unregistered) until COMMIT.
             let blocks = self.blocks.lock().await;
             match blocks.active() {
-                Some(tx) => Ok(tx.hold_bulk(state.bulk)),
-                None => state.bulk.commit().await.map_err(|e| errors::engine(&e)),
+                Some(tx) => Ok(tx.hold_bulk(bulk)),
+                None => bulk.commit().await.map_err(|e| errors::engine(&e)),
             }
         };
         let rows = match finished.await {

@@ -180,12 +180,7 @@ async fn every_bad_copy_input_stores_nothing_and_names_the_line() {
             "22021",
             "COPY events, line 10001",
         ),
-        (
-            "empty line",
-            format!("{good}\n"),
-            "22P04",
-            "line 10001",
-        ),
+        ("empty line", format!("{good}\n"), "22P04", "line 10001"),
         (
             "bigint overflow",
             format!("{good}2026-01-01 00:00:00\t99999999999999999999\t/x\tt\t1\n"),

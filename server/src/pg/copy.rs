@@ -18,9 +18,11 @@ use super::types;
 pub mod binary;
 mod columns;
 pub mod encode;
+mod pipeline;
 pub mod text;
 
 pub use encode::encode_rows;
+pub use pipeline::CopyIn;
 
 /// Rows per batch handed to the engine.
 pub const BATCH_ROWS: usize = 8192;
