@@ -112,6 +112,26 @@ pub enum Error {
     /// A transaction has no savepoint of that name.
     #[error("savepoint \"{0}\" does not exist")]
     NoSuchSavepoint(String),
+    /// A file named by the user (`COPY … FROM '/path'`) could not be opened or written.
+    #[error("could not {action} file \"{}\": {source}", path.display())]
+    UserFile {
+        /// What was being done: "open", "read", "write".
+        action: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A file named by the user is not in the expected format.
+    #[error("file \"{}\" is not a valid {format} file: {reason}", path.display())]
+    BadUserFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The format it should be in.
+        format: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// Which family of data error an [`Error::InvalidData`] is, so the server can pick a SQLSTATE.
@@ -150,6 +170,12 @@ pub enum ErrorKind {
     DependentObjects,
     /// No savepoint of that name (3B001).
     NoSuchSavepoint,
+    /// A user-named file does not exist (58P01).
+    UndefinedFile,
+    /// A user-named file could not be read or written (58030).
+    FileAccess,
+    /// A user-named file is not in the format it should be (22P04).
+    BadFile,
     /// Planning or execution error from the query engine.
     Query,
     /// Internal: storage, IO, corruption, lock, closed.
@@ -169,6 +195,11 @@ impl Error {
             Error::InvalidDefinition(_) => ErrorKind::InvalidDefinition,
             Error::DependentObjects(_) => ErrorKind::DependentObjects,
             Error::NoSuchSavepoint(_) => ErrorKind::NoSuchSavepoint,
+            Error::UserFile { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                ErrorKind::UndefinedFile
+            }
+            Error::UserFile { .. } => ErrorKind::FileAccess,
+            Error::BadUserFile { .. } => ErrorKind::BadFile,
             Error::Query(_) => ErrorKind::Query,
             _ => ErrorKind::Internal,
         }

@@ -11,6 +11,7 @@ mod catalog;
 mod commit;
 mod database;
 mod error;
+mod files;
 mod flush;
 mod functions;
 mod ingest;

@@ -639,6 +639,32 @@ impl Connection {
                     stream::empty(),
                 )))
             }
+            Statement::CopyFromParquet { table, path } => {
+                let path = server_file(&self.db, path)?;
+                if self.blocks.lock().await.active().is_some() {
+                    return Err(errors::pg(
+                        state::ACTIVE_TRANSACTION,
+                        "COPY FROM a parquet file cannot run inside a transaction block",
+                    ));
+                }
+                let rows = self
+                    .timed(self.db.copy_from_parquet(table, &path))
+                    .await?
+                    .map_err(|e| errors::engine(&e))?;
+                Ok(Response::Execution(
+                    Tag::new("COPY").with_rows(rows as usize),
+                ))
+            }
+            Statement::CopyToParquet { query, path } => {
+                let path = server_file(&self.db, path)?;
+                let rows = self
+                    .timed(self.db.copy_to_parquet(query, &path))
+                    .await?
+                    .map_err(|e| errors::engine(&e))?;
+                Ok(Response::Execution(
+                    Tag::new("COPY").with_rows(rows as usize),
+                ))
+            }
             Statement::CopyOut(copy) => {
                 let blocks = self.blocks.lock().await;
                 let results = match blocks.active() {
@@ -705,6 +731,27 @@ impl Connection {
 }
 
 /// A statement's result as a protocol response.
+/// The file a server-side COPY names: an absolute path as is, a relative one under the data
+/// directory (as PostgreSQL resolves them against its own); `..` is refused so a relative path
+/// cannot leave it.
+fn server_file(db: &Database, path: &str) -> PgWireResult<std::path::PathBuf> {
+    let given = std::path::Path::new(path);
+    if given
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(errors::pg(
+            "42501",
+            format!("COPY file path \"{path}\" must not contain \"..\""),
+        ));
+    }
+    Ok(if given.is_absolute() {
+        given.to_path_buf()
+    } else {
+        db.path().join(given)
+    })
+}
+
 fn to_response(
     result: StatementResult,
     binary: &(dyn Fn(usize) -> bool + Sync),

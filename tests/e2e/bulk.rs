@@ -133,3 +133,42 @@ async fn a_bulk_ingest_into_a_dropped_table_fails_cleanly() {
     );
     assert_eq!(segment_files(dir.path()), 0);
 }
+
+#[tokio::test]
+async fn parquet_files_round_trip_through_the_library() {
+    let (dir, db) = temp_db(spill_often());
+    db.sql(EVENTS_DDL).await.unwrap();
+    for b in 0..4 {
+        db.ingest("events", events_batch(b, 1_500, 3))
+            .await
+            .unwrap();
+    }
+    let file = dir.path().join("events.parquet");
+    let written = db
+        .copy_to_parquet("SELECT * FROM events", &file)
+        .await
+        .unwrap();
+    assert_eq!(written, 6_000);
+    db.sql(&EVENTS_DDL.replace("events", "copied"))
+        .await
+        .unwrap();
+    // Spilled along the way (flush_rows 1,000), committed once.
+    assert_eq!(db.copy_from_parquet("copied", &file).await.unwrap(), 6_000);
+    let sum = "SELECT sum(batch_id) FROM";
+    assert_eq!(
+        query_i64(&db, &format!("{sum} copied")).await,
+        query_i64(&db, &format!("{sum} events")).await
+    );
+    let missing = db
+        .copy_from_parquet("copied", dir.path().join("missing.parquet"))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.kind(), tally_engine::ErrorKind::UndefinedFile);
+    std::fs::write(dir.path().join("text.parquet"), "not parquet").unwrap();
+    let bad = db
+        .copy_from_parquet("copied", dir.path().join("text.parquet"))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.kind(), tally_engine::ErrorKind::BadFile, "{bad}");
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM copied").await, 6_000);
+}

@@ -350,3 +350,121 @@ async fn copy_to_stdout_in_text_and_csv() {
     assert_eq!(copy_out(&client, "COPY copy2 TO STDOUT").await, text);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_to_and_from_parquet_files_on_the_server() {
+    let server = TestServer::start().await;
+    let client = server.connect().await;
+    client.batch_execute(EVENTS).await.unwrap();
+    copy_in(
+        &client,
+        "COPY events FROM STDIN",
+        text_rows(20_000).as_bytes(),
+    )
+    .await
+    .unwrap();
+    let file = server.dir.path().join("events.parquet");
+    let path = file.to_str().unwrap();
+    let written = client
+        .execute(
+            &format!("COPY (SELECT * FROM events ORDER BY user_id) TO '{path}' (FORMAT parquet)"),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(written, 20_000);
+    assert!(file.exists());
+    // Into a fresh table with a view: one commit, the view counts every row.
+    client
+        .batch_execute(&format!(
+            "{};
+             CREATE MATERIALIZED VIEW loaded_by_ok AS SELECT ok, count(*) AS n, sum(n) AS s FROM loaded GROUP BY ok",
+            EVENTS.replace("events", "loaded")
+        ))
+        .await
+        .unwrap();
+    let loaded = client
+        .execute(&format!("COPY loaded FROM '{path}' (FORMAT parquet)"), &[])
+        .await
+        .unwrap();
+    assert_eq!(loaded, 20_000);
+    let same = "SELECT count(*) || ',' || sum(user_id) || ',' || count(page) || ',' || min(ts) || ',' || max(ts)";
+    assert_eq!(
+        simple_value(&client, &format!("{same} FROM loaded")).await,
+        simple_value(&client, &format!("{same} FROM events")).await,
+    );
+    assert_eq!(
+        simple_value(
+            &client,
+            "SELECT string_agg(ok || ':' || n || ':' || s, ',' ORDER BY ok) FROM loaded_by_ok"
+        )
+        .await,
+        simple_value(
+            &client,
+            "SELECT string_agg(ok || ':' || n || ':' || s, ',' ORDER BY ok) FROM
+                 (SELECT ok, count(*) AS n, sum(n) AS s FROM events GROUP BY ok) r"
+        )
+        .await,
+    );
+    // A relative path is under the data directory, both ways.
+    client
+        .batch_execute("COPY events TO 'relative.parquet' (FORMAT parquet); COPY loaded FROM 'relative.parquet' (FORMAT parquet)")
+        .await
+        .unwrap();
+    assert_eq!(
+        simple_value(&client, "SELECT count(*) FROM loaded").await,
+        "40000"
+    );
+    // Refusals: each leaves the table as it was.
+    std::fs::write(server.dir.path().join("not.parquet"), "id,page\n1,/a\n").unwrap();
+    let not_parquet = server.dir.path().join("not.parquet");
+    let cases = [
+        (
+            "a missing file".to_string(),
+            "COPY loaded FROM '/nonexistent/x.parquet' (FORMAT parquet)".to_string(),
+            "58P01",
+        ),
+        (
+            "not a parquet file".into(),
+            format!(
+                "COPY loaded FROM '{}' (FORMAT parquet)",
+                not_parquet.display()
+            ),
+            "22P04",
+        ),
+        (
+            "a path with ..".into(),
+            "COPY loaded FROM '../x.parquet' (FORMAT parquet)".into(),
+            "42501",
+        ),
+        (
+            "parquet from STDIN".into(),
+            "COPY loaded FROM STDIN (FORMAT parquet)".into(),
+            "0A000",
+        ),
+        (
+            "csv from a file".into(),
+            format!("COPY loaded FROM '{path}' (FORMAT csv)"),
+            "0A000",
+        ),
+        (
+            "a column list".into(),
+            format!("COPY loaded (ts) FROM '{path}' (FORMAT parquet)"),
+            "0A000",
+        ),
+        (
+            "another option".into(),
+            format!("COPY loaded FROM '{path}' (FORMAT parquet, HEADER)"),
+            "42601",
+        ),
+    ];
+    for (what, sql, expected) in cases {
+        let err = client.batch_execute(&sql).await.unwrap_err();
+        assert_eq!(code(&err), expected, "{what}: {err:?}");
+    }
+    assert_eq!(
+        simple_value(&client, "SELECT count(*) FROM loaded").await,
+        "40000"
+    );
+    server.stop().await;
+}

@@ -57,6 +57,9 @@ pub fn sqlstate(kind: ErrorKind) -> &'static str {
         ErrorKind::InvalidDefinition => "42P16",
         ErrorKind::DependentObjects => "2BP01",
         ErrorKind::NoSuchSavepoint => "3B001",
+        ErrorKind::UndefinedFile => "58P01",
+        ErrorKind::FileAccess => "58030",
+        ErrorKind::BadFile => state::BAD_COPY_FORMAT,
         ErrorKind::Query => "42000",
         ErrorKind::Internal => state::INTERNAL,
     }

@@ -40,6 +40,20 @@ pub enum Statement {
     CopyIn(CopyIn),
     /// `COPY … TO STDOUT`.
     CopyOut(CopyOut),
+    /// `COPY table FROM '/path/file.parquet' (FORMAT parquet)`: the table and the path as given.
+    CopyFromParquet {
+        /// Table name (folded).
+        table: String,
+        /// The file, as written in the statement.
+        path: String,
+    },
+    /// `COPY table|(query) TO '/path/file.parquet' (FORMAT parquet)`.
+    CopyToParquet {
+        /// The query that produces the rows.
+        query: String,
+        /// The file, as written in the statement.
+        path: String,
+    },
     /// A statement the server accepts and ignores (`DISCARD ALL`, `DEALLOCATE`, …), with its tag.
     Noop(&'static str),
     /// `CREATE INDEX` (checked against the table, then a no-op: Tally keeps no secondary
@@ -359,6 +373,12 @@ fn parse_copy(sql: &str) -> PgWireResult<Statement> {
     else {
         return Err(errors::pg(state::SYNTAX, "syntax error in COPY"));
     };
+    let parquet = options
+        .iter()
+        .any(|o| matches!(o, CopyOption::Format(f) if f.value.eq_ignore_ascii_case("parquet")));
+    if parquet {
+        return parquet_copy(source, to, target, &options, &legacy_options);
+    }
     let format = copy_format(&options, &legacy_options)?;
     match (to, target) {
         (false, CopyTarget::Stdin) => match source {
@@ -374,31 +394,86 @@ fn parse_copy(sql: &str) -> PgWireResult<Statement> {
                 Err(errors::pg(state::SYNTAX, "COPY (query) FROM is not valid"))
             }
         },
-        (true, CopyTarget::Stdout) => {
-            let query = match source {
-                CopySource::Table {
-                    table_name,
-                    columns,
-                } => {
-                    let list = if columns.is_empty() {
-                        "*".to_string()
-                    } else {
-                        columns
-                            .iter()
-                            .map(|c| format!("\"{}\"", ident(c).replace('"', "\"\"")))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    };
-                    format!("SELECT {list} FROM {table_name}")
-                }
-                CopySource::Query(query) => rewrite_functions(&query.to_string()),
-            };
-            Ok(Statement::CopyOut(CopyOut { query, format }))
-        }
+        (true, CopyTarget::Stdout) => Ok(Statement::CopyOut(CopyOut {
+            query: copy_query(source),
+            format,
+        })),
         _ => Err(errors::pg(
             state::NOT_SUPPORTED,
-            "COPY to or from a file or program is not supported; use COPY … FROM STDIN or TO STDOUT (psql: \\copy)",
+            "COPY to or from a server file takes FORMAT parquet only, and programs are not supported; \
+             for text, csv and binary use COPY … FROM STDIN or TO STDOUT (psql: \\copy)",
         )),
+    }
+}
+
+/// The query a `COPY … TO` reads: the table's columns, or the query as written.
+fn copy_query(source: CopySource) -> String {
+    match source {
+        CopySource::Table {
+            table_name,
+            columns,
+        } => {
+            let list = if columns.is_empty() {
+                "*".to_string()
+            } else {
+                columns
+                    .iter()
+                    .map(|c| format!("\"{}\"", ident(c).replace('"', "\"\"")))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            format!("SELECT {list} FROM {table_name}")
+        }
+        CopySource::Query(query) => rewrite_functions(&query.to_string()),
+    }
+}
+
+/// `COPY … FROM|TO '/path' (FORMAT parquet)`: a server file, no other option, and (for FROM)
+/// no column list: the file's columns are matched to the table's by name.
+fn parquet_copy(
+    source: CopySource,
+    to: bool,
+    target: CopyTarget,
+    options: &[CopyOption],
+    legacy: &[CopyLegacyOption],
+) -> PgWireResult<Statement> {
+    let CopyTarget::File { filename: path } = target else {
+        return Err(errors::pg(
+            state::NOT_SUPPORTED,
+            "FORMAT parquet reads and writes server files: COPY t FROM '/path/file.parquet' (FORMAT parquet)",
+        ));
+    };
+    if let Some(other) = options.iter().find(|o| !matches!(o, CopyOption::Format(_))) {
+        return Err(errors::pg(
+            state::SYNTAX,
+            format!("COPY option {other} cannot be used with FORMAT parquet"),
+        ));
+    }
+    if !legacy.is_empty() {
+        return Err(errors::pg(
+            state::SYNTAX,
+            "COPY options cannot be used with FORMAT parquet",
+        ));
+    }
+    if to {
+        return Ok(Statement::CopyToParquet {
+            query: copy_query(source),
+            path,
+        });
+    }
+    match source {
+        CopySource::Table {
+            table_name,
+            columns,
+        } if columns.is_empty() => Ok(Statement::CopyFromParquet {
+            table: object_name(&table_name),
+            path,
+        }),
+        CopySource::Table { .. } => Err(errors::pg(
+            state::NOT_SUPPORTED,
+            "COPY … FROM a parquet file takes no column list: columns are matched by name",
+        )),
+        CopySource::Query(_) => Err(errors::pg(state::SYNTAX, "COPY (query) FROM is not valid")),
     }
 }
 
