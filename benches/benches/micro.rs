@@ -258,6 +258,33 @@ fn csv_decode(c: &mut Criterion) {
             batches
         })
     });
+    // The same rows in PostgreSQL's binary COPY format (as asyncpg and psycopg send them).
+    let binary_format = CopyFormat {
+        csv: false,
+        binary: true,
+        delimiter: b'\t',
+        null: String::new(),
+        header: false,
+        quote: b'"',
+        escape: b'"',
+    };
+    let generated = clickstream::generate(CSV_ROWS, 10_000, SEED);
+    let binary = tally_server::pg::copy::encode_rows(&generated, &schema, &binary_format)
+        .expect("encodable rows")
+        .concat();
+    group.bench_function("tally_copy_binary", |b| {
+        b.iter(|| {
+            let mut decoder = Decoder::new("events", &schema, &[], binary_format.clone())
+                .expect("valid schema");
+            let mut batches = Vec::new();
+            for chunk in binary.chunks(64 * 1024) {
+                batches.extend(decoder.feed(chunk).expect("valid input"));
+            }
+            batches.extend(decoder.finish().expect("valid input"));
+            assert_eq!(rows(&batches), CSV_ROWS);
+            batches
+        })
+    });
     group.bench_function("arrow_csv", |b| {
         b.iter(|| {
             let reader = arrow::csv::ReaderBuilder::new(schema.clone())
