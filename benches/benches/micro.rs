@@ -274,8 +274,8 @@ fn csv_decode(c: &mut Criterion) {
         .concat();
     group.bench_function("tally_copy_binary", |b| {
         b.iter(|| {
-            let mut decoder = Decoder::new("events", &schema, &[], binary_format.clone())
-                .expect("valid schema");
+            let mut decoder =
+                Decoder::new("events", &schema, &[], binary_format.clone()).expect("valid schema");
             let mut batches = Vec::new();
             for chunk in binary.chunks(64 * 1024) {
                 batches.extend(decoder.feed(chunk).expect("valid input"));
