@@ -13,6 +13,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use tokio::sync::mpsc;
 
+use crate::bulk::BulkIngest;
 use crate::database::Database;
 use crate::error::{Error, Result};
 
@@ -26,12 +27,23 @@ impl Database {
     /// (on a blocking thread) overlaps with validation and view maintenance, and large files
     /// spill to segment files as a `COPY` does, so memory stays bounded.
     pub async fn copy_from_parquet(&self, table: &str, path: impl AsRef<Path>) -> Result<u64> {
+        let rows = self
+            .read_parquet(table, path.as_ref())
+            .await?
+            .commit()
+            .await?;
+        tracing::info!(table, path = %path.as_ref().display(), rows, "loaded a parquet file");
+        Ok(rows)
+    }
+
+    /// Reads the Parquet file at `path` into a [`BulkIngest`] for `table`, not yet committed:
+    /// commit it, or hold it in a [`Transaction`](crate::Transaction) with `hold_bulk`.
+    pub async fn read_parquet(&self, table: &str, path: impl AsRef<Path>) -> Result<BulkIngest> {
         let path = path.as_ref().to_path_buf();
         let mut bulk = self.bulk_ingest(table)?;
         let (sender, mut batches) = mpsc::channel::<Result<RecordBatch>>(2);
-        let reader_path = path.clone();
         let reader = tokio::task::spawn_blocking(move || {
-            let rows = match open_parquet(&reader_path) {
+            let rows = match open_parquet(&path) {
                 Ok(rows) => rows,
                 Err(e) => {
                     let _ = sender.blocking_send(Err(e));
@@ -39,7 +51,7 @@ impl Database {
                 }
             };
             for batch in rows {
-                let batch = batch.map_err(|e| bad_parquet(&reader_path, e.to_string()));
+                let batch = batch.map_err(|e| bad_parquet(&path, e.to_string()));
                 let failed = batch.is_err();
                 if sender.blocking_send(batch).is_err() || failed {
                     return;
@@ -52,9 +64,7 @@ impl Database {
         reader
             .await
             .map_err(|e| Error::io("reading a parquet file", std::io::Error::other(e)))?;
-        let rows = bulk.commit().await?;
-        tracing::info!(table, path = %path.display(), rows, "loaded a parquet file");
-        Ok(rows)
+        Ok(bulk)
     }
 
     /// Runs `sql` (one query) and writes its rows to a new Parquet file at `path` (zstd, the

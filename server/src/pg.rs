@@ -460,16 +460,16 @@ impl Connection {
             }
             Statement::CopyFromParquet { table, path } => {
                 let path = server_file(&self.db, path)?;
-                if self.blocks.lock().await.active().is_some() {
-                    return Err(errors::pg(
-                        state::ACTIVE_TRANSACTION,
-                        "COPY FROM a parquet file cannot run inside a transaction block",
-                    ));
-                }
-                let rows = self
-                    .timed(self.db.copy_from_parquet(table, &path))
+                let bulk = self
+                    .timed(self.db.read_parquet(table, &path))
                     .await?
                     .map_err(|e| errors::engine(&e))?;
+                // In a transaction block the load is held (its files unregistered) until COMMIT.
+                let blocks = self.blocks.lock().await;
+                let rows = match blocks.active() {
+                    Some(tx) => tx.hold_bulk(bulk),
+                    None => bulk.commit().await.map_err(|e| errors::engine(&e))?,
+                };
                 Ok(Response::Execution(
                     Tag::new("COPY").with_rows(rows as usize),
                 ))

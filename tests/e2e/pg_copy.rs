@@ -415,6 +415,28 @@ async fn copy_to_and_from_parquet_files_on_the_server() {
         simple_value(&client, "SELECT count(*) FROM loaded").await,
         "40000"
     );
+    // In a transaction block the load is held: ROLLBACK discards it, COMMIT writes it.
+    client
+        .batch_execute(&format!(
+            "BEGIN; COPY loaded FROM '{path}' (FORMAT parquet)"
+        ))
+        .await
+        .unwrap();
+    let in_block = simple_value(&client, "SELECT count(*) FROM loaded").await;
+    assert_eq!(in_block, "60000", "the block reads its own load");
+    client.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(
+        simple_value(&client, "SELECT count(*) FROM loaded").await,
+        "40000"
+    );
+    client
+        .batch_execute(&format!(
+            "BEGIN; COPY loaded FROM '{path}' (FORMAT parquet); COMMIT"
+        ))
+        .await
+        .unwrap();
+    let committed = simple_value(&client, "SELECT count(*) FROM loaded").await;
+    assert_eq!(committed, "60000");
     // Refusals: each leaves the table as it was.
     std::fs::write(server.dir.path().join("not.parquet"), "id,page\n1,/a\n").unwrap();
     let not_parquet = server.dir.path().join("not.parquet");
@@ -462,9 +484,7 @@ async fn copy_to_and_from_parquet_files_on_the_server() {
         let err = client.batch_execute(&sql).await.unwrap_err();
         assert_eq!(code(&err), expected, "{what}: {err:?}");
     }
-    assert_eq!(
-        simple_value(&client, "SELECT count(*) FROM loaded").await,
-        "40000"
-    );
+    let after = simple_value(&client, "SELECT count(*) FROM loaded").await;
+    assert_eq!(after, "60000");
     server.stop().await;
 }
