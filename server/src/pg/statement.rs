@@ -772,3 +772,41 @@ fn session_value(name: &str) -> String {
         _ => "tally".into(),
     }
 }
+
+#[cfg(test)]
+mod copy_statements {
+    use super::*;
+
+    #[test]
+    fn binary_and_parquet_copies_parse_with_postgres_spellings() {
+        for sql in [
+            "COPY t FROM STDIN (FORMAT binary)",
+            "COPY t FROM STDIN BINARY",
+        ] {
+            match classify(sql).unwrap() {
+                Statement::CopyIn(copy) => assert!(copy.format.binary, "{sql}"),
+                _ => panic!("{sql}: not a COPY FROM STDIN"),
+            }
+        }
+        match classify("COPY (SELECT 1) TO STDOUT WITH (FORMAT binary)").unwrap() {
+            Statement::CopyOut(copy) => assert_eq!(copy.format.wire_code(), 1),
+            _ => panic!("not a COPY TO STDOUT"),
+        }
+        match classify("COPY t FROM 'dir/f.parquet' (FORMAT parquet)").unwrap() {
+            Statement::CopyFromParquet { table, path } => {
+                assert_eq!((table.as_str(), path.as_str()), ("t", "dir/f.parquet"))
+            }
+            _ => panic!("not a parquet COPY"),
+        }
+        let code = |sql: &str| match classify(sql) {
+            Err(pgwire::error::PgWireError::UserError(info)) => info.code.clone(),
+            other => panic!("{sql}: {:?}", other.map(|_| ())),
+        };
+        assert_eq!(code("COPY t FROM STDIN (FORMAT binary, NULL 'x')"), "42601");
+        assert_eq!(
+            code("COPY t FROM STDIN WITH (FORMAT binary, HEADER)"),
+            "42601"
+        );
+        assert_eq!(code("COPY t TO '/tmp/x.csv' (FORMAT csv)"), "0A000");
+    }
+}
