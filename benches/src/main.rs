@@ -72,6 +72,9 @@ enum Command {
         /// Write Tally's figures (and the peers') as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Only the loads (CSV, binary and Parquet COPY), no queries, disk or restart figures.
+        #[arg(long)]
+        loads_only: bool,
     },
     /// Write the clickstream workload as `events.csv` and `events.parquet`.
     Generate {
@@ -108,6 +111,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             workers,
             peers,
             json,
+            loads_only,
         } => workload::run(workload::Settings {
             data,
             rows,
@@ -116,6 +120,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             workers,
             peers,
             json,
+            loads_only,
         })
         .await
         .map_err(|e| e as Box<dyn std::error::Error>),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::SinkExt;
+use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_postgres::{Client, NoTls};
 
@@ -26,6 +26,7 @@ pub struct Settings {
     pub workers: usize,
     pub peers: Option<PathBuf>,
     pub json: Option<PathBuf>,
+    pub loads_only: bool,
 }
 
 /// A `tally serve` child process.
@@ -144,7 +145,47 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
     tally.insert("peer".into(), json!("tally"));
     tally.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
 
-    // 1 and 2: loads, each into a fresh table.
+    // 1: a Parquet file and binary COPY (out, then the same bytes in), each into a fresh table.
+    let parquet = std::path::absolute(settings.data.join("events.parquet"))?;
+    let mut load_other = serde_json::Map::new();
+    for views in [false, true] {
+        let key = if views { "parquet_views" } else { "parquet" };
+        reset(&client, views).await?;
+        eprintln!("COPY FROM '{}' ({key}) …", parquet.display());
+        let sql = format!(
+            "COPY events FROM '{}' (FORMAT parquet)",
+            parquet.display().to_string().replace('\'', "''")
+        );
+        let started = Instant::now();
+        client.simple_query(&sql).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        check_rows(&client, rows).await?;
+        load_other.insert(key.into(), load_figure(rows, seconds));
+    }
+    eprintln!("COPY TO STDOUT (FORMAT binary) …");
+    let started = Instant::now();
+    let binary = copy_out(&client, "COPY events TO STDOUT (FORMAT binary)").await?;
+    load_other.insert(
+        "binary_out".into(),
+        load_figure(rows, started.elapsed().as_secs_f64()),
+    );
+    for views in [false, true] {
+        let key = if views { "binary_views" } else { "binary" };
+        reset(&client, views).await?;
+        eprintln!(
+            "COPY FROM STDIN (FORMAT binary), {} MiB ({key}) …",
+            binary.len() >> 20
+        );
+        let started = Instant::now();
+        copy_in_sql(&client, "COPY events FROM STDIN (FORMAT binary)", &binary).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        check_rows(&client, rows).await?;
+        load_other.insert(key.into(), load_figure(rows, seconds));
+    }
+    drop(binary);
+    tally.insert("load_other".into(), Value::Object(load_other));
+
+    // 2 and 3: CSV loads, one COPY and many small ones, each into a fresh table.
     let mut load_bulk = serde_json::Map::new();
     let mut load_chunks = serde_json::Map::new();
     for views in [false, true] {
@@ -175,6 +216,11 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
     }
     tally.insert("load_bulk".into(), Value::Object(load_bulk));
     tally.insert("load_chunks".into(), Value::Object(load_chunks));
+    if settings.loads_only {
+        drop(client);
+        server.stop()?;
+        return report(&settings, rows, Value::Object(tally));
+    }
 
     // 3: dashboard queries, prepared, over the extended protocol.
     eprintln!("dashboard queries, {} runs each …", settings.runs);
@@ -313,7 +359,11 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
     );
     tally.insert("restart_s".into(), json!(restart_s));
 
-    let tally = Value::Object(tally);
+    report(&settings, rows, Value::Object(tally))
+}
+
+/// Prints the table (with the peers' figures when given) and writes the JSON file.
+fn report(settings: &Settings, rows: usize, tally: Value) -> Result<(), BoxError> {
     let peers = match &settings.peers {
         Some(path) => {
             let doc: Value = serde_json::from_slice(&std::fs::read(path)?)?;
@@ -365,18 +415,34 @@ async fn check_rows(client: &Client, rows: usize) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// One `COPY events FROM STDIN` of `data`, sent in 1 MiB pieces.
+/// One `COPY events FROM STDIN` of CSV `data`.
 async fn copy_in(client: &Client, data: &[u8], header: bool) -> Result<u64, BoxError> {
     let sql = format!(
         "COPY events FROM STDIN WITH (FORMAT csv{})",
         if header { ", HEADER" } else { "" }
     );
-    let sink = client.copy_in::<_, Bytes>(&sql).await?;
+    copy_in_sql(client, &sql, data).await
+}
+
+/// Runs the `COPY … FROM STDIN` statement `sql` with `data` sent in 1 MiB pieces.
+async fn copy_in_sql(client: &Client, sql: &str, data: &[u8]) -> Result<u64, BoxError> {
+    let sink = client.copy_in::<_, Bytes>(sql).await?;
     futures::pin_mut!(sink);
     for piece in data.chunks(1 << 20) {
         sink.send(Bytes::copy_from_slice(piece)).await?;
     }
     Ok(sink.finish().await?)
+}
+
+/// Runs the `COPY … TO STDOUT` statement `sql` and returns everything it sent.
+async fn copy_out(client: &Client, sql: &str) -> Result<Vec<u8>, BoxError> {
+    let stream = client.copy_out(sql).await?;
+    futures::pin_mut!(stream);
+    let mut out = Vec::new();
+    while let Some(piece) = stream.next().await {
+        out.extend_from_slice(&piece?);
+    }
+    Ok(out)
 }
 
 /// Splits CSV rows (no header) into chunks of `rows` rows.
@@ -542,6 +608,26 @@ fn print_table(rows: usize, tally: &Value, peers: &Value) {
         (
             "COPY csv, one COPY, 3 views (rows/s)",
             Box::new(|p| rate(&p["load_bulk"]["views"])),
+        ),
+        (
+            "COPY binary, one COPY, no views (rows/s)",
+            Box::new(|p| rate(&p["load_other"]["binary"])),
+        ),
+        (
+            "COPY binary, one COPY, 3 views (rows/s)",
+            Box::new(|p| rate(&p["load_other"]["binary_views"])),
+        ),
+        (
+            "COPY events TO STDOUT (FORMAT binary) (rows/s)",
+            Box::new(|p| rate(&p["load_other"]["binary_out"])),
+        ),
+        (
+            "COPY of events.parquet, no views (rows/s)",
+            Box::new(|p| rate(&p["load_other"]["parquet"])),
+        ),
+        (
+            "COPY of events.parquet, 3 views (rows/s)",
+            Box::new(|p| rate(&p["load_other"]["parquet_views"])),
         ),
         (
             "COPY 10k-row chunks × 4 connections, no views (rows/s)",

@@ -2,7 +2,9 @@
 //! memory.
 //!
 //! Validated rows collect in memory up to the flush thresholds; beyond them they are written to
-//! Parquet segment files (synced, not yet registered). `commit` registers those segments and
+//! Parquet segment files (synced, not yet registered) on a blocking thread, while the next rows
+//! keep arriving: one spill runs at a time, and a second one waits for it, which bounds memory
+//! to about twice the thresholds. `commit` waits for the spill, registers the segments and
 //! appends the rest to the hot tier in one RocksDB commit. Until then nothing is visible; a
 //! bulk ingest that is dropped, fails or is interrupted by a crash leaves only unregistered
 //! files, which are deleted (at drop, or as orphans at the next open).
@@ -13,6 +15,7 @@ use std::sync::atomic::AtomicU64;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
+use tokio::task::JoinHandle;
 
 use crate::catalog::{SegmentMeta, TableDef};
 use crate::commit::{Op, Outcome, Writer};
@@ -42,6 +45,8 @@ pub struct BulkIngest {
     buffered_rows: usize,
     buffered_bytes: usize,
     written: Vec<WrittenSegment>,
+    /// The spill running in the background, if any.
+    spilling: Option<Spill>,
     rows: u64,
     /// The table's views when the bulk ingest started, and their deltas over every row so far.
     views: Vec<Arc<CompiledView>>,
@@ -68,6 +73,7 @@ impl BulkIngest {
             buffered_rows: 0,
             buffered_bytes: 0,
             written: Vec::new(),
+            spilling: None,
             rows: 0,
         }
     }
@@ -109,24 +115,35 @@ impl BulkIngest {
         Ok(())
     }
 
-    /// Writes the buffered rows to segment files on a blocking thread.
+    /// Starts writing the buffered rows to segment files on a blocking thread, after the
+    /// previous spill (if one still runs) has finished.
     async fn spill(&mut self) -> Result<()> {
+        self.settle().await?;
         let batches = std::mem::take(&mut self.buffered);
         self.buffered_rows = 0;
         self.buffered_bytes = 0;
         let def = Arc::clone(&self.def);
         let target = Arc::clone(&self.target);
-        let written = tokio::task::spawn_blocking(move || {
+        let rows = batches.clone();
+        let task = tokio::task::spawn_blocking(move || {
             segment::write_segments(
                 &target.segments_dir,
                 &def,
-                &batches,
+                &rows,
                 &target.segment_ids,
                 target.row_group_rows,
             )
-        })
-        .await
-        .map_err(|e| {
+        });
+        self.spilling = Some(Spill { batches, task });
+        Ok(())
+    }
+
+    /// Waits for the spill in progress, if any: its segments join the written ones.
+    pub(crate) async fn settle(&mut self) -> Result<()> {
+        let Some(spill) = self.spilling.take() else {
+            return Ok(());
+        };
+        let written = spill.task.await.map_err(|e| {
             Error::io(
                 "writing bulk segments",
                 std::io::Error::other(e.to_string()),
@@ -138,6 +155,7 @@ impl BulkIngest {
 
     /// Makes every row visible in one durable commit and returns the number of rows.
     pub async fn commit(mut self) -> Result<u64> {
+        self.settle().await?;
         let op = self.take_op()?;
         let outcome = self.writer.commit(op).await?;
         self.registered();
@@ -150,20 +168,27 @@ impl BulkIngest {
     }
 
     /// What this bulk ingest holds so far, for a transaction that reads its own writes: its
-    /// table id, buffered batches (with their in-memory sizes) and spilled segments.
+    /// table id, buffered batches (with their in-memory sizes; a spill in progress counts as
+    /// buffered) and spilled segments.
     pub(crate) fn pending(&self) -> (u64, Vec<(RecordBatch, usize)>, Vec<SegmentMeta>) {
-        let batches = self
-            .buffered
-            .iter()
+        let spilling = self.spilling.iter().flat_map(|s| s.batches.iter());
+        let batches = spilling
+            .chain(self.buffered.iter())
             .map(|b| (b.clone(), b.get_array_memory_size()))
             .collect();
         let segments = self.written.iter().map(|w| w.meta.clone()).collect();
         (self.def.id, batches, segments)
     }
 
-    /// The commit of everything written so far (buffered rows, spilled segments, view deltas).
-    /// The spilled files stay this bulk ingest's until [`BulkIngest::registered`].
+    /// The commit of everything written so far (buffered rows, spilled segments, view deltas);
+    /// [`BulkIngest::settle`] first. The spilled files stay this bulk ingest's until
+    /// [`BulkIngest::registered`].
     pub(crate) fn take_op(&mut self) -> Result<Op> {
+        if self.spilling.is_some() {
+            return Err(Error::Corrupt(
+                "a bulk ingest was committed while a spill was running".into(),
+            ));
+        }
         let mut batches = Vec::with_capacity(self.buffered.len());
         for batch in std::mem::take(&mut self.buffered) {
             let encoded = hot::encode(&batch)?;
@@ -194,9 +219,27 @@ impl BulkIngest {
     }
 }
 
+/// A spill in progress: the rows it writes (still readable by the transaction that holds the
+/// bulk ingest) and the task writing them.
+struct Spill {
+    batches: Vec<RecordBatch>,
+    task: JoinHandle<Result<Vec<WrittenSegment>>>,
+}
+
 impl Drop for BulkIngest {
     fn drop(&mut self) {
         // Not committed (or the commit failed): the spilled files were never registered.
         segment::remove_written(&self.written);
+        // A spill still running removes its files when it ends; without a runtime to wait on
+        // it, they are orphans that the next open deletes.
+        if let Some(spill) = self.spilling.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                if let Ok(Ok(written)) = spill.task.await {
+                    segment::remove_written(&written);
+                }
+            });
+        }
     }
 }

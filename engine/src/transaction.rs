@@ -281,6 +281,7 @@ impl Transaction {
             match write {
                 HeldWrite::Append { op, .. } => ops.push(op),
                 HeldWrite::Bulk(mut bulk) => {
+                    bulk.settle().await?;
                     ops.push(bulk.take_op()?);
                     bulks.push(bulk);
                 }
