@@ -228,8 +228,14 @@ def with_refresh(base, refresh_s, n_rows):
     return out
 
 
+# The figures to run (`--sections`); None = all of them.
+ONLY_SECTIONS = None
+
+
 def section(res, key, fn):
     """Runs one figure; an error is recorded under res['errors'][key] and the peer goes on."""
+    if ONLY_SECTIONS is not None and key not in ONLY_SECTIONS:
+        return
     try:
         fn()
     except Exception as e:  # noqa: BLE001 - a failed figure must not stop the others
@@ -366,6 +372,25 @@ def peer_duckdb(cfg, res):
     section(res, "load_bulk", bulk)
     res["disk"] = disk_result(st.get("bytes_nv"), st.get("bytes_v"), n,
                               "database file + WAL after CHECKPOINT")
+
+    def parquet():
+        ppath = os.path.join(tmp, "parquet.duckdb")
+        pcon = duckdb.connect(ppath)
+        pcon.execute(ddl)
+        log("duckdb: load of %s" % cfg["parquet"])
+        t0 = now()
+        pcon.execute("INSERT INTO events SELECT * FROM read_parquet('%s')" % cfg["parquet"])
+        load_s = now() - t0
+        r = {"rows_per_s": round(n / load_s, 1), "seconds": round(load_s, 3)}
+        r.update(check_rows("duckdb parquet", counts(pcon, False)[0], n))
+        res["load_parquet"] = {"no_views": r}
+        pcon.close()
+        for p in (ppath, ppath + ".wal"):
+            if os.path.exists(p):
+                os.remove(p)
+
+    if cfg.get("parquet"):
+        section(res, "load_parquet", parquet)
 
     def chunks():
         cpath = os.path.join(tmp, "chunks.duckdb")
@@ -572,6 +597,19 @@ def peer_chdb(cfg, res):
                 q("DROP DATABASE %s SYNC" % db)
         res["load_bulk"] = out
 
+    def parquet():
+        create("parquet_nv", False)
+        log("chdb: load of %s" % cfg["parquet"])
+        t0 = now()
+        q("INSERT INTO parquet_nv.events SELECT * FROM file('%s', 'Parquet')" % cfg["parquet"])
+        load_s = now() - t0
+        r = {"rows_per_s": round(n / load_s, 1), "seconds": round(load_s, 3)}
+        r.update(check_rows("chdb parquet", counts("parquet_nv", False)[0], n))
+        res["load_parquet"] = {"no_views": r}
+        q("DROP DATABASE parquet_nv SYNC")
+
+    if cfg.get("parquet"):
+        section(res, "load_parquet", parquet)
     section(res, "load_bulk", bulk)
     res["disk"] = disk_result(st.get("bytes_nv"), st.get("bytes_v"), n,
                               "sum(bytes_on_disk) of the active parts (events, and with views "
@@ -959,6 +997,8 @@ def child_main(peer, cfg_path, out_path):
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with open(cfg_path) as f:
         cfg = json.load(f)
+    global ONLY_SECTIONS
+    ONLY_SECTIONS = set(cfg["sections"]) if cfg.get("sections") else None
     res = {"peer": peer, "ok": False, "notes": [], "errors": {}}
     t0 = now()
     try:
@@ -1128,6 +1168,7 @@ def render_table(report):
     spec = [
         ("Bulk CSV load, no views (rows/s)", load, ("load_bulk", "no_views")),
         ("Bulk CSV load, 3 views (rows/s)", load, ("load_bulk", "views")),
+        ("Load of events.parquet, no views (rows/s)", load, ("load_parquet", "no_views")),
         ("Chunks 4×%s rows, no views (rows/s)" % fmt_int(report["params"]["chunk_rows"]),
          load, ("load_chunks", "no_views")),
         ("  chunk commit p50 / p99 (ms)", lat, ("load_chunks", "no_views")),
@@ -1186,6 +1227,9 @@ def main():
                     help="log2m for PostgreSQL's hll_add_agg (default: the extension's, 11)")
     ap.add_argument("--tmp", default=None, help="parent of the temp dir (default: system temp)")
     ap.add_argument("--keep-tmp", action="store_true")
+    ap.add_argument("--sections", default=None,
+                    help="comma-separated figures to run (default all): load_bulk, "
+                    "load_parquet, load_chunks, queries, adhoc, hll")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--child-config", help=argparse.SUPPRESS)
     ap.add_argument("--child-out", help=argparse.SUPPRESS)
@@ -1240,7 +1284,10 @@ def main():
             ptmp = os.path.join(tmp, peer)
             os.makedirs(ptmp)
             os.chmod(ptmp, 0o711)
+            parquet = os.path.abspath(os.path.join(a.data, "events.parquet"))
             cfg = {"csv": csv, "rows": expected, "chunks": chunks, "tmp": ptmp,
+                   "parquet": parquet if os.path.isfile(parquet) else None,
+                   "sections": a.sections.split(",") if a.sections else None,
                    "runs": a.runs, "chunk_rows": a.chunk_rows, "workers": a.workers,
                    "adhoc_runs": a.adhoc_runs, "query_budget_s": a.query_budget_s,
                    "adhoc_budget_s": a.adhoc_budget_s, "pg_hll_log2m": a.pg_hll_log2m}

@@ -623,7 +623,10 @@ fn print_table(rows: usize, tally: &Value, peers: &Value) {
         ),
         (
             "COPY of events.parquet, no views (rows/s)",
-            Box::new(|p| rate(&p["load_other"]["parquet"])),
+            // The peers report it as `load_parquet`.
+            Box::new(|p| {
+                rate(&p["load_other"]["parquet"]).or_else(|| rate(&p["load_parquet"]["no_views"]))
+            }),
         ),
         (
             "COPY of events.parquet, 3 views (rows/s)",

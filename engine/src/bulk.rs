@@ -148,9 +148,19 @@ impl BulkIngest {
                 "writing bulk segments",
                 std::io::Error::other(e.to_string()),
             )
-        })??;
-        self.written.extend(written);
-        Ok(())
+        })?;
+        match written {
+            Ok(written) => {
+                self.written.extend(written);
+                Ok(())
+            }
+            // DROP TABLE removed the table's directory under the spill: say that, not which
+            // file operation it broke.
+            Err(_) if !segment::table_dir(&self.target.segments_dir, self.def.id).exists() => {
+                Err(Error::TableNotFound(self.def.name.clone()))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Makes every row visible in one durable commit and returns the number of rows.

@@ -157,6 +157,18 @@ pub(crate) fn write(
             nulls_first: true,
         }]));
     }
+    // Dictionary encoding pays for strings and narrow values; for 64-bit numbers and times it
+    // builds a hash table per column that mostly overflows (high cardinality) at a large CPU
+    // cost, while zstd compresses the plain values about as well.
+    for field in rows.schema().fields() {
+        if matches!(
+            field.data_type(),
+            DataType::Int64 | DataType::UInt64 | DataType::Float64 | DataType::Timestamp(_, _)
+        ) {
+            props =
+                props.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
+        }
+    }
     for column in &def.bloom_filter_columns {
         props = props.set_column_bloom_filter_enabled(ColumnPath::from(column.as_str()), true);
     }

@@ -53,6 +53,20 @@ impl Fields {
         self.nulls[row * columns + column]
     }
 
+    /// The whole buffer as text, when every field is valid UTF-8 without NUL: checked once for
+    /// the batch instead of field by field. Each field must also end on a character boundary
+    /// (escapes can split one character's bytes over two fields, each invalid alone).
+    pub fn checked_text(&self) -> Option<&str> {
+        if memchr::memchr(0, &self.data).is_some() {
+            return None;
+        }
+        let text = std::str::from_utf8(&self.data).ok()?;
+        self.ends
+            .iter()
+            .all(|&end| text.is_char_boundary(end))
+            .then_some(text)
+    }
+
     /// Empties the batch, keeping the allocations.
     pub fn clear(&mut self) {
         self.data.clear();
@@ -62,18 +76,25 @@ impl Fields {
     }
 }
 
-/// Builds column `column` (of `columns`) of the batch as `field`'s type.
+/// Builds column `column` (of `columns`) of the batch as `field`'s type. `checked` is
+/// [`Fields::checked_text`], computed once per batch.
 pub fn build(
     table: &str,
     fields: &Fields,
+    checked: Option<&str>,
     columns: usize,
     column: usize,
     field: &Field,
 ) -> Result<ArrayRef, DecodeError> {
-    // Fields are checked for UTF-8 here, one by one (the splitter cuts at ASCII bytes, which
-    // never occur inside a multi-byte character); a value that is not is refused with 22021.
-    // NUL is refused too: PostgreSQL's text cannot hold it.
+    // A value that is not UTF-8 is refused with 22021, and so is NUL: PostgreSQL's text cannot
+    // hold it. When the whole batch passed that check, fields are sliced from it; otherwise
+    // each is checked alone, to find the bad one.
     let text = |row: usize| {
+        if let Some(all) = checked {
+            let at = row * columns + column;
+            let start = if at == 0 { 0 } else { fields.ends[at - 1] };
+            return all.get(start..fields.ends[at]);
+        }
         let bytes = fields.field(row, columns, column);
         match memchr::memchr(0, bytes) {
             None => std::str::from_utf8(bytes).ok(),
@@ -184,7 +205,14 @@ fn primitive<T: ArrowPrimitiveType>(
 /// The value without the spaces PostgreSQL's input functions skip; a leading `+` kept (Rust's
 /// number parsers accept it, as PostgreSQL does).
 fn trimmed(text: &str) -> &str {
-    text.trim_matches(|c: char| c.is_ascii_whitespace())
+    match (text.as_bytes().first(), text.as_bytes().last()) {
+        (Some(first), Some(last))
+            if !first.is_ascii_whitespace() && !last.is_ascii_whitespace() =>
+        {
+            text
+        }
+        _ => text.trim_matches(|c: char| c.is_ascii_whitespace()),
+    }
 }
 
 /// `YYYY-MM-DD` as days since 1970-01-01.

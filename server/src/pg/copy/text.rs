@@ -354,12 +354,13 @@ impl Decoder {
     /// Turns the batch's fields into typed columns.
     fn finish_batch(&mut self) -> Result<RecordBatch, DecodeError> {
         let columns = self.schema.fields().len();
+        let checked = self.fields.checked_text();
         let arrays = self
             .schema
             .fields()
             .iter()
             .enumerate()
-            .map(|(i, field)| columns::build(&self.table, &self.fields, columns, i, field))
+            .map(|(i, field)| columns::build(&self.table, &self.fields, checked, columns, i, field))
             .collect::<Result<Vec<_>, _>>();
         self.fields.clear();
         RecordBatch::try_new(Arc::clone(&self.schema), arrays?).map_err(|e| {
@@ -525,6 +526,31 @@ mod tests {
         assert_eq!(
             err.where_context.as_deref(),
             Some("COPY t, line 2, column id: \"x2\"")
+        );
+    }
+
+    #[test]
+    fn a_character_split_over_two_fields_by_escapes_is_refused() {
+        let two_texts = Schema::new(vec![
+            Field::new("a", DataType::Utf8, true),
+            Field::new("b", DataType::Utf8, true),
+        ]);
+        // 0xC3 0xA9 is "é": whole in one field, two invalid halves in two.
+        let mut decoder = Decoder::new("t", &two_texts, &[], format(false)).unwrap();
+        decoder.feed(b"\\xC3\\xA9\tx\n").unwrap();
+        let batch = decoder.finish().unwrap().unwrap();
+        assert_eq!(batch.column(0).as_string::<i32>().value(0), "\u{e9}");
+        let mut decoder = Decoder::new("t", &two_texts, &[], format(false)).unwrap();
+        decoder.feed(b"ok\tfine\n\\xC3\t\\xA9\n").unwrap();
+        let err = decoder.finish().unwrap_err();
+        assert_eq!(err.code, "22021");
+        assert!(
+            err.where_context
+                .as_deref()
+                .unwrap_or("")
+                .contains("line 2"),
+            "{:?}",
+            err.where_context
         );
     }
 }
