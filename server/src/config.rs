@@ -6,6 +6,7 @@
 //! ```toml
 //! data = "/var/lib/tally"
 //! listen = "0.0.0.0:5433"
+//! max_connections = 100           # sessions at once; more are refused with SQLSTATE 53300
 //!
 //! [auth]
 //! method = "scram-sha-256"        # or "md5", "password" (cleartext), "trust"
@@ -30,6 +31,8 @@ use serde::Deserialize;
 pub const DEFAULT_DATA: &str = "./tally-data";
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5433";
+/// Default limit of concurrent sessions (PostgreSQL's default too).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 100;
 
 /// The resolved configuration of `tally serve`.
 #[derive(Debug, Clone)]
@@ -42,6 +45,9 @@ pub struct Config {
     pub auth: AuthConfig,
     /// TLS certificate and key; `None` serves plaintext only.
     pub tls: Option<TlsConfig>,
+    /// Sessions served at once; a connection beyond them is refused with PostgreSQL's
+    /// `53300 sorry, too many clients already`.
+    pub max_connections: usize,
 }
 
 /// How clients authenticate (`[auth]`).
@@ -121,6 +127,8 @@ pub struct FileConfig {
     pub data: Option<PathBuf>,
     /// Listen address.
     pub listen: Option<String>,
+    /// Sessions served at once.
+    pub max_connections: Option<usize>,
     /// `[auth]`.
     #[serde(default)]
     pub auth: FileAuth,
@@ -146,6 +154,7 @@ impl Default for Config {
             listen: DEFAULT_LISTEN.into(),
             auth: AuthConfig::default(),
             tls: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -181,7 +190,16 @@ impl Config {
                 .unwrap_or_else(|| DEFAULT_LISTEN.into()),
             auth: AuthConfig { method, users },
             tls: from_file.tls,
+            max_connections: from_file.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
         })
+    }
+
+    /// Applies `--max-connections` (or `TALLY_MAX_CONNECTIONS`) over the file's value.
+    pub fn with_max_connections(mut self, max_connections: Option<usize>) -> Config {
+        if let Some(max) = max_connections {
+            self.max_connections = max;
+        }
+        self
     }
 
     /// Applies `--tls-cert`/`--tls-key` (or their environment variables) over the file's
@@ -215,6 +233,9 @@ impl Config {
     /// with `trust`, a password method without users, users that `trust` would ignore.
     pub fn check(&self) -> Result<(), String> {
         self.check_users()?;
+        if self.max_connections == 0 {
+            return Err("max_connections must be at least 1".into());
+        }
         let addrs: Vec<SocketAddr> = self
             .listen
             .to_socket_addrs()

@@ -22,6 +22,10 @@ use tokio::net::TcpListener;
 use config::AuthMethod;
 pub use config::Config;
 
+/// Connections past `max_connections` answered with an error at the same time; more are closed
+/// without one.
+const REFUSALS_AT_ONCE: usize = 64;
+
 /// A bound, not yet running, Postgres wire server over one open [`Database`].
 pub struct Server {
     listener: TcpListener,
@@ -29,6 +33,7 @@ pub struct Server {
     shared: Arc<pg::Shared>,
     tls: Option<TlsAcceptor>,
     grace: Duration,
+    max_connections: usize,
 }
 
 impl Server {
@@ -63,6 +68,7 @@ impl Server {
             shared,
             tls: tls.map(|t| t.acceptor),
             grace: Duration::from_secs(5),
+            max_connections: config.max_connections,
         })
     }
 
@@ -85,13 +91,27 @@ impl Server {
 
     /// Accepts connections until `shutdown` completes; then stops accepting, gives running
     /// connections a moment to finish, and closes the database (flush, release the directory).
+    ///
+    /// Past `max_connections` sessions, a new connection gets PostgreSQL's error 53300 once it
+    /// has sent its startup packet (a few of those refusals run at once; beyond them the
+    /// connection is closed at once).
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), String> {
         let mut connections = tokio::task::JoinSet::new();
+        let mut refusals = tokio::task::JoinSet::new();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
                 accepted = self.listener.accept() => match accepted {
+                    Ok((socket, peer)) if connections.len() >= self.max_connections => {
+                        tracing::warn!(
+                            "refusing {peer}: {} sessions already (max_connections)",
+                            connections.len()
+                        );
+                        if refusals.len() < REFUSALS_AT_ONCE {
+                            refusals.spawn(pg::refuse::too_many_clients(socket));
+                        }
+                    }
                     Ok((socket, peer)) => {
                         let _ = socket.set_nodelay(true);
                         let handlers = pg::ConnectionHandlers::new(Arc::clone(&self.shared));
@@ -105,9 +125,11 @@ impl Server {
                     Err(e) => tracing::warn!("accept failed: {e}"),
                 },
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                Some(_) = refusals.join_next(), if !refusals.is_empty() => {}
             }
         }
         drop(self.listener);
+        refusals.abort_all();
         tracing::info!(
             "shutting down: waiting up to {:?} for {} connection(s)",
             self.grace,

@@ -37,6 +37,9 @@ enum Command {
         /// TLS private key (PEM).
         #[arg(long, env = "TALLY_TLS_KEY")]
         tls_key: Option<PathBuf>,
+        /// Sessions served at once; more are refused with SQLSTATE 53300 [default: 100].
+        #[arg(long, env = "TALLY_MAX_CONNECTIONS")]
+        max_connections: Option<usize>,
     },
     /// Run SQL against a data directory: from `-c`, or statement by statement from standard
     /// input (an interactive prompt on a terminal).
@@ -80,9 +83,11 @@ fn main() -> ExitCode {
             config,
             tls_cert,
             tls_key,
+            max_connections,
         } => runtime.block_on(serve(
             Config::resolve(data, listen, config.as_deref())
-                .and_then(|c| c.with_tls_files(tls_cert, tls_key)),
+                .and_then(|c| c.with_tls_files(tls_cert, tls_key))
+                .map(|c| c.with_max_connections(max_connections)),
         )),
     }
 }

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod catalog;
 pub mod copy;
 pub mod errors;
+pub mod refuse;
 pub mod settings;
 pub mod statement;
 pub mod transaction;

@@ -11,6 +11,7 @@ mod pg_clients;
 mod pg_copy;
 mod pg_copy_binary;
 mod pg_psycopg;
+mod pg_robustness;
 mod pg_tools;
 mod pg_transactions;
 mod pg_views;
