@@ -690,7 +690,10 @@ impl Inner {
         self.writer.shutdown();
         // Snapshots hold RocksDB read views; drop ours so the database closes now.
         self.current.set(Snapshot::default());
+        // Memtables to SST files: the write-ahead log goes, so the next open replays nothing.
+        let persisted = resources.0.persist_memtables();
         drop(resources);
+        let flushed = flushed.and(persisted);
         tracing::info!("closed {}", self.dir.display());
         flushed
     }

@@ -56,6 +56,43 @@ async fn reopen_after_close_sees_everything_and_flushes_on_close() {
     assert_eq!(summary(&db).await, before);
 }
 
+/// Bytes of RocksDB's write-ahead log files in a data directory.
+fn wal_bytes(data: &std::path::Path) -> u64 {
+    std::fs::read_dir(data.join("rocksdb"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum()
+}
+
+#[tokio::test]
+async fn close_leaves_no_write_ahead_log_to_replay() {
+    for flush_on_close in [true, false] {
+        let options = Options {
+            flush_on_close,
+            ..test_options()
+        };
+        let (dir, db) = temp_db(options.clone());
+        load(&db, 20, 2_000).await;
+        let data = dir.path().join("data");
+        let before = summary(&db).await;
+        assert!(
+            wal_bytes(&data) > 200_000,
+            "the hot rows are in the log while open: {}",
+            wal_bytes(&data)
+        );
+        db.close().unwrap();
+        assert!(
+            wal_bytes(&data) < 16_384,
+            "close persisted the memtables (flush_on_close {flush_on_close}): {} bytes of log",
+            wal_bytes(&data)
+        );
+        let db = Database::open(&data, options).unwrap();
+        assert_eq!(summary(&db).await, before);
+    }
+}
+
 #[tokio::test]
 async fn reopen_with_hot_and_flushed_data() {
     let (dir, db) = temp_db(Options {

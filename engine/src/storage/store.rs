@@ -151,6 +151,19 @@ impl Store {
             .expect("every column family is opened at start")
     }
 
+    /// Writes every column family's memtable to SST files, so that the write-ahead log is no
+    /// longer needed: RocksDB deletes it, and the next open has nothing to replay. Hot batches
+    /// written and deleted again (flushed to Parquet) since the last memtable flush cancel out
+    /// and take no space.
+    pub(crate) fn persist_memtables(&self) -> Result<()> {
+        let handles: Vec<&ColumnFamily> = ALL_CFS.iter().map(|name| self.cf(name)).collect();
+        self.db
+            .flush_cfs_opt(&handles, &rocksdb::FlushOptions::default())
+            .map_err(|e| {
+                Error::storage(format!("flushing memtables of {}", self.path.display()), e)
+            })
+    }
+
     /// Applies a write batch atomically, syncing the WAL first when `sync` is set.
     pub(crate) fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
         let mut opts = WriteOptions::default();
