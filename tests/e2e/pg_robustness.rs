@@ -191,3 +191,78 @@ async fn three_hundred_sessions_at_once_are_all_served() {
     drop(setup);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn shutdown_during_concurrent_copies_keeps_every_acknowledged_copy() {
+    let mut server = TestServer::start().await;
+    let setup = server.connect().await;
+    setup
+        .batch_execute("CREATE TABLE chunks (chunk BIGINT NOT NULL, n BIGINT)")
+        .await
+        .unwrap();
+    drop(setup);
+    const ROWS: i64 = 2_000;
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut writers = tokio::task::JoinSet::new();
+    for writer in 0..4i64 {
+        let client = server.connect().await;
+        let acked = std::sync::Arc::clone(&acked);
+        writers.spawn(async move {
+            for k in 0.. {
+                let chunk = writer * 1_000_000 + k;
+                let data: String = (0..ROWS).map(|n| format!("{chunk}\t{n}\n")).collect();
+                let sink = match client
+                    .copy_in::<_, bytes::Bytes>("COPY chunks FROM STDIN")
+                    .await
+                {
+                    Ok(sink) => sink,
+                    Err(_) => return,
+                };
+                futures::pin_mut!(sink);
+                use futures::SinkExt;
+                if sink.send(bytes::Bytes::from(data)).await.is_err() {
+                    return;
+                }
+                match sink.finish().await {
+                    Ok(rows) => {
+                        assert_eq!(rows, ROWS as u64);
+                        acked.lock().unwrap().push(chunk);
+                    }
+                    Err(_) => return,
+                }
+            }
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
+    let started = Instant::now();
+    server.stop().await;
+    let took = started.elapsed();
+    while writers.join_next().await.is_some() {}
+    assert!(took < Duration::from_secs(10), "shutdown took {took:?}");
+
+    let acked = acked.lock().unwrap().clone();
+    assert!(!acked.is_empty(), "some COPYs finished before the shutdown");
+    let db =
+        tally_engine::Database::open(dir.path().join("data"), tally_tests::test_options()).unwrap();
+    let counts = tally_tests::query_lines(
+        &db,
+        "SELECT chunk, count(*) FROM chunks GROUP BY chunk ORDER BY chunk",
+    )
+    .await;
+    let mut stored = std::collections::BTreeMap::new();
+    for line in counts {
+        let (chunk, n) = line.split_once('|').unwrap_or_else(|| panic!("{line}"));
+        stored.insert(
+            chunk.trim().parse::<i64>().unwrap(),
+            n.trim().parse::<i64>().unwrap(),
+        );
+    }
+    for chunk in &acked {
+        assert_eq!(stored.get(chunk), Some(&ROWS), "acknowledged COPY {chunk}");
+    }
+    for (chunk, n) in &stored {
+        assert_eq!(*n, ROWS, "COPY {chunk} is whole or absent");
+    }
+    db.close().unwrap();
+}
