@@ -22,6 +22,7 @@ use crate::catalog::{self, CATALOG_ENTRY_VERSION, SegmentMeta, TableDef};
 use crate::error::{Error, Result};
 use crate::snapshot::{Current, HotBatch, Snapshot, TableState, ViewEntry};
 use crate::storage::keys::{self, CF_CATALOG, CF_HOT, CF_META, CF_VIEWS};
+use crate::storage::reclaim::{DroppedRange, Reclaimer};
 use crate::storage::segment;
 use crate::storage::store::Store;
 use crate::views::{self, CompiledView, ViewDef, ViewStatus};
@@ -167,10 +168,12 @@ impl Writer {
         segments_dir: PathBuf,
         sync: bool,
         next_table_id: u64,
+        reclaimer: Arc<Reclaimer>,
     ) -> Result<Writer> {
         let (tx, rx) = mpsc::channel();
         let committer = Committer {
             store,
+            reclaimer,
             current,
             segments_dir,
             sync,
@@ -226,6 +229,8 @@ impl Writer {
 
 struct Committer {
     store: Arc<Store>,
+    /// Compacts away the key ranges of dropped tables and views after their commit.
+    reclaimer: Arc<Reclaimer>,
     current: Arc<Current>,
     segments_dir: PathBuf,
     sync: bool,
@@ -266,14 +271,14 @@ impl Committer {
         let mut batch = WriteBatch::default();
         self.group_next_segment = 0;
         let mut results: Vec<Result<Outcome>> = Vec::with_capacity(group.len());
-        let mut dropped_dirs = Vec::new();
+        let mut dropped = Dropped::default();
         let mut needs_sync = self.sync;
         for req in &group {
             if !matches!(req.op, Op::Append { .. } | Op::Transaction(_)) {
                 // Catalog changes are rare and must never be lost once reported.
                 needs_sync = true;
             }
-            let result = self.apply(&req.op, &mut working, &mut batch, &mut dropped_dirs);
+            let result = self.apply(&req.op, &mut working, &mut batch, &mut dropped);
             results.push(result);
         }
         let write = if batch.is_empty() {
@@ -290,7 +295,8 @@ impl Committer {
                         *snapshot = Arc::clone(&published);
                     }
                 }
-                for dir in dropped_dirs {
+                self.reclaimer.reclaim(dropped.ranges);
+                for dir in dropped.dirs {
                     if let Err(e) = std::fs::remove_dir_all(&dir)
                         && e.kind() != std::io::ErrorKind::NotFound
                     {
@@ -388,7 +394,7 @@ impl Committer {
         op: &Op,
         working: &mut Snapshot,
         batch: &mut WriteBatch,
-        dropped_dirs: &mut Vec<PathBuf>,
+        dropped: &mut Dropped,
     ) -> Result<Outcome> {
         // A handle of our own, so `self` stays free for `allocate_id`.
         let store_handle = Arc::clone(&self.store);
@@ -444,10 +450,10 @@ impl Committer {
                 if_exists,
                 cascade,
             } => {
-                let mut dropped = Vec::new();
+                let mut dropped_ids = Vec::new();
                 for name in names {
                     match working.tables.get(name) {
-                        Some(state) => dropped.push(state.def.id),
+                        Some(state) => dropped_ids.push(state.def.id),
                         None if *if_exists => {}
                         None => return Err(Error::TableNotFound(name.clone())),
                     }
@@ -455,7 +461,7 @@ impl Committer {
                 let dependent: Vec<String> = working
                     .views
                     .values()
-                    .filter(|v| dropped.contains(&v.view.def.table_id))
+                    .filter(|v| dropped_ids.contains(&v.view.def.table_id))
                     .map(|v| v.view.def.name.clone())
                     .collect();
                 if !dependent.is_empty() && !*cascade {
@@ -465,23 +471,29 @@ impl Committer {
                     )));
                 }
                 for name in &dependent {
-                    drop_view(store, working, batch, name);
+                    drop_view(store, working, batch, dropped, name);
                 }
-                for id in &dropped {
+                for id in &dropped_ids {
                     let id = *id;
                     batch.delete_cf(store.cf(CF_CATALOG), keys::table_key(id));
-                    batch.delete_range_cf(
-                        store.cf(CF_CATALOG),
+                    dropped.delete_range(
+                        store,
+                        batch,
+                        CF_CATALOG,
                         keys::segment_prefix(id),
                         keys::segment_prefix(id + 1),
                     );
-                    batch.delete_range_cf(
-                        store.cf(CF_HOT),
+                    dropped.delete_range(
+                        store,
+                        batch,
+                        CF_HOT,
                         keys::hot_key(id, 0),
                         keys::hot_key(id + 1, 0),
                     );
                     working.tables.retain(|_, t| t.def.id != id);
-                    dropped_dirs.push(segment::table_dir(&self.segments_dir, id));
+                    dropped
+                        .dirs
+                        .push(segment::table_dir(&self.segments_dir, id));
                 }
                 Ok(Outcome::Dropped)
             }
@@ -568,7 +580,7 @@ impl Committer {
                     }
                 }
                 for name in names {
-                    drop_view(store, working, batch, name);
+                    drop_view(store, working, batch, dropped, name);
                 }
                 Ok(Outcome::ViewChanged)
             }
@@ -599,20 +611,54 @@ impl Committer {
 }
 
 /// Deletes a view's definition and states (no-op if it does not exist).
-fn drop_view(store: &Store, working: &mut Snapshot, batch: &mut WriteBatch, name: &str) {
+fn drop_view(
+    store: &Store,
+    working: &mut Snapshot,
+    batch: &mut WriteBatch,
+    dropped: &mut Dropped,
+    name: &str,
+) {
     if let Some(entry) = working.views.remove(name) {
         let id = entry.view.def.id;
         batch.delete_cf(store.cf(CF_CATALOG), keys::view_key(id));
-        batch.delete_range_cf(
-            store.cf(CF_VIEWS),
+        dropped.delete_range(
+            store,
+            batch,
+            CF_VIEWS,
             views::view_prefix(id),
             views::view_prefix(id + 1),
         );
-        batch.delete_range_cf(
-            store.cf(CF_VIEWS),
+        dropped.delete_range(
+            store,
+            batch,
+            CF_VIEWS,
             views::index_prefix(id),
             views::index_prefix(id + 1),
         );
+    }
+}
+
+/// What the DROPs of a commit group leave to clean up once the group is written: segment
+/// directories to delete and key ranges to compact away.
+#[derive(Default)]
+struct Dropped {
+    dirs: Vec<PathBuf>,
+    ranges: Vec<DroppedRange>,
+}
+
+impl Dropped {
+    /// Deletes `[from, to)` of `cf` in `batch`, and remembers the range for the reclaimer.
+    fn delete_range(
+        &mut self,
+        store: &Store,
+        batch: &mut WriteBatch,
+        cf: &'static str,
+        from: impl AsRef<[u8]>,
+        to: impl AsRef<[u8]>,
+    ) {
+        let (from, to) = (from.as_ref().to_vec(), to.as_ref().to_vec());
+        batch.delete_range_cf(store.cf(cf), &from, &to);
+        self.ranges.push(DroppedRange { cf, from, to });
     }
 }
 

@@ -23,6 +23,7 @@ use crate::query::ddl::{self, Ddl};
 use crate::query::{self, QueryEngine, StatementResult};
 use crate::snapshot::{Current, HotBatch, Snapshot, TableState, ViewEntry};
 use crate::storage::keys;
+use crate::storage::reclaim::Reclaimer;
 use crate::storage::store::Store;
 use crate::transaction::{AppendTarget, Transaction};
 use crate::views::{self, ViewDef, ViewStatus};
@@ -51,6 +52,8 @@ struct Inner {
     current: Arc<Current>,
     writer: Arc<Writer>,
     flusher: Flusher,
+    /// Compacts away what DROP deleted; stopped at close before RocksDB is.
+    reclaimer: Arc<Reclaimer>,
     engine: QueryEngine,
     segments_dir: PathBuf,
     /// Allocator of segment ids, shared by the flusher and bulk ingests.
@@ -99,12 +102,14 @@ impl Database {
             store.meta_u64(keys::META_NEXT_SEGMENT_ID)?.max(1),
         ));
         let current = Arc::new(Current::new(snapshot));
+        let reclaimer = Arc::new(Reclaimer::start(Arc::clone(&store))?);
         let writer = Arc::new(Writer::start(
             Arc::clone(&store),
             Arc::clone(&current),
             segments_dir.clone(),
             options.sync,
             next_table_id,
+            Arc::clone(&reclaimer),
         )?);
         let flusher = Flusher::start(
             Arc::clone(&current),
@@ -119,6 +124,7 @@ impl Database {
                 current,
                 writer,
                 flusher,
+                reclaimer,
                 engine,
                 segments_dir,
                 segment_ids,
@@ -692,6 +698,7 @@ impl Inner {
         self.current.set(Snapshot::default());
         // Memtables to SST files: the write-ahead log goes, so the next open replays nothing.
         let persisted = resources.0.persist_memtables();
+        self.reclaimer.shutdown(&resources.0);
         drop(resources);
         let flushed = flushed.and(persisted);
         tracing::info!("closed {}", self.dir.display());

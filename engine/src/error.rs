@@ -178,6 +178,9 @@ pub enum ErrorKind {
     BadFile,
     /// Planning or execution error from the query engine.
     Query,
+    /// The disk holding the data directory is full (53100): nothing of the failed statement
+    /// was written; free space and retry.
+    DiskFull,
     /// Internal: storage, IO, corruption, lock, closed.
     Internal,
 }
@@ -185,6 +188,9 @@ pub enum ErrorKind {
 impl Error {
     /// The classification of this error.
     pub fn kind(&self) -> ErrorKind {
+        if self.is_disk_full() {
+            return ErrorKind::DiskFull;
+        }
         match self {
             Error::TableNotFound(_) => ErrorKind::UndefinedTable,
             Error::TableExists(_) => ErrorKind::DuplicateTable,
@@ -202,6 +208,22 @@ impl Error {
             Error::BadUserFile { .. } => ErrorKind::BadFile,
             Error::Query(_) => ErrorKind::Query,
             _ => ErrorKind::Internal,
+        }
+    }
+
+    /// Whether the error comes from a full disk (ENOSPC), however deep it was wrapped: RocksDB,
+    /// Parquet and DataFusion keep only the message of the I/O error they met.
+    fn is_disk_full(&self) -> bool {
+        let io_full = |e: &std::io::Error| e.kind() == std::io::ErrorKind::StorageFull;
+        match self {
+            Error::Io { source, .. } | Error::UserFile { source, .. } if io_full(source) => true,
+            Error::Io { .. }
+            | Error::Storage { .. }
+            | Error::Parquet { .. }
+            | Error::Arrow { .. }
+            | Error::Query(_)
+            | Error::UserFile { .. } => self.to_string().contains("No space left on device"),
+            _ => false,
         }
     }
 
@@ -270,5 +292,36 @@ pub(crate) fn from_datafusion(err: datafusion::error::DataFusionError) -> Error 
         },
         DataFusionError::Shared(shared) => Error::Query(DataFusionError::Shared(shared)),
         other => Error::Query(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_recognized_however_it_was_wrapped() {
+        let enospc = || std::io::Error::from_raw_os_error(28);
+        assert_eq!(
+            Error::io("writing a segment", enospc()).kind(),
+            ErrorKind::DiskFull
+        );
+        // Parquet (like RocksDB) keeps only the message of the I/O error.
+        let parquet = parquet::errors::ParquetError::External(Box::new(enospc()));
+        assert_eq!(
+            Error::parquet("writing a spill", parquet).kind(),
+            ErrorKind::DiskFull
+        );
+        let other = Error::io("reading", std::io::Error::from_raw_os_error(13));
+        assert_eq!(other.kind(), ErrorKind::Internal);
+        // A user's data mentioning the words is no disk error.
+        let data = Error::InvalidData {
+            table: "t".into(),
+            column: "c".into(),
+            row: Some(0),
+            class: DataErrorClass::InvalidText,
+            reason: "No space left on device".into(),
+        };
+        assert_eq!(data.kind(), ErrorKind::Data(DataErrorClass::InvalidText));
     }
 }

@@ -3,5 +3,6 @@
 
 pub(crate) mod hot;
 pub(crate) mod keys;
+pub(crate) mod reclaim;
 pub(crate) mod segment;
 pub(crate) mod store;

@@ -18,6 +18,11 @@
 //! cert = "/etc/tally/server.crt"  # PEM certificate chain
 //! key = "/etc/tally/server.key"   # PEM private key (PKCS#8, PKCS#1 or SEC1)
 //! require = false                 # true: refuse connections without TLS
+//!
+//! [storage]                       # when the hot tier becomes a Parquet segment
+//! flush_rows = 1000000            # rows of a table kept hot at most
+//! flush_bytes = 67108864          # … or bytes of them
+//! flush_age_seconds = 60          # … or age of the oldest hot row
 //! ```
 
 use std::collections::HashSet;
@@ -26,6 +31,7 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use tally_engine::Options;
 
 /// Default data directory.
 pub const DEFAULT_DATA: &str = "./tally-data";
@@ -48,6 +54,49 @@ pub struct Config {
     /// Sessions served at once; a connection beyond them is refused with PostgreSQL's
     /// `53300 sorry, too many clients already`.
     pub max_connections: usize,
+    /// When tables' hot rows are flushed to Parquet segments (`[storage]`).
+    pub storage: StorageConfig,
+}
+
+/// Flush thresholds of the storage engine (`[storage]`); unset keys keep the engine's defaults
+/// ([`Options::default`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Flush a table's hot rows to a Parquet segment once there are this many.
+    pub flush_rows: Option<usize>,
+    /// … or once they take this many bytes.
+    pub flush_bytes: Option<usize>,
+    /// … or once the oldest of them is this many seconds old.
+    pub flush_age_seconds: Option<u64>,
+}
+
+impl StorageConfig {
+    /// The engine options these settings give, starting from `base`.
+    pub fn apply(&self, mut base: Options) -> Options {
+        if let Some(rows) = self.flush_rows {
+            base.flush_rows = rows;
+        }
+        if let Some(bytes) = self.flush_bytes {
+            base.flush_bytes = bytes;
+        }
+        if let Some(seconds) = self.flush_age_seconds {
+            base.flush_age = std::time::Duration::from_secs(seconds);
+        }
+        base
+    }
+
+    fn check(&self) -> Result<(), String> {
+        for (key, value) in [
+            ("flush_rows", self.flush_rows),
+            ("flush_bytes", self.flush_bytes),
+        ] {
+            if value == Some(0) {
+                return Err(format!("[storage] {key} must be at least 1"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// How clients authenticate (`[auth]`).
@@ -134,6 +183,9 @@ pub struct FileConfig {
     pub auth: FileAuth,
     /// `[tls]`.
     pub tls: Option<TlsConfig>,
+    /// `[storage]`.
+    #[serde(default)]
+    pub storage: StorageConfig,
 }
 
 /// The `[auth]` table of the file.
@@ -155,6 +207,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             tls: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            storage: StorageConfig::default(),
         }
     }
 }
@@ -191,6 +244,7 @@ impl Config {
             auth: AuthConfig { method, users },
             tls: from_file.tls,
             max_connections: from_file.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            storage: from_file.storage,
         })
     }
 
@@ -236,6 +290,7 @@ impl Config {
         if self.max_connections == 0 {
             return Err("max_connections must be at least 1".into());
         }
+        self.storage.check()?;
         let addrs: Vec<SocketAddr> = self
             .listen
             .to_socket_addrs()
@@ -312,5 +367,39 @@ fn is_loopback(ip: IpAddr) -> bool {
         IpAddr::V6(v6) => {
             v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from_file(text: &str) -> Result<Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tally.toml");
+        std::fs::write(&file, text).unwrap();
+        Config::resolve(None, None, Some(&file))
+    }
+
+    #[test]
+    fn storage_thresholds_come_from_the_file_and_default_to_the_engine() {
+        let config =
+            from_file("[storage]\nflush_rows = 5000\nflush_age_seconds = 2\n").expect("valid");
+        let options = config.storage.apply(Options::default());
+        assert_eq!(options.flush_rows, 5000);
+        assert_eq!(options.flush_age, std::time::Duration::from_secs(2));
+        assert_eq!(options.flush_bytes, Options::default().flush_bytes);
+        let plain = Config::default().storage.apply(Options::default());
+        assert_eq!(plain.flush_rows, Options::default().flush_rows);
+    }
+
+    #[test]
+    fn bad_storage_settings_are_refused_with_their_key() {
+        let zero = from_file("[storage]\nflush_rows = 0\n").expect("parses");
+        assert!(zero.check().unwrap_err().contains("flush_rows"));
+        let unknown = from_file("[storage]\nflush_rowz = 10\n").unwrap_err();
+        assert!(unknown.contains("flush_rowz"), "{unknown}");
+        let negative = from_file("[storage]\nflush_bytes = -1\n").unwrap_err();
+        assert!(negative.contains("flush_bytes"), "{negative}");
     }
 }

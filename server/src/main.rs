@@ -27,8 +27,8 @@ enum Command {
         /// Address to listen on [default: 127.0.0.1:5433].
         #[arg(long, env = "TALLY_LISTEN")]
         listen: Option<String>,
-        /// TOML config file: `data`, `listen`, `[auth]` users, `[tls]` (flags and environment
-        /// win).
+        /// TOML config file: `data`, `listen`, `max_connections`, `[auth]` users, `[tls]`,
+        /// `[storage]` flush thresholds (flags and environment win).
         #[arg(long, env = "TALLY_CONFIG")]
         config: Option<PathBuf>,
         /// TLS certificate chain (PEM); enables TLS together with --tls-key.
@@ -100,7 +100,8 @@ async fn serve(config: Result<Config, String>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let server = match Server::bind(&config, Options::default()).await {
+    let options = config.storage.apply(Options::default());
+    let server = match Server::bind(&config, options).await {
         Ok(server) => server,
         Err(e) => {
             eprintln!("error: {e}");

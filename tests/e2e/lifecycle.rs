@@ -253,6 +253,73 @@ async fn drop_table_removes_data_and_frees_the_name() {
     assert_eq!(query_i64(&db, "SELECT count(*) FROM events").await, 10);
 }
 
+/// Bytes of RocksDB's table (SST) files in a data directory.
+fn sst_bytes(data: &std::path::Path) -> u64 {
+    std::fs::read_dir(data.join("rocksdb"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "sst"))
+        .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+        .sum()
+}
+
+/// Waits up to 20 s for RocksDB's table files to shrink below `limit` bytes.
+async fn sst_bytes_fall_below(data: &std::path::Path, limit: u64) -> bool {
+    for _ in 0..400 {
+        if sst_bytes(data) < limit {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn drop_view_and_drop_table_give_their_disk_space_back() {
+    // Rows stay hot (in RocksDB) and the view has a group per user and minute.
+    let options = Options {
+        flush_on_close: false,
+        ..test_options()
+    };
+    let (dir, db) = temp_db(options.clone());
+    load(&db, 20, 5_000).await;
+    db.sql(
+        "CREATE MATERIALIZED VIEW per_user_minute AS SELECT user_id, date_trunc('minute', ts) AS m, \
+         count(*) AS n, max(latency_ms) AS slowest FROM events GROUP BY 1, 2",
+    )
+    .await
+    .unwrap();
+    db.close().unwrap();
+    let data = dir.path().join("data");
+    let db = Database::open(&data, options.clone()).unwrap();
+    let full = sst_bytes(&data);
+    assert!(full > 1_000_000, "rows and states on disk: {full} bytes");
+
+    db.sql("DROP MATERIALIZED VIEW per_user_minute")
+        .await
+        .unwrap();
+    assert!(
+        sst_bytes_fall_below(&data, full * 9 / 10).await,
+        "DROP MATERIALIZED VIEW gave nothing back: {} of {full} bytes",
+        sst_bytes(&data)
+    );
+    db.sql("DROP TABLE events").await.unwrap();
+    assert!(
+        sst_bytes_fall_below(&data, full / 10).await,
+        "DROP TABLE gave nothing back: {} of {full} bytes",
+        sst_bytes(&data)
+    );
+    // Close right after a DROP does not wait for its compaction, and releases the directory.
+    load(&db, 20, 5_000).await;
+    db.sql("DROP TABLE events").await.unwrap();
+    let closing = std::time::Instant::now();
+    db.close().unwrap();
+    eprintln!("close right after a DROP took {:?}", closing.elapsed());
+    let db = Database::open(&data, options).unwrap();
+    assert!(db.table("events").is_none());
+    db.close().unwrap();
+}
+
 #[tokio::test]
 async fn a_relative_data_directory_works_across_a_flush() {
     let dir = tempfile::tempdir().unwrap();

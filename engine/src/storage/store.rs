@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, IteratorMode, WriteBatch, WriteOptions};
 
@@ -84,6 +85,14 @@ impl std::fmt::Debug for DbSnapshot {
 pub(crate) struct Store {
     db: DB,
     path: PathBuf,
+    /// Set by [`Store::stop_background_work`].
+    stopping: AtomicBool,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
 }
 
 impl Store {
@@ -123,6 +132,7 @@ impl Store {
         Ok(Store {
             db,
             path: path.to_path_buf(),
+            stopping: AtomicBool::new(false),
         })
     }
 
@@ -162,6 +172,28 @@ impl Store {
             .map_err(|e| {
                 Error::storage(format!("flushing memtables of {}", self.path.display()), e)
             })
+    }
+
+    /// Gives back the space of the deleted range `[from, to)` of column family `cf`: drops the
+    /// SST files wholly inside it, then compacts the rest of it.
+    pub(crate) fn reclaim_range(&self, cf: &str, from: &[u8], to: &[u8]) -> Result<()> {
+        let handle = self.cf(cf);
+        self.db
+            .delete_file_in_range_cf(handle, from, to)
+            .map_err(|e| Error::storage(format!("dropping files of a deleted range of {cf}"), e))?;
+        self.db.compact_range_cf(handle, Some(from), Some(to));
+        Ok(())
+    }
+
+    /// Makes RocksDB abandon running compactions and start no more, before close.
+    pub(crate) fn stop_background_work(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.db.cancel_all_background_work(true);
+    }
+
+    /// Whether [`Store::stop_background_work`] was called.
+    pub(crate) fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
     }
 
     /// Applies a write batch atomically, syncing the WAL first when `sync` is set.

@@ -61,6 +61,7 @@ pub fn sqlstate(kind: ErrorKind) -> &'static str {
         ErrorKind::FileAccess => "58030",
         ErrorKind::BadFile => state::BAD_COPY_FORMAT,
         ErrorKind::Query => "42000",
+        ErrorKind::DiskFull => "53100",
         ErrorKind::Internal => state::INTERNAL,
     }
 }
@@ -73,7 +74,15 @@ pub fn engine_error(err: &Error) -> ErrorInfo {
     if kind == ErrorKind::Query {
         code = refine_query_error(&message);
     }
-    ErrorInfo::new(SEVERITY_ERROR.into(), code.into(), clean(&message))
+    let mut info = ErrorInfo::new(SEVERITY_ERROR.into(), code.into(), clean(&message));
+    if kind == ErrorKind::DiskFull {
+        info.hint = Some(
+            "Free space on the data directory's disk; nothing of this statement was kept. \
+             Tally may need a restart before it accepts writes again."
+                .into(),
+        );
+    }
+    info
 }
 
 /// DataFusion reports planning and execution problems as one kind; recognize the common ones
