@@ -699,6 +699,7 @@ impl Inner {
         // Memtables to SST files: the write-ahead log goes, so the next open replays nothing.
         let persisted = resources.0.persist_memtables();
         self.reclaimer.shutdown(&resources.0);
+        self.engine.shutdown();
         drop(resources);
         let flushed = flushed.and(persisted);
         tracing::info!("closed {}", self.dir.display());

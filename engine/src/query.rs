@@ -4,6 +4,7 @@
 pub(crate) mod catalog;
 pub(crate) mod ddl;
 pub(crate) mod extension;
+pub(crate) mod runtime;
 pub(crate) mod system;
 pub(crate) mod table;
 
@@ -70,6 +71,8 @@ pub(crate) struct QueryEngine {
     base: SessionState,
     segments_dir: PathBuf,
     extensions: Vec<Arc<dyn extension::SessionExtension>>,
+    /// Where plans execute (see [`runtime`]).
+    runtime: runtime::QueryRuntime,
 }
 
 impl QueryEngine {
@@ -100,10 +103,14 @@ impl QueryEngine {
         for extension in &options.session_extensions {
             extension.configure(&mut base).map_err(Error::Query)?;
         }
+        let threads = options.target_partitions.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+        });
         Ok(QueryEngine {
             base,
             segments_dir,
             extensions: options.session_extensions.clone(),
+            runtime: runtime::QueryRuntime::new(threads)?,
         })
     }
 
@@ -189,17 +196,29 @@ impl QueryEngine {
         Ok((plan, command))
     }
 
-    /// Runs a plan made by [`QueryEngine::plan`] and collects its result.
+    /// Stops the query runtime (at close).
+    pub(crate) fn shutdown(&self) {
+        self.runtime.shutdown();
+    }
+
+    /// Runs a plan made by [`QueryEngine::plan`] and collects its result, on the query
+    /// runtime.
     pub(crate) async fn run_plan(
         &self,
         state: SessionState,
         plan: LogicalPlan,
         command: &str,
     ) -> Result<StatementResult> {
-        let ctx = SessionContext::new_with_state(state);
-        let frame = ctx.execute_logical_plan(plan).await.map_err(classify)?;
-        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-        let batches = frame.collect().await.map_err(classify)?;
+        let (schema, batches) = self
+            .runtime
+            .run(async move {
+                let ctx = SessionContext::new_with_state(state);
+                let frame = ctx.execute_logical_plan(plan).await.map_err(classify)?;
+                let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+                let batches = frame.collect().await.map_err(classify)?;
+                Ok((schema, batches))
+            })
+            .await?;
         let rows = if command == "INSERT" {
             batches
                 .iter()
