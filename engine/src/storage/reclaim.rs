@@ -3,10 +3,10 @@
 //! DROP deletes a table's hot rows and a view's states with RocksDB range deletions in its
 //! commit. A range deletion only hides the keys: their bytes stay in SST files until a
 //! compaction happens to cover the range, which may be never for a quiet column family. So after
-//! the commit, the [`Reclaimer`]'s thread deletes the SST files that lie wholly inside each
-//! dropped range and compacts what is left of it. Close stops it at once (RocksDB abandons a
-//! running compaction when shutting down); a range not yet compacted keeps its tombstone, and
-//! RocksDB reclaims it whenever a later compaction covers it.
+//! the commit, the [`Reclaimer`]'s thread compacts each dropped range, which drops the keys no
+//! live snapshot still sees. Close stops it at once (RocksDB abandons a running compaction when
+//! shutting down); a range not yet compacted keeps its tombstone, and RocksDB reclaims it
+//! whenever a later compaction covers it.
 
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -78,18 +78,12 @@ fn run(store: &Arc<Store>, rx: Receiver<Vec<DroppedRange>>) {
                 return;
             }
             let started = std::time::Instant::now();
-            match store.reclaim_range(range.cf, &range.from, &range.to) {
-                Ok(()) => tracing::debug!(
-                    "reclaimed a dropped range of {} in {:?}",
-                    range.cf,
-                    started.elapsed()
-                ),
-                Err(e) if store.stopping() => {
-                    tracing::debug!("reclaim interrupted by close: {e}");
-                    return;
-                }
-                Err(e) => tracing::warn!("{e}"),
-            }
+            store.reclaim_range(range.cf, &range.from, &range.to);
+            tracing::debug!(
+                "compacted a dropped range of {} in {:?}",
+                range.cf,
+                started.elapsed()
+            );
         }
     }
 }
