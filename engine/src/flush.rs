@@ -10,7 +10,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -66,15 +66,23 @@ impl Flusher {
         let thread = std::thread::Builder::new()
             .name("tally-flush".into())
             .spawn(move || {
+                let mut backoff = Backoff::new(worker.options.flush_check_interval);
                 loop {
                     match rx.recv_timeout(worker.options.flush_check_interval) {
                         Ok(Message::FlushAll(reply)) => reply.send(worker.flush_tables(true)),
                         Ok(Message::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
                         Err(RecvTimeoutError::Timeout) => {
-                            if worker.options.background_flush
-                                && let Err(e) = worker.flush_tables(false)
-                            {
-                                tracing::warn!("background flush failed (will retry): {e}");
+                            if !worker.options.background_flush || !backoff.due() {
+                                continue;
+                            }
+                            match worker.flush_tables(false) {
+                                Ok(()) => backoff.succeeded(),
+                                Err(e) => {
+                                    let wait = backoff.failed();
+                                    tracing::warn!(
+                                        "background flush failed (next attempt in {wait:?}): {e}"
+                                    );
+                                }
                             }
                         }
                     }
@@ -115,6 +123,42 @@ impl Flusher {
         if let Some(handle) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = handle.join();
         }
+    }
+}
+
+/// Spaces out background flushes after failures (a full disk fails every attempt): the wait
+/// doubles from the check interval up to [`Backoff::MAX`], and resets after a success.
+struct Backoff {
+    base: Duration,
+    wait: Duration,
+    next: Instant,
+}
+
+impl Backoff {
+    const MAX: Duration = Duration::from_secs(30);
+
+    fn new(base: Duration) -> Backoff {
+        Backoff {
+            base,
+            wait: Duration::ZERO,
+            next: Instant::now(),
+        }
+    }
+
+    /// Whether an attempt may run now.
+    fn due(&self) -> bool {
+        Instant::now() >= self.next
+    }
+
+    fn succeeded(&mut self) {
+        self.wait = Duration::ZERO;
+    }
+
+    /// Records a failure; returns how long until the next attempt.
+    fn failed(&mut self) -> Duration {
+        self.wait = (self.wait * 2).max(self.base).min(Self::MAX);
+        self.next = Instant::now() + self.wait;
+        self.wait
     }
 }
 
@@ -184,5 +228,24 @@ impl Worker {
             started.elapsed()
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod backoff_tests {
+    use super::*;
+
+    #[test]
+    fn failed_flushes_wait_longer_each_time_up_to_the_cap_and_reset_on_success() {
+        let mut backoff = Backoff::new(Duration::from_millis(500));
+        assert!(backoff.due());
+        let waits: Vec<Duration> = (0..9).map(|_| backoff.failed()).collect();
+        assert_eq!(waits[0], Duration::from_millis(500));
+        assert_eq!(waits[1], Duration::from_secs(1));
+        assert_eq!(waits[2], Duration::from_secs(2));
+        assert_eq!(*waits.last().unwrap(), Backoff::MAX);
+        assert!(!backoff.due(), "the next attempt waits");
+        backoff.succeeded();
+        assert_eq!(backoff.failed(), Duration::from_millis(500));
     }
 }
