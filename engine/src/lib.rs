@@ -14,6 +14,9 @@ mod error;
 mod files;
 mod flush;
 mod functions;
+/// Entry points for the cargo-fuzz targets in `fuzz/` only; not a supported API.
+#[doc(hidden)]
+pub mod fuzzing;
 mod ingest;
 /// Internals exposed for Tally's own benchmarks; not a stable API.
 #[doc(hidden)]
