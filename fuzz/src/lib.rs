@@ -226,11 +226,11 @@ fn check(mut input: Input, schema: Schema, format: CopyFormat) {
         Ok(again) => assert_eq!(
             String::from_utf8_lossy(&rows_text(&again, &schema)),
             String::from_utf8_lossy(&rows_text(&batches, &schema)),
-            "COPY TO output decodes to other rows:\n{}",
+            "COPY TO output decodes to other rows ({format:?}):\n{}",
             String::from_utf8_lossy(&encoded)
         ),
         Err(e) => panic!(
-            "COPY TO output is refused by COPY FROM: {e:?}\n{}",
+            "COPY TO output is refused by COPY FROM ({format:?}): {e:?}\n{}",
             String::from_utf8_lossy(&encoded)
         ),
     }
