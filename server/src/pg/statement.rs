@@ -653,15 +653,54 @@ fn copy_format(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> PgWireRes
             "COPY delimiter cannot be newline, carriage return or backslash",
         ));
     }
+    let null = null.unwrap_or_else(|| if csv { String::new() } else { "\\N".into() });
+    check_unambiguous(csv, delimiter, &null, quote)?;
     Ok(CopyFormat {
         csv,
         binary,
         delimiter,
-        null: null.unwrap_or_else(|| if csv { String::new() } else { "\\N".into() }),
+        null,
         header,
         quote,
         escape: escape.unwrap_or(quote),
     })
+}
+
+/// PostgreSQL's checks that COPY output reads back as written: in text, a delimiter written
+/// after a backslash must not read as an escape (`\x41`, `\101`, `\.`); in csv, the delimiter
+/// must not be the quote; a NULL string must not hold a line end, the delimiter or the quote.
+fn check_unambiguous(csv: bool, delimiter: u8, null: &str, quote: u8) -> PgWireResult<()> {
+    if !csv && b".abcdefghijklmnopqrstuvwxyz0123456789".contains(&delimiter) {
+        return Err(errors::pg(
+            state::INVALID_PARAMETER,
+            format!("COPY delimiter cannot be \"{}\"", char::from(delimiter)),
+        ));
+    }
+    if csv && delimiter == quote {
+        return Err(errors::pg(
+            state::INVALID_PARAMETER,
+            "COPY delimiter and quote must be different",
+        ));
+    }
+    if null.contains(['\n', '\r']) {
+        return Err(errors::pg(
+            state::INVALID_PARAMETER,
+            "COPY null representation cannot use newline or carriage return",
+        ));
+    }
+    if null.as_bytes().contains(&delimiter) {
+        return Err(errors::pg(
+            state::NOT_SUPPORTED,
+            "COPY delimiter must not appear in the NULL specification",
+        ));
+    }
+    if csv && null.as_bytes().contains(&quote) {
+        return Err(errors::pg(
+            state::NOT_SUPPORTED,
+            "CSV quote character must not appear in the NULL specification",
+        ));
+    }
+    Ok(())
 }
 
 /// Session information functions DataFusion lacks, answered by the server.
@@ -808,5 +847,43 @@ mod copy_statements {
             "42601"
         );
         assert_eq!(code("COPY t TO '/tmp/x.csv' (FORMAT csv)"), "0A000");
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/copy_text.rs and copy_csv.rs): these options made
+    /// COPY TO output that COPY FROM with the same options read as other rows, or refused.
+    /// They are refused as PostgreSQL refuses them.
+    #[test]
+    fn options_whose_output_would_not_read_back_are_refused() {
+        let code = |sql: &str| match classify(sql) {
+            Err(pgwire::error::PgWireError::UserError(info)) => info.code.clone(),
+            other => panic!("{sql}: {:?}", other.map(|_| ())),
+        };
+        // DELIMITER 'x' wrote the bytea text `\x2d…` as `\\\x2d…`, read back as `\` and 0x2d.
+        for delimiter in ["x", "0", "7", "n", ".", "a"] {
+            let sql = format!("COPY t FROM STDIN (DELIMITER '{delimiter}')");
+            assert_eq!(code(&sql), "22023", "{sql}");
+        }
+        assert_eq!(
+            code("COPY t TO STDOUT (FORMAT csv, DELIMITER '|', QUOTE '|')"),
+            "22023"
+        );
+        assert_eq!(
+            code("COPY t FROM STDIN (FORMAT csv, DELIMITER '\"')"),
+            "22023"
+        );
+        assert_eq!(code("COPY t FROM STDIN (NULL 'a\nb')"), "22023");
+        assert_eq!(code("COPY t FROM STDIN (FORMAT csv, NULL 'a,b')"), "0A000");
+        assert_eq!(code("COPY t FROM STDIN (DELIMITER '|', NULL '|')"), "0A000");
+        assert_eq!(code("COPY t FROM STDIN (FORMAT csv, NULL '\"')"), "0A000");
+        // Still accepted: the usual spellings, and letters as csv delimiters.
+        for sql in [
+            "COPY t FROM STDIN",
+            "COPY t FROM STDIN (FORMAT csv, HEADER, DELIMITER ';', NULL 'NULL')",
+            "COPY t FROM STDIN (DELIMITER '|', NULL '')",
+            "COPY t FROM STDIN (FORMAT csv, DELIMITER 'x', QUOTE '''')",
+            "COPY t TO STDOUT (FORMAT binary)",
+        ] {
+            assert!(classify(sql).is_ok(), "{sql}");
+        }
     }
 }
