@@ -86,6 +86,14 @@ impl Hll {
     pub fn from_bytes(bytes: &[u8]) -> Result<Hll> {
         let sketch = HllSketch::deserialize(bytes)
             .map_err(|e| Error::Corrupt(format!("invalid HLL sketch: {e}")))?;
+        // DataSketches 0.6 reads a LIST-mode sketch (mode byte 7, low bits 0; at most 8
+        // coupons) whose coupon count includes empty slots, then writes one it cannot read:
+        // such a sketch is refused here, by writing it back (a few bytes at most).
+        if bytes[7] & 0b11 == 0 && HllSketch::deserialize(&sketch.serialize()).is_err() {
+            return Err(Error::Corrupt(
+                "invalid HLL sketch: LIST mode coupon count counts empty slots".into(),
+            ));
+        }
         if sketch.lg_config_k() == HLL_LG_K {
             return Ok(Hll(sketch));
         }
@@ -341,5 +349,21 @@ mod tests {
         assert_eq!(DistinctSet::from_bytes(&t.to_bytes()).unwrap(), t);
         assert!(a.merge(&t).is_err());
         assert!(DistinctSet::from_bytes(&[2, 9, 0, 0, 0]).is_err());
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/view_state.rs): a LIST-mode sketch claiming three
+    /// coupons, one of them empty (0), was read, estimated at 3 and written back with a count
+    /// of 3 and two coupons, which no longer reads.
+    #[test]
+    fn list_sketches_with_empty_coupons_are_refused() {
+        let preamble = [2u8, 1, 7, HLL_LG_K, 3, 8, 3, 0];
+        let coupon = |value: u32, slot: u32| ((value << 26) | slot).to_le_bytes();
+        let with = |third: [u8; 4]| -> Vec<u8> {
+            [&preamble[..], &coupon(3, 12345), &third, &coupon(5, 30000)].concat()
+        };
+        assert!(Hll::from_bytes(&with(0u32.to_le_bytes())).is_err());
+        let good = Hll::from_bytes(&with(coupon(1, 7))).unwrap();
+        assert_eq!(good.estimate(), 3);
+        assert_eq!(Hll::from_bytes(&good.to_bytes()).unwrap(), good);
     }
 }
