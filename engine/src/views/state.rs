@@ -69,7 +69,9 @@ impl AggState {
             (AggState::Max(a), AggState::Max(b)) => keep(a, b, Ordering::Greater),
             (AggState::Avg { sum, count }, AggState::Avg { sum: s, count: c }) => {
                 *sum += s;
-                *count += c;
+                // Wrapping like `Count`: a stored count near i64::MAX (only a damaged value has
+                // one) must not panic inside RocksDB's merge callback.
+                *count = count.wrapping_add(*c);
             }
             (AggState::Hll(a), AggState::Hll(b)) => a.merge(b),
             (AggState::Distinct(a), AggState::Distinct(b)) => a.merge(b)?,
@@ -450,5 +452,24 @@ mod tests {
         );
         assert!(decode(&encode(&a)[..5]).is_err());
         assert!(merge_encoded(&mut merged, &encode(&b[..2])).is_err());
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/view_state.rs): merging two stored `avg` states
+    /// whose counts overflow i64 panicked (with overflow checks) instead of wrapping as `count`
+    /// does.
+    #[test]
+    fn avg_counts_wrap_like_counts() {
+        let big = AggState::Avg {
+            sum: 1.0,
+            count: i64::MAX,
+        };
+        let merged = merge_values(&encode(&[big.clone()]), [&encode(&[big])[..]]).unwrap();
+        assert_eq!(
+            decode(&merged).unwrap(),
+            vec![AggState::Avg {
+                sum: 2.0,
+                count: -2
+            }]
+        );
     }
 }
