@@ -463,7 +463,8 @@ mod tests {
             sum: 1.0,
             count: i64::MAX,
         };
-        let merged = merge_values(&encode(&[big.clone()]), [&encode(&[big])[..]]).unwrap();
+        let merged =
+            merge_values(&encode(std::slice::from_ref(&big)), [&encode(&[big])[..]]).unwrap();
         assert_eq!(
             decode(&merged).unwrap(),
             vec![AggState::Avg {
