@@ -51,6 +51,17 @@ pub struct BulkIngest {
     /// The table's views when the bulk ingest started, and their deltas over every row so far.
     views: Vec<Arc<CompiledView>>,
     view_states: Vec<HashMap<Vec<u8>, Vec<AggState>>>,
+    /// The caller's id for this batch, for idempotent retries.
+    batch_id: Option<String>,
+}
+
+/// What a commit with a batch id reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    /// Rows stored: by this commit, or (for a duplicate) by the first commit of the batch id.
+    pub rows: u64,
+    /// The batch id was already recorded for the table: this commit wrote nothing.
+    pub duplicate: bool,
 }
 
 impl BulkIngest {
@@ -75,7 +86,25 @@ impl BulkIngest {
             written: Vec::new(),
             spilling: None,
             rows: 0,
+            batch_id: None,
         }
+    }
+
+    /// Names this batch for idempotent retries: if a commit into the same table recorded
+    /// `id` within [`Options::batch_id_window`](crate::Options::batch_id_window), this one
+    /// writes nothing and reports that commit's rows (see [`BulkIngest::commit_receipt`]).
+    /// The id is recorded in the same atomic commit as the rows. Ids are 1 to
+    /// [`MAX_BATCH_ID_BYTES`](crate::MAX_BATCH_ID_BYTES) bytes.
+    pub fn batch_id(&mut self, id: impl Into<String>) -> Result<()> {
+        let id = id.into();
+        crate::batch_ids::check(&id)?;
+        self.batch_id = Some(id);
+        Ok(())
+    }
+
+    /// The batch id given to [`BulkIngest::batch_id`], if any.
+    pub fn batch_id_of(&self) -> Option<&str> {
+        self.batch_id.as_deref()
     }
 
     /// The table's definition.
@@ -164,13 +193,22 @@ impl BulkIngest {
     }
 
     /// Makes every row visible in one durable commit and returns the number of rows.
-    pub async fn commit(mut self) -> Result<u64> {
+    pub async fn commit(self) -> Result<u64> {
+        Ok(self.commit_receipt().await?.rows)
+    }
+
+    /// [`BulkIngest::commit`], also saying whether the batch id was a duplicate (then nothing
+    /// was written, the spilled files are deleted, and `rows` is the first commit's count).
+    pub async fn commit_receipt(mut self) -> Result<Receipt> {
         self.settle().await?;
         let op = self.take_op()?;
-        let outcome = self.writer.commit(op).await?;
-        self.registered();
-        match outcome {
-            Outcome::Appended { rows } => Ok(rows),
+        match self.writer.commit(op).await? {
+            Outcome::Appended { rows, duplicate } => {
+                if !duplicate {
+                    self.registered();
+                }
+                Ok(Receipt { rows, duplicate })
+            }
             other => Err(Error::Corrupt(format!(
                 "unexpected commit outcome {other:?}"
             ))),
@@ -220,6 +258,7 @@ impl BulkIngest {
             batches,
             segments,
             view_deltas: Some((covered, deltas)),
+            batch_id: self.batch_id.clone(),
         })
     }
 

@@ -18,6 +18,7 @@ use arrow::record_batch::RecordBatch;
 use rocksdb::WriteBatch;
 use tokio::sync::oneshot;
 
+use crate::batch_ids::{self, BatchIds, Recorded};
 use crate::catalog::{self, CATALOG_ENTRY_VERSION, SegmentMeta, TableDef};
 use crate::error::{Error, Result};
 use crate::snapshot::{Current, HotBatch, Snapshot, TableState, ViewEntry};
@@ -50,6 +51,9 @@ pub(crate) enum Op {
         /// are no longer in `batches`), with the ids of the views they cover. `None`: the
         /// commit thread computes them from `batches`.
         view_deltas: Option<(Vec<u64>, Vec<ViewDelta>)>,
+        /// The caller's id for this batch: if a commit of the table already recorded it, this
+        /// one writes nothing and reports that commit's rows (see `batch_ids.rs`).
+        batch_id: Option<String>,
     },
     /// Appends to one or more tables committed together (a transaction block's INSERTs and
     /// COPYs): every part is an [`Op::Append`], and all of them succeed or none is written.
@@ -112,8 +116,10 @@ pub(crate) enum Op {
 pub(crate) enum Outcome {
     /// Rows appended.
     Appended {
-        /// Rows written.
+        /// Rows written (for a duplicate batch id, the rows its first commit wrote).
         rows: u64,
+        /// The batch id was already recorded: nothing was written.
+        duplicate: bool,
     },
     /// Table created, or it existed and IF NOT EXISTS was given.
     Created,
@@ -169,9 +175,11 @@ impl Writer {
         sync: bool,
         next_table_id: u64,
         reclaimer: Arc<Reclaimer>,
+        batch_ids: BatchIds,
     ) -> Result<Writer> {
         let (tx, rx) = mpsc::channel();
         let committer = Committer {
+            batch_ids,
             store,
             reclaimer,
             current,
@@ -237,6 +245,8 @@ struct Committer {
     next_table_id: u64,
     /// The segment-id counter as written by earlier appends of the group being committed.
     group_next_segment: u64,
+    /// Batch ids recorded by recent commits (for idempotent retries).
+    batch_ids: BatchIds,
 }
 
 impl Committer {
@@ -281,6 +291,10 @@ impl Committer {
             let result = self.apply(&req.op, &mut working, &mut batch, &mut dropped);
             results.push(result);
         }
+        let now_ms = batch_ids::now_ms();
+        if !batch.is_empty() {
+            self.batch_ids.expire(&self.store, &mut batch, now_ms);
+        }
         let write = if batch.is_empty() {
             Ok(())
         } else {
@@ -288,6 +302,10 @@ impl Committer {
         };
         match write {
             Ok(()) => {
+                self.batch_ids.committed(now_ms);
+                for table_id in &dropped.tables {
+                    self.batch_ids.forget_table(*table_id);
+                }
                 working.rocks = Some(Arc::new(self.store.snapshot()));
                 let published = self.current.set(working);
                 for result in results.iter_mut() {
@@ -308,6 +326,7 @@ impl Committer {
                 }
             }
             Err(e) => {
+                self.batch_ids.abandoned();
                 tracing::error!("commit failed: {e}");
                 let message = e.to_string();
                 for (req, result) in group.into_iter().zip(results) {
@@ -374,7 +393,10 @@ impl Committer {
             keys::META_LAST_SEQ,
             last_seq.to_be_bytes(),
         );
-        Outcome::Appended { rows }
+        Outcome::Appended {
+            rows,
+            duplicate: false,
+        }
     }
 
     /// Takes the next table/view id and records the counter in the same commit.
@@ -400,11 +422,43 @@ impl Committer {
         let store_handle = Arc::clone(&self.store);
         let store: &Store = &store_handle;
         match op {
-            Op::Append { .. } => {
+            Op::Append {
+                table_id, batch_id, ..
+            } => {
+                if let Some(id) = batch_id
+                    && let Some(earlier) = self.batch_ids.find(*table_id, id)
+                {
+                    return Ok(Outcome::Appended {
+                        rows: earlier.rows,
+                        duplicate: true,
+                    });
+                }
                 let prepared = prepare_append(store, op, working)?;
-                Ok(self.write_append(store, prepared, working, batch))
+                let outcome = self.write_append(store, prepared, working, batch);
+                if let (Some(id), Outcome::Appended { rows, .. }) = (batch_id, &outcome) {
+                    let recorded = Recorded {
+                        seq: working.last_seq,
+                        rows: *rows,
+                        at_ms: batch_ids::now_ms(),
+                    };
+                    self.batch_ids.record(store, batch, *table_id, id, recorded);
+                }
+                Ok(outcome)
             }
             Op::Transaction(appends) => {
+                if appends.iter().any(|a| {
+                    matches!(
+                        a,
+                        Op::Append {
+                            batch_id: Some(_),
+                            ..
+                        }
+                    )
+                }) {
+                    return Err(Error::NotSupported(
+                        "a batch id cannot be given inside a transaction block".into(),
+                    ));
+                }
                 // Every part is checked before any of them writes: all or nothing.
                 let prepared = appends
                     .iter()
@@ -412,13 +466,16 @@ impl Committer {
                     .collect::<Result<Vec<_>>>()?;
                 let mut rows = 0;
                 for part in prepared {
-                    if let Outcome::Appended { rows: n } =
+                    if let Outcome::Appended { rows: n, .. } =
                         self.write_append(store, part, working, batch)
                     {
                         rows += n;
                     }
                 }
-                Ok(Outcome::Appended { rows })
+                Ok(Outcome::Appended {
+                    rows,
+                    duplicate: false,
+                })
             }
             Op::CreateTable { def, if_not_exists } => {
                 if working.tables.contains_key(&def.name) {
@@ -490,6 +547,12 @@ impl Committer {
                         keys::hot_key(id, 0),
                         keys::hot_key(id + 1, 0),
                     );
+                    batch.delete_range_cf(
+                        store.cf(CF_META),
+                        keys::batch_id_prefix(id),
+                        keys::batch_id_prefix(id + 1),
+                    );
+                    dropped.tables.push(id);
                     working.tables.retain(|_, t| t.def.id != id);
                     dropped
                         .dirs
@@ -642,6 +705,8 @@ fn drop_view(
 /// directories to delete and key ranges to compact away.
 #[derive(Default)]
 struct Dropped {
+    /// Ids of the dropped tables.
+    tables: Vec<u64>,
     dirs: Vec<PathBuf>,
     ranges: Vec<DroppedRange>,
 }
@@ -682,6 +747,7 @@ fn prepare_append<'a>(store: &Store, op: &'a Op, working: &Snapshot) -> Result<P
         batches,
         segments,
         view_deltas: precomputed,
+        ..
     } = op
     else {
         return Err(Error::Corrupt("a transaction may hold only appends".into()));

@@ -13,7 +13,8 @@ use datafusion::common::ScalarValue;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast;
 
-use crate::bulk::{BulkIngest, BulkTarget};
+use crate::batch_ids::BatchIds;
+use crate::bulk::{BulkIngest, BulkTarget, Receipt};
 use crate::catalog::{self, CATALOG_ENTRY_VERSION, SegmentMeta, TableDef};
 use crate::commit::{Op, Outcome, Writer};
 use crate::error::{DataErrorClass, Error, Result};
@@ -110,6 +111,7 @@ impl Database {
             options.sync,
             next_table_id,
             Arc::clone(&reclaimer),
+            BatchIds::load(&store, options.batch_id_window)?,
         )?);
         let flusher = Flusher::start(
             Arc::clone(&current),
@@ -356,8 +358,38 @@ impl Database {
             batches: vec![(conformed, encoded)],
             segments: vec![],
             view_deltas: None,
+            batch_id: None,
         };
         Ok(Some((op, rows)))
+    }
+
+    /// [`Database::ingest`] with a batch id, for retries that must not write twice: if a commit
+    /// into `table` recorded `batch_id` within
+    /// [`Options::batch_id_window`](crate::Options::batch_id_window), nothing is written and
+    /// the receipt says `duplicate` with that commit's rows. The id is recorded in the same
+    /// atomic commit as the rows, so a retry after a lost acknowledgement or a crash is safe.
+    pub async fn ingest_with_batch_id(
+        &self,
+        table: &str,
+        batch: RecordBatch,
+        batch_id: &str,
+    ) -> Result<Receipt> {
+        crate::batch_ids::check(batch_id)?;
+        let Some((mut op, _)) = self.append_op(table, &batch)? else {
+            return Ok(Receipt {
+                rows: 0,
+                duplicate: false,
+            });
+        };
+        if let Op::Append { batch_id: id, .. } = &mut op {
+            *id = Some(batch_id.to_string());
+        }
+        match self.inner.writer.commit(op).await? {
+            Outcome::Appended { rows, duplicate } => Ok(Receipt { rows, duplicate }),
+            other => Err(Error::Corrupt(format!(
+                "unexpected commit outcome {other:?}"
+            ))),
+        }
     }
 
     /// Starts an atomic ingest of any number of batches into `table` (the path of `COPY`):

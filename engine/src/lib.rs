@@ -6,6 +6,7 @@
 //! Start with [`Database::open`], then [`Database::sql`] and [`Database::ingest`]. The
 //! architecture is described in `docs/architecture.md`, the on-disk format in `docs/format.md`.
 
+mod batch_ids;
 mod bulk;
 mod catalog;
 mod commit;
@@ -30,7 +31,8 @@ mod transaction;
 mod types;
 mod views;
 
-pub use bulk::BulkIngest;
+pub use batch_ids::MAX_BATCH_ID_BYTES;
+pub use bulk::{BulkIngest, Receipt};
 pub use catalog::{ColumnDef, SegmentMeta, TableDef};
 pub use database::{Database, Prepared, TableStats};
 pub use error::{DataErrorClass, Error, ErrorKind, Result};

@@ -33,6 +33,11 @@ pub struct Options {
     pub row_group_rows: usize,
     /// Partitions DataFusion uses to run a query (defaults to the number of cores).
     pub target_partitions: Option<usize>,
+    /// How long a batch id given to [`BulkIngest::batch_id`](crate::BulkIngest::batch_id) or
+    /// [`Database::ingest_with_batch_id`](crate::Database::ingest_with_batch_id) (`COPY … WITH
+    /// (batch_id '…')` over the wire) is remembered: a retry within it is acknowledged without
+    /// writing the rows again.
+    pub batch_id_window: Duration,
     /// Hooks that add schemas and functions to every query session (see
     /// [`SessionExtension`]); the Postgres server adds its `pg_catalog` here.
     pub session_extensions: Vec<Arc<dyn SessionExtension>>,
@@ -51,6 +56,7 @@ impl Default for Options {
             flush_on_close: true,
             row_group_rows: 128 * 1024,
             target_partitions: None,
+            batch_id_window: Duration::from_secs(24 * 3600),
             session_extensions: Vec::new(),
         }
     }

@@ -47,7 +47,7 @@ impl AppendTarget {
     pub(crate) async fn append(&self, op: Op, rows: u64) -> Result<u64> {
         match self {
             AppendTarget::Commit(writer) => match writer.commit(op).await? {
-                Outcome::Appended { rows } => Ok(rows),
+                Outcome::Appended { rows, .. } => Ok(rows),
                 other => Err(Error::Corrupt(format!(
                     "unexpected commit outcome {other:?}"
                 ))),
@@ -292,7 +292,7 @@ impl Transaction {
             bulk.registered();
         }
         match outcome {
-            Outcome::Appended { rows } => Ok(rows),
+            Outcome::Appended { rows, .. } => Ok(rows),
             other => Err(Error::Corrupt(format!(
                 "unexpected commit outcome {other:?}"
             ))),

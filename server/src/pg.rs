@@ -91,15 +91,17 @@ pub struct ConnectionHandlers {
 impl ConnectionHandlers {
     /// Handlers for a new connection.
     pub fn new(shared: Arc<Shared>) -> ConnectionHandlers {
+        let blocks = Arc::new(tokio::sync::Mutex::new(transaction::Blocks::default()));
         ConnectionHandlers {
             conn: Arc::new(Connection {
                 db: shared.db.clone(),
                 parser: Arc::new(Parser {
                     db: shared.db.clone(),
+                    blocks: Arc::clone(&blocks),
                 }),
                 session: Mutex::new(Session::default()),
                 copy: tokio::sync::Mutex::new(None),
-                blocks: tokio::sync::Mutex::new(transaction::Blocks::default()),
+                blocks,
             }),
             cancel: Arc::clone(&shared.cancel),
             startup: Arc::clone(&shared.startup),
@@ -136,7 +138,7 @@ pub struct Connection {
     session: Mutex<Session>,
     copy: tokio::sync::Mutex<Option<copy::CopyIn>>,
     /// The open transaction block, if any.
-    blocks: tokio::sync::Mutex<transaction::Blocks>,
+    blocks: Arc<tokio::sync::Mutex<transaction::Blocks>>,
 }
 
 /// A statement parsed for the extended protocol.
@@ -153,6 +155,8 @@ pub struct Parsed {
 /// gives parameter types and the result schema for Describe.
 pub struct Parser {
     db: Database,
+    /// The connection's transaction block (some COPY options are refused inside one).
+    blocks: Arc<tokio::sync::Mutex<transaction::Blocks>>,
 }
 
 #[async_trait]
@@ -192,6 +196,9 @@ impl QueryParser for Parser {
                     .map_err(|e| errors::engine(&e))?;
                 copy::Decoder::new(&copy.table, &schema, &copy.columns, copy.format.clone())
                     .map_err(PgWireError::UserError)?;
+                if copy.batch_id.is_some() && self.blocks.lock().await.active().is_some() {
+                    return Err(batch_id_in_transaction_block());
+                }
                 None
             }
             _ => None,
@@ -440,10 +447,16 @@ impl Connection {
             }
             Statement::Show(name) => self.show(name, binary(0)),
             Statement::CopyIn(copy) => {
-                let bulk = self
+                let mut bulk = self
                     .db
                     .bulk_ingest(&copy.table)
                     .map_err(|e| errors::engine(&e))?;
+                if let Some(id) = &copy.batch_id {
+                    if self.blocks.lock().await.active().is_some() {
+                        return Err(batch_id_in_transaction_block());
+                    }
+                    bulk.batch_id(id.as_str()).map_err(|e| errors::engine(&e))?;
+                }
                 let decoder = copy::Decoder::new(
                     &copy.table,
                     &bulk.schema(),
@@ -859,17 +872,37 @@ impl CopyHandler for Connection {
             // In a transaction block the load is held (its files unregistered) until COMMIT.
             let blocks = self.blocks.lock().await;
             match blocks.active() {
-                Some(tx) => Ok(tx.hold_bulk(bulk)),
-                None => bulk.commit().await.map_err(|e| errors::engine(&e)),
+                Some(tx) => Ok((tx.hold_bulk(bulk), None)),
+                None => {
+                    let batch_id = bulk.batch_id_of().map(str::to_string);
+                    let receipt = bulk
+                        .commit_receipt()
+                        .await
+                        .map_err(|e| errors::engine(&e))?;
+                    Ok((receipt.rows, batch_id.filter(|_| receipt.duplicate)))
+                }
             }
         };
-        let rows = match finished.await {
-            Ok(rows) => rows,
+        let (rows, duplicate_of) = match finished.await {
+            Ok(done) => done,
             Err(e) => {
                 self.blocks.lock().await.statement_failed();
                 return Err(e);
             }
         };
+        if let Some(id) = duplicate_of {
+            let notice = pgwire::error::ErrorInfo::new(
+                "NOTICE".into(),
+                "00000".into(),
+                format!(
+                    "batch_id '{id}' was already committed into this table: nothing was written \
+                     again (the row count is the first commit's)"
+                ),
+            );
+            client
+                .send(PgWireBackendMessage::NoticeResponse(notice.into()))
+                .await?;
+        }
         client
             .send(PgWireBackendMessage::CommandComplete(
                 Tag::new("COPY").with_rows(rows as usize).into(),
@@ -891,4 +924,13 @@ impl CopyHandler for Connection {
             format!("COPY from stdin failed: {}", fail.message),
         )
     }
+}
+
+/// The refusal of `COPY … (batch_id …)` inside a transaction block.
+fn batch_id_in_transaction_block() -> PgWireError {
+    errors::pg(
+        state::NOT_SUPPORTED,
+        "COPY option batch_id cannot be used inside a transaction block \
+         (the block's COMMIT is the unit a retry would repeat)",
+    )
 }

@@ -1,5 +1,6 @@
 //! End-to-end tests of Tally through its public interfaces (one test binary, many modules).
 
+mod batch_ids;
 mod bulk;
 mod concurrency;
 mod crash;

@@ -300,6 +300,7 @@ impl DataSink for InsertSink {
             batches,
             segments: vec![],
             view_deltas: None,
+            batch_id: None,
         };
         self.writer
             .append(op, rows as u64)

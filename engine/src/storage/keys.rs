@@ -93,6 +93,33 @@ pub(crate) fn parse_hot_key(key: &[u8]) -> Option<(u64, u64)> {
     Some((table, seq))
 }
 
+/// Prefix of the `meta` keys of recorded batch ids (see `batch_ids.rs`).
+pub(crate) const BATCH_ID_PREFIX: &[u8] = b"batch/";
+
+/// Prefix of one table's recorded batch ids: `"batch/" table_id`.
+pub(crate) fn batch_id_prefix(table_id: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(BATCH_ID_PREFIX.len() + 8);
+    k.extend_from_slice(BATCH_ID_PREFIX);
+    k.extend_from_slice(&table_id.to_be_bytes());
+    k
+}
+
+/// `meta` key of a recorded batch id: `"batch/" table_id id-bytes`.
+pub(crate) fn batch_id_key(table_id: u64, id: &str) -> Vec<u8> {
+    let mut k = batch_id_prefix(table_id);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// Splits a batch id key into table id and id.
+pub(crate) fn decode_batch_id_key(key: &[u8]) -> crate::error::Result<(u64, String)> {
+    let bad = || crate::error::Error::Corrupt(format!("malformed batch id key {key:?}"));
+    let rest = key.strip_prefix(BATCH_ID_PREFIX).ok_or_else(bad)?;
+    let table = rest.get(..8).and_then(decode_u64).ok_or_else(bad)?;
+    let id = std::str::from_utf8(&rest[8..]).map_err(|_| bad())?;
+    Ok((table, id.to_string()))
+}
+
 /// Reads a big-endian u64 value.
 pub(crate) fn decode_u64(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(bytes.try_into().ok()?))
@@ -120,5 +147,14 @@ mod tests {
     fn segment_keys_share_their_table_prefix() {
         assert!(segment_key(7, 9).starts_with(&segment_prefix(7)));
         assert!(!segment_key(8, 9).starts_with(&segment_prefix(7)));
+    }
+
+    #[test]
+    fn batch_id_keys_round_trip_within_their_table_prefix() {
+        let key = batch_id_key(7, "retry/1");
+        assert!(key.starts_with(&batch_id_prefix(7)));
+        assert!(key.as_slice() < batch_id_prefix(8).as_slice());
+        assert_eq!(decode_batch_id_key(&key).unwrap(), (7, "retry/1".into()));
+        assert!(decode_batch_id_key(b"batch/short").is_err());
     }
 }

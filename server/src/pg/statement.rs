@@ -2,12 +2,15 @@
 //! (SET/SHOW/RESET, transaction control), COPY, or the engine.
 
 use tally_engine::reexports::datafusion::sql::sqlparser::ast::{
-    self, CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget, Expr,
-    SelectItem, Value, VisitMut, VisitorMut,
+    self, Expr, SelectItem, Value, VisitMut, VisitorMut,
 };
 use tally_engine::reexports::datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use tally_engine::reexports::datafusion::sql::sqlparser::parser::Parser;
 use tally_engine::reexports::datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+
+mod copy;
+
+pub use copy::{CopyFormat, CopyIn, CopyOut};
 
 use super::catalog;
 use super::errors::{self, state};
@@ -68,72 +71,13 @@ pub enum Statement {
     },
 }
 
-/// Text or csv, with their options.
-#[derive(Debug, Clone)]
-pub struct CopyFormat {
-    /// CSV (else text, unless `binary`).
-    pub csv: bool,
-    /// PostgreSQL's binary COPY format; the other options do not apply.
-    pub binary: bool,
-    /// Field delimiter.
-    pub delimiter: u8,
-    /// The string that means NULL.
-    pub null: String,
-    /// First line is a header.
-    pub header: bool,
-    /// CSV quote.
-    pub quote: u8,
-    /// CSV escape.
-    pub escape: u8,
-}
-
-impl CopyFormat {
-    /// The format code of CopyInResponse and CopyOutResponse: 1 for binary, 0 for text/csv.
-    pub fn wire_code(&self) -> i8 {
-        i8::from(self.binary)
-    }
-}
-
-/// `COPY table [(columns)] FROM STDIN`.
-#[derive(Debug, Clone)]
-pub struct CopyIn {
-    /// Table name (folded).
-    pub table: String,
-    /// Column list (folded); empty = all.
-    pub columns: Vec<String>,
-    /// Format.
-    pub format: CopyFormat,
-}
-
-/// `COPY table|(query) TO STDOUT`.
-#[derive(Debug, Clone)]
-pub struct CopyOut {
-    /// The query that produces the rows.
-    pub query: String,
-    /// Format.
-    pub format: CopyFormat,
-}
-
 /// Splits SQL text at top-level semicolons (string literals and comments respected).
 pub fn split(sql: &str) -> PgWireResult<Vec<String>> {
     let dialect = PostgreSqlDialect {};
     let tokens = Tokenizer::new(&dialect, sql)
         .tokenize_with_location()
         .map_err(|e| errors::pg(state::SYNTAX, format!("syntax error: {e}")))?;
-    let line_starts: Vec<usize> = std::iter::once(0)
-        .chain(sql.match_indices('\n').map(|(i, _)| i + 1))
-        .collect();
-    let offset = |line: u64, column: u64| -> usize {
-        let start = line_starts
-            .get((line as usize).saturating_sub(1))
-            .copied()
-            .unwrap_or(sql.len());
-        sql[start..]
-            .char_indices()
-            .nth((column as usize).saturating_sub(1))
-            .map(|(i, _)| start + i)
-            .unwrap_or(sql.len())
-    };
+    let offset = byte_offsets(sql);
     let mut pieces = Vec::new();
     let mut begin = 0;
     for token in &tokens {
@@ -151,6 +95,25 @@ pub fn split(sql: &str) -> PgWireResult<Vec<String>> {
     }
     pieces.push(sql[begin..].to_string());
     Ok(pieces.into_iter().filter(|p| !is_blank(p)).collect())
+}
+
+/// Converts the tokenizer's 1-based (line, column in characters) locations into byte offsets
+/// of `sql`.
+fn byte_offsets(sql: &str) -> impl Fn(u64, u64) -> usize + '_ {
+    let line_starts: Vec<usize> = std::iter::once(0)
+        .chain(sql.match_indices('\n').map(|(i, _)| i + 1))
+        .collect();
+    move |line: u64, column: u64| -> usize {
+        let start = line_starts
+            .get((line as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or(sql.len());
+        sql[start..]
+            .char_indices()
+            .nth((column as usize).saturating_sub(1))
+            .map(|(i, _)| start + i)
+            .unwrap_or(sql.len())
+    }
 }
 
 /// The highest `$n` placeholder in `sql` (0 if none).
@@ -222,7 +185,7 @@ pub fn classify(sql: &str) -> PgWireResult<Statement> {
         "show" => Statement::Show(canonical(second.trim_matches('"'))),
         "discard" => Statement::Noop("DISCARD ALL"),
         "deallocate" => Statement::Noop("DEALLOCATE"),
-        "copy" => parse_copy(sql)?,
+        "copy" => copy::parse_copy(sql)?,
         "create"
             if second == "index"
                 || (second == "unique" && w.get(2).is_some_and(|w| w == "index")) =>
@@ -356,127 +319,6 @@ fn setting_value(value: &str) -> Option<String> {
     Some(parts.join(", "))
 }
 
-fn parse_copy(sql: &str) -> PgWireResult<Statement> {
-    let dialect = PostgreSqlDialect {};
-    let statement = Parser::new(&dialect)
-        .try_with_sql(sql)
-        .and_then(|mut p| p.parse_statement())
-        .map_err(|e| errors::pg(state::SYNTAX, format!("syntax error in COPY: {e}")))?;
-    let ast::Statement::Copy {
-        source,
-        to,
-        target,
-        options,
-        legacy_options,
-        ..
-    } = statement
-    else {
-        return Err(errors::pg(state::SYNTAX, "syntax error in COPY"));
-    };
-    let parquet = options
-        .iter()
-        .any(|o| matches!(o, CopyOption::Format(f) if f.value.eq_ignore_ascii_case("parquet")));
-    if parquet {
-        return parquet_copy(source, to, target, &options, &legacy_options);
-    }
-    let format = copy_format(&options, &legacy_options)?;
-    match (to, target) {
-        (false, CopyTarget::Stdin) => match source {
-            CopySource::Table {
-                table_name,
-                columns,
-            } => Ok(Statement::CopyIn(CopyIn {
-                table: object_name(&table_name),
-                columns: columns.iter().map(ident).collect(),
-                format,
-            })),
-            CopySource::Query(_) => {
-                Err(errors::pg(state::SYNTAX, "COPY (query) FROM is not valid"))
-            }
-        },
-        (true, CopyTarget::Stdout) => Ok(Statement::CopyOut(CopyOut {
-            query: copy_query(source),
-            format,
-        })),
-        _ => Err(errors::pg(
-            state::NOT_SUPPORTED,
-            "COPY to or from a server file takes FORMAT parquet only, and programs are not supported; \
-             for text, csv and binary use COPY … FROM STDIN or TO STDOUT (psql: \\copy)",
-        )),
-    }
-}
-
-/// The query a `COPY … TO` reads: the table's columns, or the query as written.
-fn copy_query(source: CopySource) -> String {
-    match source {
-        CopySource::Table {
-            table_name,
-            columns,
-        } => {
-            let list = if columns.is_empty() {
-                "*".to_string()
-            } else {
-                columns
-                    .iter()
-                    .map(|c| format!("\"{}\"", ident(c).replace('"', "\"\"")))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            format!("SELECT {list} FROM {table_name}")
-        }
-        CopySource::Query(query) => rewrite_functions(&query.to_string()),
-    }
-}
-
-/// `COPY … FROM|TO '/path' (FORMAT parquet)`: a server file, no other option, and (for FROM)
-/// no column list: the file's columns are matched to the table's by name.
-fn parquet_copy(
-    source: CopySource,
-    to: bool,
-    target: CopyTarget,
-    options: &[CopyOption],
-    legacy: &[CopyLegacyOption],
-) -> PgWireResult<Statement> {
-    let CopyTarget::File { filename: path } = target else {
-        return Err(errors::pg(
-            state::NOT_SUPPORTED,
-            "FORMAT parquet reads and writes server files: COPY t FROM '/path/file.parquet' (FORMAT parquet)",
-        ));
-    };
-    if let Some(other) = options.iter().find(|o| !matches!(o, CopyOption::Format(_))) {
-        return Err(errors::pg(
-            state::SYNTAX,
-            format!("COPY option {other} cannot be used with FORMAT parquet"),
-        ));
-    }
-    if !legacy.is_empty() {
-        return Err(errors::pg(
-            state::SYNTAX,
-            "COPY options cannot be used with FORMAT parquet",
-        ));
-    }
-    if to {
-        return Ok(Statement::CopyToParquet {
-            query: copy_query(source),
-            path,
-        });
-    }
-    match source {
-        CopySource::Table {
-            table_name,
-            columns,
-        } if columns.is_empty() => Ok(Statement::CopyFromParquet {
-            table: object_name(&table_name),
-            path,
-        }),
-        CopySource::Table { .. } => Err(errors::pg(
-            state::NOT_SUPPORTED,
-            "COPY … FROM a parquet file takes no column list: columns are matched by name",
-        )),
-        CopySource::Query(_) => Err(errors::pg(state::SYNTAX, "COPY (query) FROM is not valid")),
-    }
-}
-
 fn parse_create_index(sql: &str) -> PgWireResult<Statement> {
     let statement = Parser::new(&PostgreSqlDialect {})
         .try_with_sql(sql)
@@ -514,193 +356,6 @@ fn object_name(name: &ast::ObjectName) -> String {
         .and_then(|p| p.as_ident())
         .map(ident)
         .unwrap_or_default()
-}
-
-fn copy_format(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> PgWireResult<CopyFormat> {
-    let mut csv = false;
-    let mut binary = false;
-    // Options that have no meaning in binary mode, by name, as given.
-    let mut textual: Vec<&str> = Vec::new();
-    let mut delimiter = None;
-    let mut null = None;
-    let mut header = false;
-    let mut quote = b'"';
-    let mut escape = None;
-    let byte = |c: char, what: &str| -> PgWireResult<u8> {
-        if c.is_ascii() {
-            Ok(c as u8)
-        } else {
-            Err(errors::pg(
-                state::NOT_SUPPORTED,
-                format!("COPY {what} must be a single one-byte character"),
-            ))
-        }
-    };
-    for option in options {
-        match option {
-            CopyOption::Format(f) => match f.value.to_ascii_lowercase().as_str() {
-                "csv" => (csv, binary) = (true, false),
-                "text" => (csv, binary) = (false, false),
-                "binary" => (csv, binary) = (false, true),
-                other => {
-                    return Err(errors::pg(
-                        state::INVALID_PARAMETER,
-                        format!("COPY format \"{other}\" not recognized"),
-                    ));
-                }
-            },
-            CopyOption::Delimiter(c) => {
-                textual.push("DELIMITER");
-                delimiter = Some(byte(*c, "delimiter")?)
-            }
-            CopyOption::Null(s) => {
-                textual.push("NULL");
-                null = Some(s.clone())
-            }
-            CopyOption::Header(h) => {
-                textual.push("HEADER");
-                header = *h
-            }
-            CopyOption::Quote(c) => {
-                textual.push("QUOTE");
-                quote = byte(*c, "quote")?
-            }
-            CopyOption::Escape(c) => {
-                textual.push("ESCAPE");
-                escape = Some(byte(*c, "escape")?)
-            }
-            CopyOption::Encoding(e) => {
-                let e = e.to_ascii_lowercase().replace(['-', '_'], "");
-                if e != "utf8" && e != "unicode" {
-                    return Err(errors::pg(
-                        state::NOT_SUPPORTED,
-                        format!("COPY ENCODING {e}: only UTF8 is supported"),
-                    ));
-                }
-            }
-            CopyOption::Freeze(_) => {}
-            other => {
-                return Err(errors::pg(
-                    state::NOT_SUPPORTED,
-                    format!("COPY option {other} is not supported"),
-                ));
-            }
-        }
-    }
-    for option in legacy {
-        match option {
-            CopyLegacyOption::Csv(csv_options) => {
-                csv = true;
-                for o in csv_options {
-                    match o {
-                        CopyLegacyCsvOption::Header => header = true,
-                        CopyLegacyCsvOption::Quote(c) => quote = byte(*c, "quote")?,
-                        CopyLegacyCsvOption::Escape(c) => escape = Some(byte(*c, "escape")?),
-                        other => {
-                            return Err(errors::pg(
-                                state::NOT_SUPPORTED,
-                                format!("COPY option {other} is not supported"),
-                            ));
-                        }
-                    }
-                }
-            }
-            CopyLegacyOption::Delimiter(c) => {
-                textual.push("DELIMITER");
-                delimiter = Some(byte(*c, "delimiter")?)
-            }
-            CopyLegacyOption::Null(s) => {
-                textual.push("NULL");
-                null = Some(s.clone())
-            }
-            CopyLegacyOption::Header => {
-                textual.push("HEADER");
-                header = true
-            }
-            CopyLegacyOption::Binary => binary = true,
-            other => {
-                return Err(errors::pg(
-                    state::NOT_SUPPORTED,
-                    format!("COPY option {other} is not supported"),
-                ));
-            }
-        }
-    }
-    if binary {
-        if let Some(option) = textual.first() {
-            return Err(errors::pg(
-                state::SYNTAX,
-                format!("cannot specify {option} in BINARY mode"),
-            ));
-        }
-        if csv {
-            return Err(errors::pg(
-                state::SYNTAX,
-                "cannot specify CSV in BINARY mode",
-            ));
-        }
-    }
-    if header && !csv {
-        return Err(errors::pg(
-            state::NOT_SUPPORTED,
-            "COPY HEADER is available only in CSV mode",
-        ));
-    }
-    let delimiter = delimiter.unwrap_or(if csv { b',' } else { b'\t' });
-    if delimiter == b'\n' || delimiter == b'\r' || (!csv && delimiter == b'\\') {
-        return Err(errors::pg(
-            state::INVALID_PARAMETER,
-            "COPY delimiter cannot be newline, carriage return or backslash",
-        ));
-    }
-    let null = null.unwrap_or_else(|| if csv { String::new() } else { "\\N".into() });
-    check_unambiguous(csv, delimiter, &null, quote)?;
-    Ok(CopyFormat {
-        csv,
-        binary,
-        delimiter,
-        null,
-        header,
-        quote,
-        escape: escape.unwrap_or(quote),
-    })
-}
-
-/// PostgreSQL's checks that COPY output reads back as written: in text, a delimiter written
-/// after a backslash must not read as an escape (`\x41`, `\101`, `\.`); in csv, the delimiter
-/// must not be the quote; a NULL string must not hold a line end, the delimiter or the quote.
-fn check_unambiguous(csv: bool, delimiter: u8, null: &str, quote: u8) -> PgWireResult<()> {
-    if !csv && b".abcdefghijklmnopqrstuvwxyz0123456789".contains(&delimiter) {
-        return Err(errors::pg(
-            state::INVALID_PARAMETER,
-            format!("COPY delimiter cannot be \"{}\"", char::from(delimiter)),
-        ));
-    }
-    if csv && delimiter == quote {
-        return Err(errors::pg(
-            state::INVALID_PARAMETER,
-            "COPY delimiter and quote must be different",
-        ));
-    }
-    if null.contains(['\n', '\r']) {
-        return Err(errors::pg(
-            state::INVALID_PARAMETER,
-            "COPY null representation cannot use newline or carriage return",
-        ));
-    }
-    if null.as_bytes().contains(&delimiter) {
-        return Err(errors::pg(
-            state::NOT_SUPPORTED,
-            "COPY delimiter must not appear in the NULL specification",
-        ));
-    }
-    if csv && null.as_bytes().contains(&quote) {
-        return Err(errors::pg(
-            state::NOT_SUPPORTED,
-            "CSV quote character must not appear in the NULL specification",
-        ));
-    }
-    Ok(())
 }
 
 /// Session information functions DataFusion lacks, answered by the server.
@@ -809,81 +464,5 @@ fn session_value(name: &str) -> String {
         "current_database" | "current_catalog" => "tally".into(),
         "current_schema" => "public".into(),
         _ => "tally".into(),
-    }
-}
-
-#[cfg(test)]
-mod copy_statements {
-    use super::*;
-
-    #[test]
-    fn binary_and_parquet_copies_parse_with_postgres_spellings() {
-        for sql in [
-            "COPY t FROM STDIN (FORMAT binary)",
-            "COPY t FROM STDIN BINARY",
-        ] {
-            match classify(sql).unwrap() {
-                Statement::CopyIn(copy) => assert!(copy.format.binary, "{sql}"),
-                _ => panic!("{sql}: not a COPY FROM STDIN"),
-            }
-        }
-        match classify("COPY (SELECT 1) TO STDOUT WITH (FORMAT binary)").unwrap() {
-            Statement::CopyOut(copy) => assert_eq!(copy.format.wire_code(), 1),
-            _ => panic!("not a COPY TO STDOUT"),
-        }
-        match classify("COPY t FROM 'dir/f.parquet' (FORMAT parquet)").unwrap() {
-            Statement::CopyFromParquet { table, path } => {
-                assert_eq!((table.as_str(), path.as_str()), ("t", "dir/f.parquet"))
-            }
-            _ => panic!("not a parquet COPY"),
-        }
-        let code = |sql: &str| match classify(sql) {
-            Err(pgwire::error::PgWireError::UserError(info)) => info.code.clone(),
-            other => panic!("{sql}: {:?}", other.map(|_| ())),
-        };
-        assert_eq!(code("COPY t FROM STDIN (FORMAT binary, NULL 'x')"), "42601");
-        assert_eq!(
-            code("COPY t FROM STDIN WITH (FORMAT binary, HEADER)"),
-            "42601"
-        );
-        assert_eq!(code("COPY t TO '/tmp/x.csv' (FORMAT csv)"), "0A000");
-    }
-
-    /// Found by fuzzing (fuzz/fuzz_targets/copy_text.rs and copy_csv.rs): these options made
-    /// COPY TO output that COPY FROM with the same options read as other rows, or refused.
-    /// They are refused as PostgreSQL refuses them.
-    #[test]
-    fn options_whose_output_would_not_read_back_are_refused() {
-        let code = |sql: &str| match classify(sql) {
-            Err(pgwire::error::PgWireError::UserError(info)) => info.code.clone(),
-            other => panic!("{sql}: {:?}", other.map(|_| ())),
-        };
-        // DELIMITER 'x' wrote the bytea text `\x2d…` as `\\\x2d…`, read back as `\` and 0x2d.
-        for delimiter in ["x", "0", "7", "n", ".", "a"] {
-            let sql = format!("COPY t FROM STDIN (DELIMITER '{delimiter}')");
-            assert_eq!(code(&sql), "22023", "{sql}");
-        }
-        assert_eq!(
-            code("COPY t TO STDOUT (FORMAT csv, DELIMITER '|', QUOTE '|')"),
-            "22023"
-        );
-        assert_eq!(
-            code("COPY t FROM STDIN (FORMAT csv, DELIMITER '\"')"),
-            "22023"
-        );
-        assert_eq!(code("COPY t FROM STDIN (NULL 'a\nb')"), "22023");
-        assert_eq!(code("COPY t FROM STDIN (FORMAT csv, NULL 'a,b')"), "0A000");
-        assert_eq!(code("COPY t FROM STDIN (DELIMITER '|', NULL '|')"), "0A000");
-        assert_eq!(code("COPY t FROM STDIN (FORMAT csv, NULL '\"')"), "0A000");
-        // Still accepted: the usual spellings, and letters as csv delimiters.
-        for sql in [
-            "COPY t FROM STDIN",
-            "COPY t FROM STDIN (FORMAT csv, HEADER, DELIMITER ';', NULL 'NULL')",
-            "COPY t FROM STDIN (DELIMITER '|', NULL '')",
-            "COPY t FROM STDIN (FORMAT csv, DELIMITER 'x', QUOTE '''')",
-            "COPY t TO STDOUT (FORMAT binary)",
-        ] {
-            assert!(classify(sql).is_ok(), "{sql}");
-        }
     }
 }
