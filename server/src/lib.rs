@@ -53,6 +53,12 @@ impl Server {
         options
             .session_extensions
             .push(Arc::new(pg::catalog::PgCatalog));
+        let sessions = Arc::new(pg::sessions::Sessions::default());
+        options
+            .session_extensions
+            .push(Arc::new(pg::sessions::SessionsExtension(Arc::clone(
+                &sessions,
+            ))));
         let listener = TcpListener::bind(&config.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -61,7 +67,7 @@ impl Server {
             .await
             .map_err(|e| format!("opening the database failed: {e}"))?
             .map_err(|e| format!("cannot open {}: {e}", config.data.display()))?;
-        let shared = Arc::new(pg::Shared::new(db.clone(), login));
+        let shared = Arc::new(pg::Shared::new(db.clone(), login, sessions));
         Ok(Server {
             listener,
             db,

@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod copy;
 pub mod errors;
 pub mod refuse;
+pub mod sessions;
 pub mod settings;
 pub mod statement;
 pub mod transaction;
@@ -67,13 +68,16 @@ pub struct Shared {
     db: Database,
     cancel: Arc<DefaultCancelHandler>,
     startup: Arc<Startup>,
+    sessions: Arc<sessions::Sessions>,
 }
 
 impl Shared {
-    /// Shared state over an open database; connections authenticate as `login` says.
-    pub fn new(db: Database, login: auth::Login) -> Shared {
+    /// Shared state over an open database; connections authenticate as `login` says and are
+    /// listed in `sessions` (the registry behind `tally_sessions`).
+    pub fn new(db: Database, login: auth::Login, sessions: Arc<sessions::Sessions>) -> Shared {
         let manager = Arc::new(ConnectionManager::new());
         Shared {
+            sessions,
             db,
             cancel: Arc::new(DefaultCancelHandler::new(Arc::clone(&manager))),
             startup: Arc::new(Startup::new(login, manager)),
@@ -102,6 +106,7 @@ impl ConnectionHandlers {
                 session: Mutex::new(Session::default()),
                 copy: tokio::sync::Mutex::new(None),
                 blocks,
+                registration: shared.sessions.register(),
             }),
             cancel: Arc::clone(&shared.cancel),
             startup: Arc::clone(&shared.startup),
@@ -139,6 +144,8 @@ pub struct Connection {
     copy: tokio::sync::Mutex<Option<copy::CopyIn>>,
     /// The open transaction block, if any.
     blocks: Arc<tokio::sync::Mutex<transaction::Blocks>>,
+    /// This session in `tally_sessions`.
+    registration: sessions::Registration,
 }
 
 /// A statement parsed for the extended protocol.
@@ -149,6 +156,8 @@ pub struct Parsed {
     /// Parameters the client's SQL names (`$n`): more than the plan's when a rewrite removed
     /// some (a pruned catalog join); those are accepted and unused.
     declared_params: usize,
+    /// The statement as the client sent it (for `tally_sessions`).
+    sql: String,
 }
 
 /// The extended protocol's parser: plans engine statements with `Database::prepare`, which
@@ -207,6 +216,7 @@ impl QueryParser for Parser {
             statement,
             prepared,
             declared_params: statement::placeholders(&piece),
+            sql: piece,
         }))
     }
 
@@ -242,6 +252,28 @@ impl QueryParser for Parser {
 }
 
 impl Connection {
+    /// Records who the client is in `tally_sessions` (once).
+    fn identify<C: ClientInfo>(&self, client: &C) {
+        self.registration.activity().identify(|| {
+            let metadata = client.metadata();
+            sessions::Client {
+                user: metadata.get("user").cloned(),
+                database: metadata.get("database").cloned(),
+                application_name: metadata.get("application_name").cloned(),
+                address: Some(client.socket_addr().to_string()),
+            }
+        });
+    }
+
+    /// The session waits for its next statement (`tally_sessions.state`).
+    async fn idle(&self) {
+        let blocks = self.blocks.lock().await;
+        let in_block = blocks.active().is_some();
+        let failed = blocks.failed();
+        drop(blocks);
+        self.registration.activity().idle(in_block, failed);
+    }
+
     fn timeout(&self) -> Option<Duration> {
         self.session
             .lock()
@@ -424,6 +456,11 @@ impl Connection {
                     }
                     session.get(name)
                 };
+                if name == "application_name" {
+                    self.registration
+                        .activity()
+                        .set_application_name(reported.clone());
+                }
                 if REPORTED.contains(&name.as_str())
                     && let Some(value) = reported
                 {
@@ -626,6 +663,7 @@ impl SimpleQueryHandler for Connection {
         if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
             return Err(PgWireError::NotReadyForQuery);
         }
+        self.identify(client);
         client.set_state(PgWireConnectionState::QueryInProgress);
         if query.query.chars().all(|c| c == ';' || c.is_whitespace()) {
             client
@@ -656,6 +694,7 @@ impl SimpleQueryHandler for Connection {
                 Ok(responses) => responses,
                 Err(e) => {
                     self.blocks.lock().await.statement_failed();
+                    self.idle().await;
                     return Err(e);
                 }
             };
@@ -692,6 +731,7 @@ impl SimpleQueryHandler for Connection {
         }
         // During COPY FROM STDIN the copy handler sends ReadyForQuery at its end.
         if !matches!(client.state(), PgWireConnectionState::CopyInProgress(_)) {
+            self.idle().await;
             client.set_state(PgWireConnectionState::ReadyForQuery);
             let status = self.blocks.lock().await.status();
             client.set_transaction_status(status);
@@ -713,6 +753,7 @@ impl SimpleQueryHandler for Connection {
             Err(e) => return Ok(vec![Response::Error(Box::new(e.into()))]),
         };
         for piece in pieces {
+            self.registration.activity().start(&piece);
             let outcome = match statement::classify(&piece) {
                 Ok(statement) => self.run(client, &statement, &|_: usize| false).await,
                 Err(e) => Err(e),
@@ -753,13 +794,25 @@ impl ExtendedQueryHandler for Connection {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        self.identify(client);
+        let portal_name = message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME);
+        if let Some(pgwire::api::store::Entry::Value(portal)) =
+            client.portal_store().get_portal(portal_name)
+        {
+            self.registration
+                .activity()
+                .start(&portal.statement.statement.sql);
+        }
         let result = self._on_execute(client, message).await;
         if !matches!(client.state(), PgWireConnectionState::CopyInProgress(_)) {
-            let mut blocks = self.blocks.lock().await;
-            if result.is_err() {
-                blocks.statement_failed();
+            {
+                let mut blocks = self.blocks.lock().await;
+                if result.is_err() {
+                    blocks.statement_failed();
+                }
+                client.set_transaction_status(blocks.status());
             }
-            client.set_transaction_status(blocks.status());
+            self.idle().await;
         }
         result
     }
@@ -855,10 +908,43 @@ impl CopyHandler for Connection {
             self.blocks.lock().await.statement_failed();
             return Err(e);
         }
+        self.registration
+            .activity()
+            .copy_progress(copy_data.data.len() as u64, state.rows());
         Ok(())
     }
 
     async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let result = self.finish_copy(client).await;
+        self.idle().await;
+        result
+    }
+
+    async fn on_copy_fail<C>(&self, _client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.copy.lock().await.take();
+        self.blocks.lock().await.statement_failed();
+        self.idle().await;
+        errors::pg(
+            state::QUERY_CANCELED,
+            format!("COPY from stdin failed: {}", fail.message),
+        )
+    }
+}
+
+impl Connection {
+    /// Commits (or, in a transaction block, holds) the COPY FROM STDIN that just ended and
+    /// sends its CommandComplete.
+    async fn finish_copy<C>(&self, client: &mut C) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,
@@ -909,20 +995,6 @@ impl CopyHandler for Connection {
             ))
             .await?;
         Ok(())
-    }
-
-    async fn on_copy_fail<C>(&self, _client: &mut C, fail: CopyFail) -> PgWireError
-    where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        self.copy.lock().await.take();
-        self.blocks.lock().await.statement_failed();
-        errors::pg(
-            state::QUERY_CANCELED,
-            format!("COPY from stdin failed: {}", fail.message),
-        )
     }
 }
 

@@ -18,5 +18,6 @@ mod pg_transactions;
 mod pg_views;
 mod psql;
 mod sql;
+mod system_tables;
 mod transactions;
 mod views;

@@ -55,6 +55,8 @@ async fn information_schema_lists_tables() {
         vec![
             "tally|public|B",
             "tally|public|a",
+            "tally|public|tally_segments",
+            "tally|public|tally_tables",
             "tally|public|tally_views"
         ]
     );

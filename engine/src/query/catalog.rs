@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, CatalogProviderList, SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result as DfResult};
 
-use super::system::{TALLY_VIEWS, views_table};
+use super::system::{SYSTEM_TABLES, system_table};
 use super::table::SnapshotTable;
 use crate::error::to_datafusion;
 use crate::snapshot::Snapshot;
@@ -38,6 +38,7 @@ impl SnapshotCatalogList {
             snapshot,
             segments_dir,
             writer,
+            added: RwLock::default(),
         });
         SnapshotCatalogList {
             catalog: Arc::new(SnapshotCatalog {
@@ -109,18 +110,41 @@ struct SnapshotSchema {
     snapshot: Arc<Snapshot>,
     segments_dir: PathBuf,
     writer: AppendTarget,
+    /// Tables session extensions registered for this statement (the server's
+    /// `tally_sessions`); a table or view of the same name hides them.
+    added: RwLock<BTreeMap<String, Arc<dyn TableProvider>>>,
 }
 
 #[async_trait]
 impl SchemaProvider for SnapshotSchema {
     fn table_names(&self) -> Vec<String> {
+        let added = self.added.read().unwrap_or_else(|e| e.into_inner());
         self.snapshot
             .tables
             .keys()
             .chain(self.snapshot.views.keys())
             .cloned()
-            .chain([TALLY_VIEWS.to_string()])
+            .chain(SYSTEM_TABLES.iter().map(|t| t.to_string()))
+            .chain(added.keys().cloned())
             .collect()
+    }
+
+    /// Session extensions add system tables here, for one statement. A name the database
+    /// already uses (a table, view or the engine's system table) keeps its meaning: the
+    /// registration is ignored.
+    fn register_table(
+        &self,
+        name: String,
+        table: Arc<dyn TableProvider>,
+    ) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        if self.snapshot.tables.contains_key(&name)
+            || self.snapshot.views.contains_key(&name)
+            || SYSTEM_TABLES.contains(&name.as_str())
+        {
+            return Ok(None);
+        }
+        let mut added = self.added.write().unwrap_or_else(|e| e.into_inner());
+        Ok(added.insert(name, table))
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
@@ -132,15 +156,14 @@ impl SchemaProvider for SnapshotSchema {
             );
             return Ok(Some(Arc::new(table)));
         }
-        if name == TALLY_VIEWS {
-            return Ok(Some(Arc::new(
-                views_table(&self.snapshot).map_err(to_datafusion)?,
-            )));
+        if let Some(system) = system_table(&self.snapshot, name).map_err(to_datafusion)? {
+            return Ok(Some(Arc::new(system)));
         }
         let (Some(entry), Some(rocks)) =
             (self.snapshot.views.get(name), self.snapshot.rocks.as_ref())
         else {
-            return Ok(None);
+            let added = self.added.read().unwrap_or_else(|e| e.into_inner());
+            return Ok(added.get(name).cloned());
         };
         Ok(Some(Arc::new(ViewTable::new(
             Arc::clone(&entry.view),
@@ -152,6 +175,11 @@ impl SchemaProvider for SnapshotSchema {
     fn table_exist(&self, name: &str) -> bool {
         self.snapshot.tables.contains_key(name)
             || self.snapshot.views.contains_key(name)
-            || name == TALLY_VIEWS
+            || SYSTEM_TABLES.contains(&name)
+            || self
+                .added
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(name)
     }
 }

@@ -157,7 +157,7 @@ pub(crate) fn object_name(name: &ObjectName) -> Result<String> {
 
 /// Refuses names of system tables.
 fn unreserved(name: String) -> Result<String> {
-    if name == super::system::TALLY_VIEWS {
+    if super::system::SYSTEM_TABLES.contains(&name.as_str()) {
         return Err(Error::InvalidDefinition(format!(
             "\"{name}\" is the name of a system table"
         )));

@@ -1,17 +1,187 @@
-//! System tables: `tally_views` lists the materialized views with their progress and size.
+//! System tables, read at the statement's snapshot like any table: `tally_tables` (rows,
+//! segments, hot tier, bytes, time range of each table), `tally_segments` (one row per Parquet
+//! segment) and `tally_views` (the materialized views with their progress and size).
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::datasource::MemTable;
 
 use crate::error::{Error, Result};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, TableState};
+use crate::storage::segment::{raw_time_micros, time_bounds};
+use crate::types::ColumnType;
 use crate::views::{ViewStatus, index_prefix, view_prefix};
 
 /// Name of the table that lists materialized views.
 pub const TALLY_VIEWS: &str = "tally_views";
+/// Name of the table that lists tables.
+pub const TALLY_TABLES: &str = "tally_tables";
+/// Name of the table that lists Parquet segments.
+pub const TALLY_SEGMENTS: &str = "tally_segments";
+/// Every system table the engine answers (no table or view may take these names).
+pub const SYSTEM_TABLES: [&str; 3] = [TALLY_TABLES, TALLY_SEGMENTS, TALLY_VIEWS];
+
+/// The system table `name` at `snapshot`, if `name` is one.
+pub(crate) fn system_table(snapshot: &Snapshot, name: &str) -> Result<Option<MemTable>> {
+    Ok(Some(match name {
+        TALLY_TABLES => tables_table(snapshot)?,
+        TALLY_SEGMENTS => segments_table(snapshot)?,
+        TALLY_VIEWS => views_table(snapshot)?,
+        _ => return Ok(None),
+    }))
+}
+
+/// A timestamp column type (µs, UTC), as PostgreSQL's `timestamptz`.
+fn timestamptz() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+/// The inclusive range of a table's time column over its segments and hot rows, in µs since
+/// the epoch (`None` without a time column or rows with a time).
+fn time_range(table: &TableState) -> Result<Option<(i64, i64)>> {
+    let Some(index) = table.def.time_column_index() else {
+        return Ok(None);
+    };
+    let in_days = table.def.columns[index].column_type == ColumnType::Date;
+    let mut range: Option<(i64, i64)> = None;
+    let mut widen = |(lo, hi): (i64, i64)| {
+        range = Some(match range {
+            Some((a, b)) => (a.min(lo), b.max(hi)),
+            None => (lo, hi),
+        });
+    };
+    for segment in &table.segments {
+        if let Some(r) = segment.time_range {
+            widen(r);
+        }
+    }
+    for hot in &table.hot {
+        if let Some(r) = time_bounds(hot.batch.column(index))? {
+            widen(r);
+        }
+    }
+    Ok(range.map(|(lo, hi)| (raw_time_micros(lo, in_days), raw_time_micros(hi, in_days))))
+}
+
+fn mem_table(what: &str, schema: SchemaRef, columns: Vec<ArrayRef>) -> Result<MemTable> {
+    let batch = RecordBatch::try_new(Arc::clone(&schema), columns)
+        .map_err(|e| Error::arrow(format!("listing {what}"), e))?;
+    MemTable::try_new(schema, vec![vec![batch]]).map_err(Error::Query)
+}
+
+/// `tally_tables`: one row per table.
+pub(crate) fn tables_table(snapshot: &Snapshot) -> Result<MemTable> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("name", DataType::Utf8, false),
+        Field::new("table_id", DataType::Int64, false),
+        Field::new("rows", DataType::Int64, false),
+        Field::new("bytes", DataType::Int64, false),
+        Field::new("segments", DataType::Int64, false),
+        Field::new("segment_rows", DataType::Int64, false),
+        Field::new("segment_bytes", DataType::Int64, false),
+        Field::new("hot_batches", DataType::Int64, false),
+        Field::new("hot_rows", DataType::Int64, false),
+        Field::new("hot_bytes", DataType::Int64, false),
+        Field::new("time_column", DataType::Utf8, true),
+        Field::new("oldest", timestamptz(), true),
+        Field::new("newest", timestamptz(), true),
+    ]));
+    let n = snapshot.tables.len();
+    let mut names = Vec::with_capacity(n);
+    let mut ids = Vec::with_capacity(n);
+    let mut counts: [Vec<i64>; 8] = Default::default();
+    let (mut time_columns, mut oldest, mut newest) = (Vec::new(), Vec::new(), Vec::new());
+    for (name, table) in &snapshot.tables {
+        let segment_rows: u64 = table.segments.iter().map(|s| s.rows).sum();
+        let segment_bytes: u64 = table.segments.iter().map(|s| s.bytes).sum();
+        let (hot_rows, hot_bytes) = (table.hot_rows() as u64, table.hot_bytes() as u64);
+        names.push(name.clone());
+        ids.push(table.def.id as i64);
+        let values = [
+            segment_rows + hot_rows,
+            segment_bytes + hot_bytes,
+            table.segments.len() as u64,
+            segment_rows,
+            segment_bytes,
+            table.hot.len() as u64,
+            hot_rows,
+            hot_bytes,
+        ];
+        for (column, value) in counts.iter_mut().zip(values) {
+            column.push(value as i64);
+        }
+        time_columns.push(table.def.time_column.clone());
+        let range = time_range(table)?;
+        oldest.push(range.map(|r| r.0));
+        newest.push(range.map(|r| r.1));
+    }
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(names)),
+        Arc::new(Int64Array::from(ids)),
+    ];
+    columns.extend(
+        counts
+            .into_iter()
+            .map(|c| Arc::new(Int64Array::from(c)) as ArrayRef),
+    );
+    columns.push(Arc::new(StringArray::from(time_columns)));
+    columns.push(Arc::new(
+        TimestampMicrosecondArray::from(oldest).with_timezone("UTC"),
+    ));
+    columns.push(Arc::new(
+        TimestampMicrosecondArray::from(newest).with_timezone("UTC"),
+    ));
+    mem_table("tables", schema, columns)
+}
+
+/// `tally_segments`: one row per Parquet segment, in table then segment order.
+pub(crate) fn segments_table(snapshot: &Snapshot) -> Result<MemTable> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("table_name", DataType::Utf8, false),
+        Field::new("segment_id", DataType::Int64, false),
+        Field::new("file_name", DataType::Utf8, false),
+        Field::new("rows", DataType::Int64, false),
+        Field::new("bytes", DataType::Int64, false),
+        Field::new("min_time", timestamptz(), true),
+        Field::new("max_time", timestamptz(), true),
+    ]));
+    let (mut tables, mut ids, mut files, mut rows, mut bytes, mut lo, mut hi) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    for (name, table) in &snapshot.tables {
+        let in_days = table
+            .def
+            .time_column_index()
+            .is_some_and(|i| table.def.columns[i].column_type == ColumnType::Date);
+        for segment in &table.segments {
+            tables.push(name.clone());
+            ids.push(segment.id as i64);
+            files.push(format!("segments/{}/{}", table.def.id, segment.file_name));
+            rows.push(segment.rows as i64);
+            bytes.push(segment.bytes as i64);
+            lo.push(segment.time_range.map(|r| raw_time_micros(r.0, in_days)));
+            hi.push(segment.time_range.map(|r| raw_time_micros(r.1, in_days)));
+        }
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(tables)),
+        Arc::new(Int64Array::from(ids)),
+        Arc::new(StringArray::from(files)),
+        Arc::new(Int64Array::from(rows)),
+        Arc::new(Int64Array::from(bytes)),
+        Arc::new(TimestampMicrosecondArray::from(lo).with_timezone("UTC")),
+        Arc::new(TimestampMicrosecondArray::from(hi).with_timezone("UTC")),
+    ];
+    mem_table("segments", schema, columns)
+}
 
 /// `tally_views` at one snapshot: name, table, definition, state, groups, bytes, last commit.
 pub(crate) fn views_table(snapshot: &Snapshot) -> Result<MemTable> {

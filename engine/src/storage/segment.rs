@@ -135,6 +135,32 @@ impl RawTimes {
     }
 }
 
+/// The inclusive raw range (days for DATE, µs for timestamps) of a time column's non-NULL
+/// values, `None` when all are NULL.
+pub(crate) fn time_bounds(column: &ArrayRef) -> Result<Option<(i64, i64)>> {
+    let times = RawTimes::new(column)?;
+    let mut bounds: Option<(i64, i64)> = None;
+    for (i, v) in times.values.iter().enumerate() {
+        if column.is_null(i) {
+            continue;
+        }
+        bounds = Some(match bounds {
+            Some((lo, hi)) => (lo.min(*v), hi.max(*v)),
+            None => (*v, *v),
+        });
+    }
+    Ok(bounds)
+}
+
+/// A raw time value (days for DATE columns, µs otherwise) in µs since the epoch.
+pub(crate) fn raw_time_micros(raw: i64, in_days: bool) -> i64 {
+    if in_days {
+        raw.saturating_mul(MICROS_PER_DAY)
+    } else {
+        raw
+    }
+}
+
 /// Writes one segment file and syncs it (and its directory) to disk. Returns the file size.
 pub(crate) fn write(
     path: &Path,

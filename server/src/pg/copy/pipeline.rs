@@ -25,6 +25,8 @@ pub struct CopyIn {
     decoder: Decoder,
     batches: Option<mpsc::Sender<RecordBatch>>,
     writer: Option<JoinHandle<Written>>,
+    /// Rows decoded so far.
+    rows: u64,
 }
 
 impl CopyIn {
@@ -44,7 +46,13 @@ impl CopyIn {
             decoder,
             batches: Some(sender),
             writer: Some(writer),
+            rows: 0,
         }
+    }
+
+    /// Rows decoded so far (for progress reports).
+    pub fn rows(&self) -> u64 {
+        self.rows
     }
 
     /// Number of columns the input provides.
@@ -75,6 +83,7 @@ impl CopyIn {
     }
 
     async fn send(&mut self, batch: RecordBatch) -> PgWireResult<()> {
+        self.rows += batch.num_rows() as u64;
         let sent = match &self.batches {
             Some(sender) => sender.send(batch).await.is_ok(),
             None => false,

@@ -1,0 +1,140 @@
+//! System tables: `tally_tables` and `tally_segments` describe storage at the statement's
+//! snapshot; the server's `tally_sessions` lists sessions with their running statement and the
+//! progress of a COPY.
+
+use bytes::Bytes;
+use futures::SinkExt;
+use tally_tests::*;
+
+use super::pg::{TestServer, psql, simple_rows};
+
+#[tokio::test]
+async fn tally_tables_and_tally_segments_describe_what_is_stored() {
+    let (_dir, db) = temp_db(test_options());
+    db.sql(EVENTS_DDL).await.unwrap();
+    db.sql("CREATE TABLE plain (x BIGINT)").await.unwrap();
+    // Three days of events, flushed to one segment per day, then 100 more rows left hot.
+    db.ingest("events", events_batch(1, 3_000, 3))
+        .await
+        .unwrap();
+    db.flush().await.unwrap();
+    db.ingest("events", events_batch(2, 100, 1)).await.unwrap();
+
+    let stats = db.table_stats("events").unwrap();
+    let lines = query_lines(
+        &db,
+        "SELECT name, rows, segments, segment_rows, hot_batches, hot_rows, time_column, \
+         oldest >= TIMESTAMPTZ '2026-01-01 00:00:00+00', \
+         newest < TIMESTAMPTZ '2026-01-04 00:00:00+00' FROM tally_tables ORDER BY name",
+    )
+    .await;
+    assert_eq!(
+        lines,
+        [
+            format!("events|3100|{}|3000|1|100|ts|true|true", stats.segments),
+            "plain|0|0|0|0|0|||".to_string(),
+        ],
+    );
+    assert_eq!(stats.segments, 3, "one segment per day");
+    let bytes = query_i64(&db, "SELECT bytes FROM tally_tables WHERE name = 'events'").await;
+    assert!(
+        bytes as u64 > stats.segment_bytes,
+        "segments plus hot bytes"
+    );
+
+    let segments = query_lines(
+        &db,
+        "SELECT table_name, rows, min_time <= max_time, file_name LIKE 'segments/%.parquet' \
+         FROM tally_segments ORDER BY min_time",
+    )
+    .await;
+    assert_eq!(segments.len(), 3);
+    assert!(
+        segments
+            .iter()
+            .all(|s| s.starts_with("events|") && s.ends_with("|true|true"))
+    );
+    assert_eq!(
+        query_i64(&db, "SELECT sum(rows) FROM tally_segments").await,
+        stats.segment_rows as i64
+    );
+    assert_eq!(
+        query_i64(&db, "SELECT sum(bytes) FROM tally_segments").await,
+        stats.segment_bytes as i64
+    );
+
+    for name in ["tally_tables", "tally_segments", "tally_views"] {
+        let err = db
+            .sql(&format!("CREATE TABLE {name} (x BIGINT)"))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("system table"), "{name}: {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_lists_tally_sessions_with_the_progress_of_a_running_copy() {
+    let server = TestServer::start().await;
+    let writer = server.connect().await;
+    writer.batch_execute(EVENTS_DDL).await.unwrap();
+    writer
+        .batch_execute("SET application_name = 'loader'")
+        .await
+        .unwrap();
+
+    // A COPY that has sent 20,000 rows and is still open.
+    let sink = writer
+        .copy_in::<_, Bytes>("COPY events FROM STDIN (FORMAT csv)")
+        .await
+        .unwrap();
+    futures::pin_mut!(sink);
+    let rows: String = (0..20_000)
+        .map(|i| format!("2026-01-01 00:00:00,{i},/p,1.5,7\n"))
+        .collect();
+    sink.send(Bytes::from(rows)).await.unwrap();
+    sink.flush().await.unwrap();
+
+    // psql sees it, with its progress, and sees itself.
+    let query = "SELECT application_name, state, query, copy_rows, copy_bytes > 0, \
+                 usename, datname, client_addr LIKE '127.0.0.1:%', query_start IS NOT NULL \
+                 FROM tally_sessions ORDER BY pid";
+    let mut listing = String::new();
+    for _ in 0..200 {
+        listing = psql(&server, &["-A", "-t", "-c", query]).await.unwrap();
+        if listing.contains("|16384|") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let lines: Vec<&str> = listing.lines().collect();
+    assert_eq!(lines.len(), 2, "{listing}");
+    assert_eq!(
+        lines[0], "loader|active|COPY events FROM STDIN (FORMAT csv)|16384|t|tally|tally|t|t",
+        "the COPY's session, with the rows decoded so far (whole batches of 8192)"
+    );
+    assert!(
+        lines[1].starts_with("psql|active|SELECT application_name"),
+        "{listing}"
+    );
+
+    // Once the COPY ends, its session is idle, and a closed session leaves the table.
+    sink.as_mut().finish().await.unwrap();
+    let states = simple_rows(
+        &writer,
+        "SELECT state, query FROM tally_sessions ORDER BY pid",
+    )
+    .await;
+    assert_eq!(states.len(), 1, "psql's session is gone: {states:?}");
+    assert_eq!(states[0][0].as_deref(), Some("active"));
+    assert!(states[0][1].as_deref().unwrap().starts_with("SELECT state"));
+    writer.batch_execute("BEGIN").await.unwrap();
+    let other = server.connect().await;
+    let state = simple_rows(
+        &other,
+        "SELECT state FROM tally_sessions WHERE application_name = 'loader'",
+    )
+    .await;
+    assert_eq!(state, vec![vec![Some("idle in transaction".to_string())]]);
+    writer.batch_execute("ROLLBACK").await.unwrap();
+    server.stop().await;
+}
