@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 
 use crate::catalog::{self, CATALOG_ENTRY_VERSION, SegmentMeta, TableDef};
 use crate::error::{Error, Result};
+use crate::metrics::Recorder;
 use crate::snapshot::{Current, HotBatch, Snapshot, TableState, ViewEntry};
 use crate::storage::keys::{self, CF_CATALOG, CF_HOT, CF_META, CF_VIEWS};
 use crate::storage::reclaim::{DroppedRange, Reclaimer};
@@ -131,6 +132,8 @@ pub(crate) enum Outcome {
 struct Request {
     op: Op,
     reply: Reply,
+    /// When the request was sent, for the commit latency.
+    queued: Instant,
 }
 
 /// Where a commit result goes: an async waiter or a blocked thread.
@@ -169,6 +172,7 @@ impl Writer {
         sync: bool,
         next_table_id: u64,
         reclaimer: Arc<Reclaimer>,
+        metrics: Arc<Recorder>,
     ) -> Result<Writer> {
         let (tx, rx) = mpsc::channel();
         let committer = Committer {
@@ -179,6 +183,7 @@ impl Writer {
             sync,
             next_table_id,
             group_next_segment: 0,
+            metrics,
         };
         let thread = std::thread::Builder::new()
             .name("tally-commit".into())
@@ -204,6 +209,7 @@ impl Writer {
         self.send(Message::Commit(Request {
             op,
             reply: Reply::Async(reply),
+            queued: Instant::now(),
         }))?;
         rx.await.map_err(|_| Error::Closed)?
     }
@@ -214,6 +220,7 @@ impl Writer {
         self.send(Message::Commit(Request {
             op,
             reply: Reply::Blocking(reply),
+            queued: Instant::now(),
         }))?;
         rx.recv().map_err(|_| Error::Closed)?
     }
@@ -237,6 +244,7 @@ struct Committer {
     next_table_id: u64,
     /// The segment-id counter as written by earlier appends of the group being committed.
     group_next_segment: u64,
+    metrics: Arc<Recorder>,
 }
 
 impl Committer {
@@ -303,12 +311,15 @@ impl Committer {
                         tracing::warn!("could not remove {}: {e}", dir.display());
                     }
                 }
+                self.metrics.group_committed();
                 for (req, result) in group.into_iter().zip(results) {
+                    self.metrics.committed(&req.op, &result, req.queued);
                     req.reply.send(result);
                 }
             }
             Err(e) => {
                 tracing::error!("commit failed: {e}");
+                self.metrics.group_failed(group.len());
                 let message = e.to_string();
                 for (req, result) in group.into_iter().zip(results) {
                     let failed = result.and_then(|_| {

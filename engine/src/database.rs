@@ -18,6 +18,7 @@ use crate::catalog::{self, CATALOG_ENTRY_VERSION, SegmentMeta, TableDef};
 use crate::commit::{Op, Outcome, Writer};
 use crate::error::{DataErrorClass, Error, Result};
 use crate::flush::Flusher;
+use crate::metrics::{Metrics, Recorder};
 use crate::options::Options;
 use crate::query::ddl::{self, Ddl};
 use crate::query::{self, QueryEngine, StatementResult};
@@ -62,6 +63,8 @@ struct Inner {
     flush_on_close: bool,
     /// Held until close: the RocksDB handle and the directory lock.
     resources: Mutex<Option<(Arc<Store>, File)>>,
+    /// Counters of commits, flushes and backfills ([`Database::metrics`]).
+    metrics: Arc<Recorder>,
 }
 
 impl Database {
@@ -103,6 +106,7 @@ impl Database {
         ));
         let current = Arc::new(Current::new(snapshot));
         let reclaimer = Arc::new(Reclaimer::start(Arc::clone(&store))?);
+        let metrics = Arc::new(Recorder::default());
         let writer = Arc::new(Writer::start(
             Arc::clone(&store),
             Arc::clone(&current),
@@ -110,6 +114,7 @@ impl Database {
             options.sync,
             next_table_id,
             Arc::clone(&reclaimer),
+            Arc::clone(&metrics),
         )?);
         let flusher = Flusher::start(
             Arc::clone(&current),
@@ -117,6 +122,7 @@ impl Database {
             segments_dir.clone(),
             options.clone(),
             Arc::clone(&segment_ids),
+            Arc::clone(&metrics),
         )?;
         let db = Database {
             inner: Arc::new(Inner {
@@ -131,6 +137,7 @@ impl Database {
                 options: options.clone(),
                 flush_on_close: options.flush_on_close,
                 resources: Mutex::new(Some((store, lock))),
+                metrics,
             }),
         };
         for view_id in unfinished {
@@ -150,6 +157,24 @@ impl Database {
     /// The data directory.
     pub fn path(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// What this database has done since it was opened (commits, ingested rows and bytes,
+    /// commit latency, flushes, backfills) and what it holds now (hot tier, segments, views
+    /// still backfilling, RocksDB's memtables and compactions). Cheap enough to call on every
+    /// monitoring scrape; after [`Database::close`], [`Metrics::rocksdb`] is `None`.
+    pub fn metrics(&self) -> Metrics {
+        let snapshot = self.inner.current.get();
+        // Read under the lock: close takes the store from it, and must not find a reader still
+        // holding RocksDB open when it releases the directory.
+        let resources = self
+            .inner
+            .resources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let rocksdb = resources.as_ref().map(|(store, _)| store.metrics());
+        drop(resources);
+        self.inner.metrics.snapshot(&snapshot, rocksdb)
     }
 
     /// Runs one or more SQL statements (separated by `;`) in order, and returns the rows of
@@ -454,6 +479,7 @@ impl Database {
             .map(|t| t.def.name.clone())
             .ok_or_else(|| Error::TableNotFound(format!("(id {})", entry.view.def.table_id)))?;
         let started = Instant::now();
+        let mut progress = self.inner.metrics.backfill(table_rows(&snapshot, &table));
         let state = self
             .inner
             .engine
@@ -467,6 +493,7 @@ impl Database {
             let batch = batch.map_err(Error::Query)?;
             pending_rows += batch.num_rows();
             total_rows += batch.num_rows() as u64;
+            progress.done(batch.num_rows() as u64);
             deltas.extend(views::maintain::deltas(&entry.view, &batch)?);
             if pending_rows >= CHUNK_ROWS {
                 self.inner
@@ -574,6 +601,13 @@ pub struct Prepared {
     pub param_types: Vec<Option<DataType>>,
     /// Schema of the rows it returns (empty for commands that return none).
     pub schema: SchemaRef,
+}
+
+/// Rows of `table` in `snapshot`, hot and flushed.
+fn table_rows(snapshot: &Snapshot, table: &str) -> u64 {
+    snapshot.tables.get(table).map_or(0, |t| {
+        t.hot_rows() as u64 + t.segments.iter().map(|s| s.rows).sum::<u64>()
+    })
 }
 
 /// Statements Tally runs itself (DDL), or refuses before planning.

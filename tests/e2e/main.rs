@@ -5,6 +5,7 @@ mod concurrency;
 mod crash;
 mod errors;
 mod lifecycle;
+mod metrics;
 mod pg;
 mod pg_auth;
 mod pg_clients;
