@@ -55,6 +55,8 @@ use pgwire::messages::startup::ParameterStatus;
 use tally_engine::reexports::datafusion::common::ScalarValue;
 use tally_engine::{Database, Prepared, StatementResult};
 
+use crate::metrics::{Direction, ServerMetrics};
+
 use auth::Startup;
 use errors::state;
 use settings::{REPORTED, SETTINGS, Session, check_setting, display_name, show_fields};
@@ -67,6 +69,7 @@ pub struct Shared {
     db: Database,
     cancel: Arc<DefaultCancelHandler>,
     startup: Arc<Startup>,
+    metrics: Arc<ServerMetrics>,
 }
 
 impl Shared {
@@ -74,10 +77,17 @@ impl Shared {
     pub fn new(db: Database, login: auth::Login) -> Shared {
         let manager = Arc::new(ConnectionManager::new());
         Shared {
+            metrics: Arc::new(ServerMetrics::new(db.clone())),
             db,
             cancel: Arc::new(DefaultCancelHandler::new(Arc::clone(&manager))),
             startup: Arc::new(Startup::new(login, manager)),
         }
+    }
+
+    /// What the server counts (sessions, statements, COPY rows), rendered with the engine's
+    /// metrics by the metrics endpoint.
+    pub fn metrics(&self) -> &Arc<ServerMetrics> {
+        &self.metrics
     }
 }
 
@@ -100,6 +110,7 @@ impl ConnectionHandlers {
                 session: Mutex::new(Session::default()),
                 copy: tokio::sync::Mutex::new(None),
                 blocks: tokio::sync::Mutex::new(transaction::Blocks::default()),
+                metrics: Arc::clone(&shared.metrics),
             }),
             cancel: Arc::clone(&shared.cancel),
             startup: Arc::clone(&shared.startup),
@@ -137,6 +148,7 @@ pub struct Connection {
     copy: tokio::sync::Mutex<Option<copy::CopyIn>>,
     /// The open transaction block, if any.
     blocks: tokio::sync::Mutex<transaction::Blocks>,
+    metrics: Arc<ServerMetrics>,
 }
 
 /// A statement parsed for the extended protocol.
@@ -266,14 +278,15 @@ impl Connection {
             statement,
             Statement::Commit | Statement::Rollback | Statement::RollbackTo(_)
         );
+        let query = self.metrics.start_query(statement);
         if !ends_block && self.blocks.lock().await.failed() {
-            return Err(transaction::Blocks::refused());
+            return query.finish(Err(transaction::Blocks::refused()));
         }
         let result = answer.await;
         if result.is_err() {
             self.blocks.lock().await.statement_failed();
         }
-        result
+        query.finish(result)
     }
 
     /// Answers a statement that is not for the engine, or runs an engine statement without
@@ -471,6 +484,7 @@ impl Connection {
                     Some(tx) => tx.hold_bulk(bulk),
                     None => bulk.commit().await.map_err(|e| errors::engine(&e))?,
                 };
+                self.metrics.copy_rows(Direction::In, rows);
                 Ok(Response::Execution(
                     Tag::new("COPY").with_rows(rows as usize),
                 ))
@@ -481,6 +495,7 @@ impl Connection {
                     .timed(self.db.copy_to_parquet(query, &path))
                     .await?
                     .map_err(|e| errors::engine(&e))?;
+                self.metrics.copy_rows(Direction::Out, rows);
                 Ok(Response::Execution(
                     Tag::new("COPY").with_rows(rows as usize),
                 ))
@@ -497,6 +512,7 @@ impl Connection {
                     .pop()
                     .ok_or_else(|| errors::pg(state::SYNTAX, "COPY needs a query"))?;
                 let lines = copy::encode_rows(&result.batches, &result.schema, &copy.format)?;
+                self.metrics.copy_rows(Direction::Out, result.rows);
                 let data = lines
                     .into_iter()
                     .map(|line| Ok(CopyData::new(Bytes::from(line))));
@@ -837,6 +853,7 @@ impl CopyHandler for Connection {
             return Ok(());
         };
         if let Err(e) = state.feed(&copy_data.data).await {
+            self.metrics.copy_in_finished(state.started(), None);
             // Dropping the COPY (and its bulk ingest) discards everything written so far.
             *guard = None;
             self.blocks.lock().await.statement_failed();
@@ -854,6 +871,7 @@ impl CopyHandler for Connection {
         let Some(state) = self.copy.lock().await.take() else {
             return Err(errors::pg(state::PROTOCOL, "no COPY in progress"));
         };
+        let started = state.started();
         let finished = async {
             let bulk = state.finish().await?;
             // In a transaction block the load is held (its files unregistered) until COMMIT.
@@ -866,10 +884,12 @@ impl CopyHandler for Connection {
         let rows = match finished.await {
             Ok(rows) => rows,
             Err(e) => {
+                self.metrics.copy_in_finished(started, None);
                 self.blocks.lock().await.statement_failed();
                 return Err(e);
             }
         };
+        self.metrics.copy_in_finished(started, Some(rows));
         client
             .send(PgWireBackendMessage::CommandComplete(
                 Tag::new("COPY").with_rows(rows as usize).into(),
@@ -884,7 +904,9 @@ impl CopyHandler for Connection {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        self.copy.lock().await.take();
+        if let Some(copy) = self.copy.lock().await.take() {
+            self.metrics.copy_in_finished(copy.started(), None);
+        }
         self.blocks.lock().await.statement_failed();
         errors::pg(
             state::QUERY_CANCELED,

@@ -5,6 +5,8 @@
 //! At most [`IN_FLIGHT`] decoded batches wait between the stages, which bounds memory and slows
 //! the client (through TCP) when ingest is the slower stage.
 
+use std::time::Instant;
+
 use pgwire::error::{PgWireError, PgWireResult};
 use tally_engine::BulkIngest;
 use tally_engine::reexports::arrow::array::RecordBatch;
@@ -25,6 +27,8 @@ pub struct CopyIn {
     decoder: Decoder,
     batches: Option<mpsc::Sender<RecordBatch>>,
     writer: Option<JoinHandle<Written>>,
+    /// When the COPY began, for its latency.
+    started: Instant,
 }
 
 impl CopyIn {
@@ -44,7 +48,13 @@ impl CopyIn {
             decoder,
             batches: Some(sender),
             writer: Some(writer),
+            started: Instant::now(),
         }
+    }
+
+    /// When the COPY began.
+    pub fn started(&self) -> Instant {
+        self.started
     }
 
     /// Number of columns the input provides.
