@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 use crate::batch_ids::{self, BatchIds, Recorded};
 use crate::catalog::{self, CATALOG_ENTRY_VERSION, SegmentMeta, TableDef};
 use crate::error::{Error, Result};
+use crate::metrics::Recorder;
 use crate::snapshot::{Current, HotBatch, Snapshot, TableState, ViewEntry};
 use crate::storage::keys::{self, CF_CATALOG, CF_HOT, CF_META, CF_VIEWS};
 use crate::storage::reclaim::{DroppedRange, Reclaimer};
@@ -137,6 +138,8 @@ pub(crate) enum Outcome {
 struct Request {
     op: Op,
     reply: Reply,
+    /// When the request was sent, for the commit latency.
+    queued: Instant,
 }
 
 /// Where a commit result goes: an async waiter or a blocked thread.
@@ -166,17 +169,33 @@ pub(crate) struct Writer {
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// What the commit thread starts from (state loaded at open, shared handles).
+pub(crate) struct WriterSetup {
+    pub store: Arc<Store>,
+    pub current: Arc<Current>,
+    pub segments_dir: PathBuf,
+    /// Sync the WAL for row commits.
+    pub sync: bool,
+    pub next_table_id: u64,
+    pub reclaimer: Arc<Reclaimer>,
+    /// Batch ids recorded within the window.
+    pub batch_ids: BatchIds,
+    pub metrics: Arc<Recorder>,
+}
+
 impl Writer {
     /// Starts the commit thread.
-    pub(crate) fn start(
-        store: Arc<Store>,
-        current: Arc<Current>,
-        segments_dir: PathBuf,
-        sync: bool,
-        next_table_id: u64,
-        reclaimer: Arc<Reclaimer>,
-        batch_ids: BatchIds,
-    ) -> Result<Writer> {
+    pub(crate) fn start(setup: WriterSetup) -> Result<Writer> {
+        let WriterSetup {
+            store,
+            current,
+            segments_dir,
+            sync,
+            next_table_id,
+            reclaimer,
+            batch_ids,
+            metrics,
+        } = setup;
         let (tx, rx) = mpsc::channel();
         let committer = Committer {
             batch_ids,
@@ -187,6 +206,7 @@ impl Writer {
             sync,
             next_table_id,
             group_next_segment: 0,
+            metrics,
         };
         let thread = std::thread::Builder::new()
             .name("tally-commit".into())
@@ -212,6 +232,7 @@ impl Writer {
         self.send(Message::Commit(Request {
             op,
             reply: Reply::Async(reply),
+            queued: Instant::now(),
         }))?;
         rx.await.map_err(|_| Error::Closed)?
     }
@@ -222,6 +243,7 @@ impl Writer {
         self.send(Message::Commit(Request {
             op,
             reply: Reply::Blocking(reply),
+            queued: Instant::now(),
         }))?;
         rx.recv().map_err(|_| Error::Closed)?
     }
@@ -247,6 +269,7 @@ struct Committer {
     group_next_segment: u64,
     /// Batch ids recorded by recent commits (for idempotent retries).
     batch_ids: BatchIds,
+    metrics: Arc<Recorder>,
 }
 
 impl Committer {
@@ -321,13 +344,16 @@ impl Committer {
                         tracing::warn!("could not remove {}: {e}", dir.display());
                     }
                 }
+                self.metrics.group_committed();
                 for (req, result) in group.into_iter().zip(results) {
+                    self.metrics.committed(&req.op, &result, req.queued);
                     req.reply.send(result);
                 }
             }
             Err(e) => {
                 self.batch_ids.abandoned();
                 tracing::error!("commit failed: {e}");
+                self.metrics.group_failed(group.len());
                 let message = e.to_string();
                 for (req, result) in group.into_iter().zip(results) {
                     let failed = result.and_then(|_| {

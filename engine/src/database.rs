@@ -16,9 +16,10 @@ use datafusion::sql::sqlparser::ast;
 use crate::batch_ids::BatchIds;
 use crate::bulk::{BulkIngest, BulkTarget, Receipt};
 use crate::catalog::{self, CATALOG_ENTRY_VERSION, SegmentMeta, TableDef};
-use crate::commit::{Op, Outcome, Writer};
+use crate::commit::{Op, Outcome, Writer, WriterSetup};
 use crate::error::{DataErrorClass, Error, Result};
 use crate::flush::Flusher;
+use crate::metrics::{Metrics, Recorder};
 use crate::options::Options;
 use crate::query::ddl::{self, Ddl};
 use crate::query::{self, QueryEngine, StatementResult};
@@ -63,6 +64,8 @@ struct Inner {
     flush_on_close: bool,
     /// Held until close: the RocksDB handle and the directory lock.
     resources: Mutex<Option<(Arc<Store>, File)>>,
+    /// Counters of commits, flushes and backfills ([`Database::metrics`]).
+    metrics: Arc<Recorder>,
 }
 
 impl Database {
@@ -104,21 +107,24 @@ impl Database {
         ));
         let current = Arc::new(Current::new(snapshot));
         let reclaimer = Arc::new(Reclaimer::start(Arc::clone(&store))?);
-        let writer = Arc::new(Writer::start(
-            Arc::clone(&store),
-            Arc::clone(&current),
-            segments_dir.clone(),
-            options.sync,
+        let metrics = Arc::new(Recorder::default());
+        let writer = Arc::new(Writer::start(WriterSetup {
+            store: Arc::clone(&store),
+            current: Arc::clone(&current),
+            segments_dir: segments_dir.clone(),
+            sync: options.sync,
             next_table_id,
-            Arc::clone(&reclaimer),
-            BatchIds::load(&store, options.batch_id_window)?,
-        )?);
+            reclaimer: Arc::clone(&reclaimer),
+            batch_ids: BatchIds::load(&store, options.batch_id_window)?,
+            metrics: Arc::clone(&metrics),
+        })?);
         let flusher = Flusher::start(
             Arc::clone(&current),
             Arc::clone(&writer),
             segments_dir.clone(),
             options.clone(),
             Arc::clone(&segment_ids),
+            Arc::clone(&metrics),
         )?;
         let db = Database {
             inner: Arc::new(Inner {
@@ -133,6 +139,7 @@ impl Database {
                 options: options.clone(),
                 flush_on_close: options.flush_on_close,
                 resources: Mutex::new(Some((store, lock))),
+                metrics,
             }),
         };
         for view_id in unfinished {
@@ -152,6 +159,24 @@ impl Database {
     /// The data directory.
     pub fn path(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// What this database has done since it was opened (commits, ingested rows and bytes,
+    /// commit latency, flushes, backfills) and what it holds now (hot tier, segments, views
+    /// still backfilling, RocksDB's memtables and compactions). Cheap enough to call on every
+    /// monitoring scrape; after [`Database::close`], [`Metrics::rocksdb`] is `None`.
+    pub fn metrics(&self) -> Metrics {
+        let snapshot = self.inner.current.get();
+        // Read under the lock: close takes the store from it, and must not find a reader still
+        // holding RocksDB open when it releases the directory.
+        let resources = self
+            .inner
+            .resources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let rocksdb = resources.as_ref().map(|(store, _)| store.metrics());
+        drop(resources);
+        self.inner.metrics.snapshot(&snapshot, rocksdb)
     }
 
     /// Runs one or more SQL statements (separated by `;`) in order, and returns the rows of
@@ -486,6 +511,7 @@ impl Database {
             .map(|t| t.def.name.clone())
             .ok_or_else(|| Error::TableNotFound(format!("(id {})", entry.view.def.table_id)))?;
         let started = Instant::now();
+        let mut progress = self.inner.metrics.backfill(table_rows(&snapshot, &table));
         let state = self
             .inner
             .engine
@@ -499,6 +525,7 @@ impl Database {
             let batch = batch.map_err(Error::Query)?;
             pending_rows += batch.num_rows();
             total_rows += batch.num_rows() as u64;
+            progress.done(batch.num_rows() as u64);
             deltas.extend(views::maintain::deltas(&entry.view, &batch)?);
             if pending_rows >= CHUNK_ROWS {
                 self.inner
@@ -606,6 +633,13 @@ pub struct Prepared {
     pub param_types: Vec<Option<DataType>>,
     /// Schema of the rows it returns (empty for commands that return none).
     pub schema: SchemaRef,
+}
+
+/// Rows of `table` in `snapshot`, hot and flushed.
+fn table_rows(snapshot: &Snapshot, table: &str) -> u64 {
+    snapshot.tables.get(table).map_or(0, |t| {
+        t.hot_rows() as u64 + t.segments.iter().map(|s| s.rows).sum::<u64>()
+    })
 }
 
 /// Statements Tally runs itself (DDL), or refuses before planning.

@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 
 use crate::commit::{Op, Writer};
 use crate::error::{Error, Result};
+use crate::metrics::Recorder;
 use crate::options::Options;
 use crate::snapshot::{Current, TableState};
 use crate::storage::segment;
@@ -54,6 +55,7 @@ impl Flusher {
         segments_dir: PathBuf,
         options: Options,
         segment_ids: Arc<AtomicU64>,
+        metrics: Arc<Recorder>,
     ) -> Result<Flusher> {
         let (tx, rx) = mpsc::channel();
         let worker = Worker {
@@ -62,6 +64,7 @@ impl Flusher {
             segments_dir,
             options,
             segment_ids,
+            metrics,
         };
         let thread = std::thread::Builder::new()
             .name("tally-flush".into())
@@ -168,6 +171,7 @@ struct Worker {
     segments_dir: PathBuf,
     options: Options,
     segment_ids: Arc<AtomicU64>,
+    metrics: Arc<Recorder>,
 }
 
 impl Worker {
@@ -181,6 +185,7 @@ impl Worker {
             }
             if let Err(e) = self.flush_table(table) {
                 tracing::warn!("flushing table \"{}\" failed: {e}", table.def.name);
+                self.metrics.flush_failed();
                 first_error.get_or_insert(e);
             }
         }
@@ -222,6 +227,8 @@ impl Worker {
             segment::remove_written(&written);
             return Err(e);
         }
+        self.metrics
+            .flushed(rows, written.iter().map(|w| w.meta.bytes).sum());
         tracing::info!(
             "flushed {rows} rows of table \"{}\" into {files} segment(s) in {:?}",
             def.name,

@@ -22,6 +22,7 @@ mod ingest;
 /// Internals exposed for Tally's own benchmarks; not a stable API.
 #[doc(hidden)]
 pub mod internals;
+pub mod metrics;
 mod options;
 mod query;
 mod sketch;
@@ -36,6 +37,7 @@ pub use bulk::{BulkIngest, Receipt};
 pub use catalog::{ColumnDef, SegmentMeta, TableDef};
 pub use database::{Database, Prepared, TableStats};
 pub use error::{DataErrorClass, Error, ErrorKind, Result};
+pub use metrics::Metrics;
 pub use options::Options;
 pub use query::extension::{CatalogSnapshot, SessionExtension, TableInfo, ViewInfo};
 pub use query::{CATALOG, SCHEMA, StatementResult};

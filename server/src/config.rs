@@ -7,6 +7,7 @@
 //! data = "/var/lib/tally"
 //! listen = "0.0.0.0:5433"
 //! max_connections = 100           # sessions at once; more are refused with SQLSTATE 53300
+//! metrics = "127.0.0.1:9187"      # serve Prometheus metrics at http://ADDR/metrics (off by default)
 //!
 //! [auth]
 //! method = "scram-sha-256"        # or "md5", "password" (cleartext), "trust"
@@ -56,6 +57,8 @@ pub struct Config {
     pub max_connections: usize,
     /// When tables' hot rows are flushed to Parquet segments (`[storage]`).
     pub storage: StorageConfig,
+    /// Address (`host:port`) of the Prometheus metrics endpoint; `None` serves none.
+    pub metrics: Option<String>,
 }
 
 /// Flush thresholds of the storage engine (`[storage]`); unset keys keep the engine's defaults
@@ -178,6 +181,8 @@ pub struct FileConfig {
     pub listen: Option<String>,
     /// Sessions served at once.
     pub max_connections: Option<usize>,
+    /// Metrics endpoint address.
+    pub metrics: Option<String>,
     /// `[auth]`.
     #[serde(default)]
     pub auth: FileAuth,
@@ -208,6 +213,7 @@ impl Default for Config {
             tls: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             storage: StorageConfig::default(),
+            metrics: None,
         }
     }
 }
@@ -245,7 +251,16 @@ impl Config {
             tls: from_file.tls,
             max_connections: from_file.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
             storage: from_file.storage,
+            metrics: from_file.metrics,
         })
+    }
+
+    /// Applies `--metrics` (or `TALLY_METRICS`) over the file's `metrics`.
+    pub fn with_metrics(mut self, metrics: Option<String>) -> Config {
+        if metrics.is_some() {
+            self.metrics = metrics;
+        }
+        self
     }
 
     /// Applies `--max-connections` (or `TALLY_MAX_CONNECTIONS`) over the file's value.
@@ -291,6 +306,16 @@ impl Config {
             return Err("max_connections must be at least 1".into());
         }
         self.storage.check()?;
+        if let Some(metrics) = &self.metrics {
+            let resolves = metrics
+                .to_socket_addrs()
+                .map_err(|e| format!("invalid metrics address {metrics:?}: {e}"))?
+                .next()
+                .is_some();
+            if !resolves {
+                return Err(format!("metrics address {metrics:?} resolves to nothing"));
+            }
+        }
         let addrs: Vec<SocketAddr> = self
             .listen
             .to_socket_addrs()
@@ -391,6 +416,28 @@ mod tests {
         assert_eq!(options.flush_bytes, Options::default().flush_bytes);
         let plain = Config::default().storage.apply(Options::default());
         assert_eq!(plain.flush_rows, Options::default().flush_rows);
+    }
+
+    #[test]
+    fn the_metrics_address_comes_from_the_flag_then_the_file_and_is_off_by_default() {
+        assert_eq!(Config::default().metrics, None);
+        let none = from_file("listen = \"127.0.0.1:5433\"\n").expect("valid");
+        assert_eq!(none.metrics, None);
+        let file = from_file("metrics = \"127.0.0.1:9187\"\n").expect("valid");
+        assert_eq!(file.metrics.as_deref(), Some("127.0.0.1:9187"));
+        file.check().expect("a valid metrics address");
+        let flag = file.clone().with_metrics(Some("[::1]:9999".into()));
+        assert_eq!(flag.metrics.as_deref(), Some("[::1]:9999"));
+        let kept = file.with_metrics(None);
+        assert_eq!(kept.metrics.as_deref(), Some("127.0.0.1:9187"));
+        let bad = Config::default().with_metrics(Some("no-port-here".into()));
+        let error = bad.check().unwrap_err();
+        assert!(
+            error.contains("metrics address") && error.contains("no-port-here"),
+            "{error}"
+        );
+        let wrong_type = from_file("metrics = 9187\n").unwrap_err();
+        assert!(wrong_type.contains("metrics"), "{wrong_type}");
     }
 
     #[test]

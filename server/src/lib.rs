@@ -4,9 +4,10 @@
 //! [`Server::bind`] opens the data directory and binds the listener; [`Server::run`] accepts
 //! connections until a shutdown signal, then closes the database. The protocol handlers live in
 //! [`pg`] (authentication in [`pg::auth`]); TLS in [`tls`]; the configuration (flags,
-//! environment, TOML file) in [`config`].
+//! environment, TOML file) in [`config`]; the Prometheus endpoint in [`metrics`].
 
 pub mod config;
+pub mod metrics;
 pub mod pg;
 pub mod tls;
 
@@ -34,11 +35,13 @@ pub struct Server {
     tls: Option<TlsAcceptor>,
     grace: Duration,
     max_connections: usize,
+    /// The Prometheus endpoint, when `--metrics` is given.
+    metrics: Option<metrics::Endpoint>,
 }
 
 impl Server {
-    /// Checks the configuration, loads the TLS certificate, derives the users' secrets, opens
-    /// the database and binds the listen address.
+    /// Checks the configuration, loads the TLS certificate, derives the users' secrets, binds
+    /// the listen address (and the metrics address, if any) and opens the database.
     ///
     /// The server adds its `pg_catalog` emulation ([`pg::catalog::PgCatalog`]) to `options`.
     pub async fn bind(config: &Config, mut options: Options) -> Result<Server, String> {
@@ -62,12 +65,19 @@ impl Server {
         let listener = TcpListener::bind(&config.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        // Bound before the database opens, so a taken port fails fast and leaves it closed.
+        let metrics_listener = match &config.metrics {
+            Some(addr) => Some(metrics::Endpoint::bind_listener(addr).await?),
+            None => None,
+        };
         let data = config.data.clone();
         let db = tokio::task::spawn_blocking(move || Database::open(&data, options))
             .await
             .map_err(|e| format!("opening the database failed: {e}"))?
             .map_err(|e| format!("cannot open {}: {e}", config.data.display()))?;
         let shared = Arc::new(pg::Shared::new(db.clone(), login, sessions));
+        let metrics = metrics_listener
+            .map(|listener| metrics::Endpoint::new(listener, Arc::clone(shared.metrics())));
         Ok(Server {
             listener,
             db,
@@ -75,6 +85,7 @@ impl Server {
             tls: tls.map(|t| t.acceptor),
             grace: Duration::from_secs(5),
             max_connections: config.max_connections,
+            metrics,
         })
     }
 
@@ -90,6 +101,11 @@ impl Server {
         self.listener.local_addr()
     }
 
+    /// The address the metrics endpoint listens on, when there is one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|m| m.local_addr().ok())
+    }
+
     /// The open database.
     pub fn database(&self) -> &Database {
         &self.db
@@ -102,6 +118,11 @@ impl Server {
     /// has sent its startup packet (a few of those refusals run at once; beyond them the
     /// connection is closed at once).
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), String> {
+        // Scrapes are answered until the database is closed; dropping the set ends the task.
+        let mut endpoint = tokio::task::JoinSet::new();
+        if let Some(metrics) = self.metrics {
+            endpoint.spawn(metrics.serve());
+        }
         let mut connections = tokio::task::JoinSet::new();
         let mut refusals = tokio::task::JoinSet::new();
         tokio::pin!(shutdown);
@@ -110,6 +131,7 @@ impl Server {
                 _ = &mut shutdown => break,
                 accepted = self.listener.accept() => match accepted {
                     Ok((socket, peer)) if connections.len() >= self.max_connections => {
+                        self.shared.metrics().connection_refused();
                         tracing::warn!(
                             "refusing {peer}: {} sessions already (max_connections)",
                             connections.len()
@@ -122,7 +144,9 @@ impl Server {
                         let _ = socket.set_nodelay(true);
                         let handlers = pg::ConnectionHandlers::new(Arc::clone(&self.shared));
                         let tls = self.tls.clone();
+                        let session = self.shared.metrics().session();
                         connections.spawn(async move {
+                            let _session = session;
                             if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
                                 tracing::debug!("connection from {peer} ended: {e}");
                             }

@@ -27,7 +27,7 @@ enum Command {
         /// Address to listen on [default: 127.0.0.1:5433].
         #[arg(long, env = "TALLY_LISTEN")]
         listen: Option<String>,
-        /// TOML config file: `data`, `listen`, `max_connections`, `[auth]` users, `[tls]`,
+        /// TOML config file: `data`, `listen`, `max_connections`, `metrics`, `[auth]` users, `[tls]`,
         /// `[storage]` flush thresholds (flags and environment win).
         #[arg(long, env = "TALLY_CONFIG")]
         config: Option<PathBuf>,
@@ -40,6 +40,9 @@ enum Command {
         /// Sessions served at once; more are refused with SQLSTATE 53300 [default: 100].
         #[arg(long, env = "TALLY_MAX_CONNECTIONS")]
         max_connections: Option<usize>,
+        /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9187 [default: off].
+        #[arg(long, env = "TALLY_METRICS", value_name = "ADDR")]
+        metrics: Option<String>,
     },
     /// Run SQL against a data directory: from `-c`, or statement by statement from standard
     /// input (an interactive prompt on a terminal).
@@ -84,10 +87,12 @@ fn main() -> ExitCode {
             tls_cert,
             tls_key,
             max_connections,
+            metrics,
         } => runtime.block_on(serve(
             Config::resolve(data, listen, config.as_deref())
                 .and_then(|c| c.with_tls_files(tls_cert, tls_key))
-                .map(|c| c.with_max_connections(max_connections)),
+                .map(|c| c.with_max_connections(max_connections))
+                .map(|c| c.with_metrics(metrics)),
         )),
     }
 }
@@ -125,6 +130,9 @@ async fn serve(config: Result<Config, String>) -> ExitCode {
         addr.rsplit_once(':').map(|(h, _)| h).unwrap_or("127.0.0.1"),
         addr.rsplit_once(':').map(|(_, p)| p).unwrap_or("5433"),
     );
+    if let Some(metrics) = server.metrics_addr() {
+        tracing::info!("serving Prometheus metrics at http://{metrics}/metrics");
+    }
     match server.run(shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -56,6 +56,8 @@ use pgwire::messages::startup::ParameterStatus;
 use tally_engine::reexports::datafusion::common::ScalarValue;
 use tally_engine::{Database, Prepared, StatementResult};
 
+use crate::metrics::{Direction, ServerMetrics};
+
 use auth::Startup;
 use errors::state;
 use settings::{REPORTED, SETTINGS, Session, check_setting, display_name, show_fields};
@@ -69,6 +71,7 @@ pub struct Shared {
     cancel: Arc<DefaultCancelHandler>,
     startup: Arc<Startup>,
     sessions: Arc<sessions::Sessions>,
+    metrics: Arc<ServerMetrics>,
 }
 
 impl Shared {
@@ -78,10 +81,17 @@ impl Shared {
         let manager = Arc::new(ConnectionManager::new());
         Shared {
             sessions,
+            metrics: Arc::new(ServerMetrics::new(db.clone())),
             db,
             cancel: Arc::new(DefaultCancelHandler::new(Arc::clone(&manager))),
             startup: Arc::new(Startup::new(login, manager)),
         }
+    }
+
+    /// What the server counts (sessions, statements, COPY rows), rendered with the engine's
+    /// metrics by the metrics endpoint.
+    pub fn metrics(&self) -> &Arc<ServerMetrics> {
+        &self.metrics
     }
 }
 
@@ -107,6 +117,7 @@ impl ConnectionHandlers {
                 copy: tokio::sync::Mutex::new(None),
                 blocks,
                 registration: shared.sessions.register(),
+                metrics: Arc::clone(&shared.metrics),
             }),
             cancel: Arc::clone(&shared.cancel),
             startup: Arc::clone(&shared.startup),
@@ -146,6 +157,7 @@ pub struct Connection {
     blocks: Arc<tokio::sync::Mutex<transaction::Blocks>>,
     /// This session in `tally_sessions`.
     registration: sessions::Registration,
+    metrics: Arc<ServerMetrics>,
 }
 
 /// A statement parsed for the extended protocol.
@@ -305,14 +317,15 @@ impl Connection {
             statement,
             Statement::Commit | Statement::Rollback | Statement::RollbackTo(_)
         );
+        let query = self.metrics.start_query(statement);
         if !ends_block && self.blocks.lock().await.failed() {
-            return Err(transaction::Blocks::refused());
+            return query.finish(Err(transaction::Blocks::refused()));
         }
         let result = answer.await;
         if result.is_err() {
             self.blocks.lock().await.statement_failed();
         }
-        result
+        query.finish(result)
     }
 
     /// Answers a statement that is not for the engine, or runs an engine statement without
@@ -521,6 +534,7 @@ impl Connection {
                     Some(tx) => tx.hold_bulk(bulk),
                     None => bulk.commit().await.map_err(|e| errors::engine(&e))?,
                 };
+                self.metrics.copy_rows(Direction::In, rows);
                 Ok(Response::Execution(
                     Tag::new("COPY").with_rows(rows as usize),
                 ))
@@ -531,6 +545,7 @@ impl Connection {
                     .timed(self.db.copy_to_parquet(query, &path))
                     .await?
                     .map_err(|e| errors::engine(&e))?;
+                self.metrics.copy_rows(Direction::Out, rows);
                 Ok(Response::Execution(
                     Tag::new("COPY").with_rows(rows as usize),
                 ))
@@ -547,6 +562,7 @@ impl Connection {
                     .pop()
                     .ok_or_else(|| errors::pg(state::SYNTAX, "COPY needs a query"))?;
                 let lines = copy::encode_rows(&result.batches, &result.schema, &copy.format)?;
+                self.metrics.copy_rows(Direction::Out, result.rows);
                 let data = lines
                     .into_iter()
                     .map(|line| Ok(CopyData::new(Bytes::from(line))));
@@ -903,6 +919,7 @@ impl CopyHandler for Connection {
             return Ok(());
         };
         if let Err(e) = state.feed(&copy_data.data).await {
+            self.metrics.copy_in_finished(state.started(), None);
             // Dropping the COPY (and its bulk ingest) discards everything written so far.
             *guard = None;
             self.blocks.lock().await.statement_failed();
@@ -931,7 +948,9 @@ impl CopyHandler for Connection {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        self.copy.lock().await.take();
+        if let Some(copy) = self.copy.lock().await.take() {
+            self.metrics.copy_in_finished(copy.started(), None);
+        }
         self.blocks.lock().await.statement_failed();
         self.idle().await;
         errors::pg(
@@ -953,6 +972,7 @@ impl Connection {
         let Some(state) = self.copy.lock().await.take() else {
             return Err(errors::pg(state::PROTOCOL, "no COPY in progress"));
         };
+        let started = state.started();
         let finished = async {
             let bulk = state.finish().await?;
             // In a transaction block the load is held (its files unregistered) until COMMIT.
@@ -972,10 +992,12 @@ impl Connection {
         let (rows, duplicate_of) = match finished.await {
             Ok(done) => done,
             Err(e) => {
+                self.metrics.copy_in_finished(started, None);
                 self.blocks.lock().await.statement_failed();
                 return Err(e);
             }
         };
+        self.metrics.copy_in_finished(started, Some(rows));
         if let Some(id) = duplicate_of {
             let notice = pgwire::error::ErrorInfo::new(
                 "NOTICE".into(),

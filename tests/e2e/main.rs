@@ -6,6 +6,7 @@ mod concurrency;
 mod crash;
 mod errors;
 mod lifecycle;
+mod metrics;
 mod pg;
 mod pg_auth;
 mod pg_clients;

@@ -5,10 +5,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use rocksdb::properties::{self, PropName};
+use rocksdb::statistics::{StatsLevel, Ticker};
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, IteratorMode, WriteBatch, WriteOptions};
 
 use super::keys::{self, ALL_CFS, CF_CATALOG, CF_HOT, CF_META, CF_VIEWS};
 use crate::error::{Error, Result};
+use crate::metrics::RocksDbMetrics;
 
 /// One key-value pair read from RocksDB.
 pub(crate) type Entry = (Box<[u8]>, Box<[u8]>);
@@ -84,6 +87,8 @@ impl std::fmt::Debug for DbSnapshot {
 /// The engine's RocksDB instance.
 pub(crate) struct Store {
     db: DB,
+    /// The options the database was opened with: they hold its statistics (tickers).
+    opts: rocksdb::Options,
     path: PathBuf,
     /// Set by [`Store::stop_background_work`].
     stopping: AtomicBool,
@@ -105,6 +110,10 @@ impl Store {
         opts.create_missing_column_families(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.set_keep_log_file_num(4);
+        // Counters only (compaction and flush bytes, stall time): no histograms or timers, whose
+        // cost shows on the write path.
+        opts.enable_statistics();
+        opts.set_statistics_level(StatsLevel::ExceptHistogramOrTimers);
         let mut names: Vec<String> = ALL_CFS.iter().map(|s| s.to_string()).collect();
         if path.join("CURRENT").exists() {
             let existing = DB::list_cf(&opts, path).map_err(|e| {
@@ -131,6 +140,7 @@ impl Store {
             .map_err(|e| Error::storage(format!("opening {}", path.display()), e))?;
         Ok(Store {
             db,
+            opts,
             path: path.to_path_buf(),
             stopping: AtomicBool::new(false),
         })
@@ -180,6 +190,37 @@ impl Store {
     /// that began before the DROP may still be reading the range.)
     pub(crate) fn reclaim_range(&self, cf: &str, from: &[u8], to: &[u8]) {
         self.db.compact_range_cf(self.cf(cf), Some(from), Some(to));
+    }
+
+    /// RocksDB's memtable, compaction and stall figures, summed over the column families where
+    /// RocksDB keeps them per family. A property RocksDB cannot give counts as 0.
+    pub(crate) fn metrics(&self) -> RocksDbMetrics {
+        let per_cf = |name: &PropName| -> u64 {
+            ALL_CFS
+                .iter()
+                .filter_map(|cf| {
+                    self.db
+                        .property_int_value_cf(self.cf(cf), name)
+                        .ok()
+                        .flatten()
+                })
+                .sum()
+        };
+        let db_wide = |name: &PropName| -> u64 {
+            self.db.property_int_value(name).ok().flatten().unwrap_or(0)
+        };
+        RocksDbMetrics {
+            memtable_bytes: per_cf(properties::CUR_SIZE_ALL_MEM_TABLES),
+            pending_compaction_bytes: per_cf(properties::ESTIMATE_PENDING_COMPACTION_BYTES),
+            running_compactions: db_wide(properties::NUM_RUNNING_COMPACTIONS),
+            running_flushes: db_wide(properties::NUM_RUNNING_FLUSHES),
+            live_sst_bytes: per_cf(properties::LIVE_SST_FILES_SIZE),
+            write_stopped: db_wide(properties::IS_WRITE_STOPPED),
+            compaction_read_bytes: self.opts.get_ticker_count(Ticker::CompactReadBytes),
+            compaction_write_bytes: self.opts.get_ticker_count(Ticker::CompactWriteBytes),
+            flush_write_bytes: self.opts.get_ticker_count(Ticker::FlushWriteBytes),
+            stall_micros: self.opts.get_ticker_count(Ticker::StallMicros),
+        }
     }
 
     /// Makes RocksDB abandon running compactions and start no more, before close.

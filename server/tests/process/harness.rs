@@ -22,6 +22,11 @@ impl Tally {
     /// Starts `tally serve` on `data` with the TOML `config` text, on a free port, and waits
     /// until it answers a query.
     pub async fn start(data: &Path, config: &str) -> Tally {
+        Tally::start_with_args(data, config, &[]).await
+    }
+
+    /// [`Tally::start`] with more command-line arguments for `tally serve`.
+    pub async fn start_with_args(data: &Path, config: &str, args: &[&str]) -> Tally {
         let parent = data.parent().expect("data directory has a parent");
         let config_file = parent.join("tally.toml");
         std::fs::write(&config_file, config).expect("write the config file");
@@ -36,6 +41,7 @@ impl Tally {
                 .arg(format!("127.0.0.1:{port}"))
                 .arg("--config")
                 .arg(&config_file)
+                .args(args)
                 .env("TALLY_LOG", "info")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())

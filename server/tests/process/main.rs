@@ -6,11 +6,13 @@
 //! - `crash_loop`: kill -9 at random moments of concurrent COPYs and flushes, then check;
 //! - `load`: 8 writers and 24 readers at once, RSS sampled;
 //! - `disk_full`: a data directory on a small tmpfs fills up (skipped where mounting is not
-//!   permitted).
+//!   permitted);
+//! - `metrics`: `--metrics` serves Prometheus text that parses and counts what was done.
 
 mod crash_loop;
 mod disk_full;
 mod harness;
 mod load;
+mod metrics;
 mod signals;
 mod workload;

@@ -5,6 +5,8 @@
 //! At most [`IN_FLIGHT`] decoded batches wait between the stages, which bounds memory and slows
 //! the client (through TCP) when ingest is the slower stage.
 
+use std::time::Instant;
+
 use pgwire::error::{PgWireError, PgWireResult};
 use tally_engine::BulkIngest;
 use tally_engine::reexports::arrow::array::RecordBatch;
@@ -27,6 +29,8 @@ pub struct CopyIn {
     writer: Option<JoinHandle<Written>>,
     /// Rows decoded so far.
     rows: u64,
+    /// When the COPY began, for its latency.
+    started: Instant,
 }
 
 impl CopyIn {
@@ -47,12 +51,18 @@ impl CopyIn {
             batches: Some(sender),
             writer: Some(writer),
             rows: 0,
+            started: Instant::now(),
         }
     }
 
     /// Rows decoded so far (for progress reports).
     pub fn rows(&self) -> u64 {
         self.rows
+    }
+
+    /// When the COPY began.
+    pub fn started(&self) -> Instant {
+        self.started
     }
 
     /// Number of columns the input provides.
