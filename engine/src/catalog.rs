@@ -42,6 +42,10 @@ pub struct TableDef {
     /// Columns that get Parquet bloom filters (`WITH (bloom_filter_columns = …)`).
     #[serde(default)]
     pub bloom_filter_columns: Vec<String>,
+    /// Rows older than this many seconds (by the time column) are removed in whole-day
+    /// segments (`WITH (retention = '30 days')`); views keep their aggregates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_seconds: Option<u64>,
 }
 
 impl TableDef {
@@ -94,6 +98,12 @@ impl TableDef {
                     "time_column \"{tc}\" has type {ty}; it must be DATE, TIMESTAMP or TIMESTAMPTZ"
                 )));
             }
+        }
+        if self.retention_seconds.is_some() && self.time_column.is_none() {
+            return Err(Error::InvalidDefinition(format!(
+                "table \"{}\" needs a time_column for retention: rows age out by it",
+                self.name
+            )));
         }
         for b in &self.bloom_filter_columns {
             if self.column_index(b).is_none() {

@@ -101,6 +101,21 @@ pub(crate) enum Op {
         /// Skip names that do not exist.
         if_exists: bool,
     },
+    /// Change a table's retention period (`None`: keep rows forever).
+    SetRetention {
+        /// Table name.
+        table: String,
+        /// Seconds.
+        seconds: Option<u64>,
+    },
+    /// Remove segments that aged out of a table's retention from the catalog (their files are
+    /// deleted once no snapshot reads them; ids no longer present are skipped).
+    DropSegments {
+        /// The table.
+        table_id: u64,
+        /// The segments.
+        segment_ids: Vec<u64>,
+    },
     /// Register flushed segments and delete the hot batches they hold.
     RegisterSegments {
         /// The table.
@@ -128,6 +143,10 @@ pub(crate) enum Outcome {
     Dropped,
     /// Segments registered.
     Registered,
+    /// A table's definition changed.
+    Altered,
+    /// Segments removed from the catalog (their files still exist).
+    SegmentsDropped(Vec<Arc<SegmentMeta>>),
     /// View created (`None`: it existed and IF NOT EXISTS was given). The snapshot is the one
     /// this commit published: the rows to backfill are exactly the rows it holds.
     ViewCreated(Option<(u64, Arc<Snapshot>)>),
@@ -672,6 +691,51 @@ impl Committer {
                     drop_view(store, working, batch, dropped, name);
                 }
                 Ok(Outcome::ViewChanged)
+            }
+            Op::SetRetention { table, seconds } => {
+                let state = working
+                    .tables
+                    .get(table)
+                    .ok_or_else(|| Error::TableNotFound(table.clone()))?;
+                let def = TableDef {
+                    retention_seconds: *seconds,
+                    ..TableDef::clone(&state.def)
+                };
+                def.validate()?;
+                batch.put_cf(
+                    store.cf(CF_CATALOG),
+                    keys::table_key(def.id),
+                    catalog::encode(&def),
+                );
+                let mut state = TableState::clone(state);
+                state.def = Arc::new(def);
+                working.tables.insert(table.clone(), Arc::new(state));
+                Ok(Outcome::Altered)
+            }
+            Op::DropSegments {
+                table_id,
+                segment_ids,
+            } => {
+                let Some(state) = working.table_by_id(*table_id) else {
+                    // Dropped meanwhile: its files went with it.
+                    return Ok(Outcome::SegmentsDropped(vec![]));
+                };
+                let mut state = TableState::clone(state);
+                let (gone, kept): (Vec<_>, Vec<_>) = state
+                    .segments
+                    .into_iter()
+                    .partition(|s| segment_ids.contains(&s.id));
+                state.segments = kept;
+                for segment in &gone {
+                    batch.delete_cf(
+                        store.cf(CF_CATALOG),
+                        keys::segment_key(*table_id, segment.id),
+                    );
+                }
+                working
+                    .tables
+                    .insert(state.def.name.clone(), Arc::new(state));
+                Ok(Outcome::SegmentsDropped(gone))
             }
             Op::RegisterSegments {
                 table_id,

@@ -318,6 +318,7 @@ impl Database {
     async fn run_ddl(&self, ddl: Ddl) -> Result<StatementResult> {
         let command = ddl.command();
         let writer = &self.inner.writer;
+        let mut notices = Vec::new();
         match ddl {
             Ddl::CreateTable { def, if_not_exists } => {
                 writer
@@ -341,12 +342,35 @@ impl Database {
                 name,
                 query,
                 if_not_exists,
-            } => self.create_view(name, query, if_not_exists).await?,
+            } => {
+                self.create_view(name.clone(), query, if_not_exists).await?;
+                notices.extend(self.retention_notice(&name));
+            }
             Ddl::DropViews { names, if_exists } => {
                 writer.commit(Op::DropViews { names, if_exists }).await?;
             }
+            Ddl::SetRetention { table, seconds } => {
+                writer.commit(Op::SetRetention { table, seconds }).await?;
+            }
         }
-        Ok(StatementResult::command(command, 0))
+        Ok(StatementResult {
+            notices,
+            ..StatementResult::command(command, 0)
+        })
+    }
+
+    /// A view created over a table with retention holds only the rows still stored: say so.
+    fn retention_notice(&self, view: &str) -> Option<String> {
+        let snapshot = self.inner.current.get();
+        let entry = snapshot.views.get(view)?;
+        let table = snapshot.table_by_id(entry.view.def.table_id)?;
+        let seconds = table.def.retention_seconds?;
+        Some(format!(
+            "table \"{}\" keeps rows for {} (retention): materialized view \"{view}\" was \
+             backfilled from the rows still stored, not from rows retention already removed",
+            table.def.name,
+            crate::retention::format_period(seconds)
+        ))
     }
 
     /// Appends `batch` to `table` as one atomic, durable commit and returns the rows written.
@@ -613,6 +637,16 @@ impl Database {
     /// Writes every table's hot tier to Parquet segments now.
     pub async fn flush(&self) -> Result<()> {
         self.inner.flusher.flush_all().await
+    }
+
+    /// Applies every table's retention now (the background flusher also does it every
+    /// [`Options::retention_check_interval`]): segments whose newest row is older than the
+    /// table's `retention` leave the catalog (hot rows that old are flushed first), and their
+    /// files are deleted once no running statement reads them. Materialized views keep their
+    /// aggregates. Returns what was removed.
+    pub async fn apply_retention(&self) -> Result<crate::RetentionReport> {
+        self.inner.check_open()?;
+        self.inner.flusher.apply_retention().await
     }
 
     /// Flushes, stops the background threads and releases the directory. Idempotent; other

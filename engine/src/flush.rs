@@ -14,15 +14,18 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::commit::{Op, Writer};
+use crate::commit::{Op, Outcome, Writer};
 use crate::error::{Error, Result};
 use crate::metrics::Recorder;
 use crate::options::Options;
+use crate::retention::{self, Graveyard, RetentionReport};
 use crate::snapshot::{Current, TableState};
 use crate::storage::segment;
 
 enum Message {
     FlushAll(Reply),
+    /// Apply every table's retention now.
+    Retain(oneshot::Sender<Result<RetentionReport>>),
     Shutdown,
 }
 
@@ -58,25 +61,37 @@ impl Flusher {
         metrics: Arc<Recorder>,
     ) -> Result<Flusher> {
         let (tx, rx) = mpsc::channel();
-        let worker = Worker {
+        let mut worker = Worker {
             current,
             writer,
             segments_dir,
             options,
             segment_ids,
             metrics,
+            graveyard: Graveyard::default(),
         };
         let thread = std::thread::Builder::new()
             .name("tally-flush".into())
             .spawn(move || {
                 let mut backoff = Backoff::new(worker.options.flush_check_interval);
+                let mut retained = Instant::now();
                 loop {
                     match rx.recv_timeout(worker.options.flush_check_interval) {
                         Ok(Message::FlushAll(reply)) => reply.send(worker.flush_tables(true)),
+                        Ok(Message::Retain(reply)) => {
+                            let _ = reply.send(worker.apply_retention());
+                        }
                         Ok(Message::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
                         Err(RecvTimeoutError::Timeout) => {
+                            worker.graveyard.sweep();
                             if !worker.options.background_flush || !backoff.due() {
                                 continue;
+                            }
+                            if retained.elapsed() >= worker.options.retention_check_interval {
+                                retained = Instant::now();
+                                if let Err(e) = worker.apply_retention() {
+                                    tracing::warn!("applying retention failed: {e}");
+                                }
                             }
                             match worker.flush_tables(false) {
                                 Ok(()) => backoff.succeeded(),
@@ -89,6 +104,13 @@ impl Flusher {
                             }
                         }
                     }
+                }
+                worker.graveyard.sweep();
+                if worker.graveyard.len() > 0 {
+                    tracing::info!(
+                        "{} expired segment file(s) still read at close; the next open deletes them",
+                        worker.graveyard.len()
+                    );
                 }
             })
             .map_err(|e| Error::io("starting the flush thread", e))?;
@@ -111,6 +133,13 @@ impl Flusher {
             .unwrap_or_else(|e| e.into_inner())
             .send(message)
             .map_err(|_| Error::Closed)
+    }
+
+    /// Applies every table's retention now (see `retention.rs`) and reports what it removed.
+    pub(crate) async fn apply_retention(&self) -> Result<RetentionReport> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Message::Retain(reply))?;
+        rx.await.map_err(|_| Error::Closed)?
     }
 
     /// [`Flusher::flush_all`] for threads outside the async runtime.
@@ -172,9 +201,65 @@ struct Worker {
     options: Options,
     segment_ids: Arc<AtomicU64>,
     metrics: Arc<Recorder>,
+    /// Files of segments that aged out, deleted once no snapshot reads them.
+    graveyard: Graveyard,
 }
 
 impl Worker {
+    /// Removes the segments older than each table's retention (flushing hot rows that are
+    /// older first), hands their files to the graveyard and deletes those no longer read.
+    fn apply_retention(&mut self) -> Result<RetentionReport> {
+        let now = retention::now_micros();
+        let mut report = RetentionReport::default();
+        let snapshot = self.current.get();
+        for table in snapshot.tables.values() {
+            let Some(expired) = retention::expired(table, now)? else {
+                continue;
+            };
+            let mut ids = expired.segments;
+            if expired.hot_rows {
+                self.flush_table(table)?;
+                let flushed = self.current.get();
+                ids = match flushed.table_by_id(table.def.id) {
+                    Some(t) => retention::expired(t, now)?
+                        .map(|e| e.segments)
+                        .unwrap_or_default(),
+                    None => vec![],
+                };
+            }
+            if ids.is_empty() {
+                continue;
+            }
+            let outcome = self.writer.commit_blocking(Op::DropSegments {
+                table_id: table.def.id,
+                segment_ids: ids,
+            })?;
+            let Outcome::SegmentsDropped(gone) = outcome else {
+                continue;
+            };
+            let dir = segment::table_dir(&self.segments_dir, table.def.id);
+            let (rows, bytes): (u64, u64) = gone
+                .iter()
+                .fold((0, 0), |(r, b), s| (r + s.rows, b + s.bytes));
+            tracing::info!(
+                "retention ({}) removed {} segment(s), {rows} rows, {bytes} bytes of table \"{}\"",
+                retention::format_period(table.def.retention_seconds.unwrap_or_default()),
+                gone.len(),
+                table.def.name
+            );
+            report.segments += gone.len() as u64;
+            report.rows += rows;
+            report.bytes += bytes;
+            self.graveyard.bury(gone.into_iter().map(|s| {
+                let path = dir.join(&s.file_name);
+                (s, path)
+            }));
+        }
+        drop(snapshot);
+        self.graveyard.sweep();
+        Ok(report)
+    }
+
     /// Flushes tables whose hot tier crossed a threshold, or every non-empty one if `force`.
     fn flush_tables(&self, force: bool) -> Result<()> {
         let snapshot = self.current.get();

@@ -200,6 +200,7 @@ mod tests {
 
     fn table() -> TableDef {
         TableDef {
+            retention_seconds: None,
             v: 1,
             id: 1,
             name: "t".into(),

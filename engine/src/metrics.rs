@@ -198,6 +198,7 @@ impl Recorder {
             | Op::CreateView { .. }
             | Op::DropViews { .. } => &self.catalog,
             Op::RegisterSegments { .. } => &self.flush_commits,
+            Op::SetRetention { .. } | Op::DropSegments { .. } => &self.catalog,
             Op::Backfill { .. } | Op::ViewReady { .. } => &self.backfills,
         };
         add(kind, 1);

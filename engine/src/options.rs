@@ -23,6 +23,8 @@ pub struct Options {
     pub flush_age: Duration,
     /// How often the background flusher checks the thresholds.
     pub flush_check_interval: Duration,
+    /// How often the background flusher applies tables' retention (`WITH (retention = …)`).
+    pub retention_check_interval: Duration,
     /// Run the background flusher. When `false`, segments are written only by
     /// [`Database::flush`](crate::Database::flush) and on close.
     pub background_flush: bool,
@@ -52,6 +54,7 @@ impl Default for Options {
             flush_batches: 4096,
             flush_age: Duration::from_secs(60),
             flush_check_interval: Duration::from_millis(500),
+            retention_check_interval: Duration::from_secs(60),
             background_flush: true,
             flush_on_close: true,
             row_group_rows: 128 * 1024,

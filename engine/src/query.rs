@@ -38,6 +38,9 @@ pub struct StatementResult {
     pub batches: Vec<RecordBatch>,
     /// Rows written by an INSERT; rows returned by a query.
     pub rows: u64,
+    /// Things the user should know about the statement's effect (the server sends them as
+    /// NOTICE messages).
+    pub notices: Vec<String>,
 }
 
 impl StatementResult {
@@ -47,6 +50,7 @@ impl StatementResult {
             schema: Arc::new(Schema::empty()),
             batches: vec![],
             rows,
+            notices: vec![],
         }
     }
 }
@@ -237,6 +241,7 @@ impl QueryEngine {
             schema,
             batches,
             rows,
+            notices: vec![],
         })
     }
 }

@@ -405,6 +405,17 @@ impl Connection {
                     None => self.timed(self.db.execute(sql)).await?,
                 };
                 let mut results = results.map_err(|e| errors::engine(&e))?;
+                drop(blocks);
+                for notice in results.iter().flat_map(|r| r.notices.iter()) {
+                    let notice = pgwire::error::ErrorInfo::new(
+                        "NOTICE".into(),
+                        "00000".into(),
+                        notice.clone(),
+                    );
+                    client
+                        .send(PgWireBackendMessage::NoticeResponse(notice.into()))
+                        .await?;
+                }
                 match results.pop() {
                     Some(result) => to_response(result, binary),
                     None => Ok(Response::EmptyQuery),

@@ -18,6 +18,7 @@ mod pg_tools;
 mod pg_transactions;
 mod pg_views;
 mod psql;
+mod retention;
 mod sql;
 mod system_tables;
 mod transactions;

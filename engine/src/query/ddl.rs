@@ -8,6 +8,7 @@ use datafusion::sql::sqlparser::ast::{
 
 use crate::catalog::{CATALOG_ENTRY_VERSION, ColumnDef, TableDef};
 use crate::error::{Error, Result};
+use crate::retention;
 use crate::types::ColumnType;
 
 /// What a DDL statement asks for.
@@ -37,6 +38,13 @@ pub(crate) enum Ddl {
         /// IF NOT EXISTS was given.
         if_not_exists: bool,
     },
+    /// `ALTER TABLE t SET (retention = '…' | NULL)`.
+    SetRetention {
+        /// The table.
+        table: String,
+        /// The new period in seconds (`None`: keep rows forever).
+        seconds: Option<u64>,
+    },
     /// DROP MATERIALIZED VIEW of one or more views.
     DropViews {
         /// View names.
@@ -54,6 +62,7 @@ impl Ddl {
             Ddl::DropTables { .. } => "DROP TABLE",
             Ddl::CreateView { .. } => "CREATE MATERIALIZED VIEW",
             Ddl::DropViews { .. } => "DROP MATERIALIZED VIEW",
+            Ddl::SetRetention { .. } => "ALTER TABLE",
         }
     }
 }
@@ -115,9 +124,7 @@ pub(crate) fn classify(statement: &Statement) -> Result<Option<Ddl>> {
         Statement::Merge(_) => Err(Error::NotSupported(
             "MERGE is not supported: tables are append-only".into(),
         )),
-        Statement::AlterTable(_) => Err(Error::NotSupported(
-            "ALTER TABLE is not supported yet".into(),
-        )),
+        Statement::AlterTable(alter) => alter_table(alter).map(Some),
         Statement::CreateView(_) => Err(Error::NotSupported(
             "CREATE VIEW is not supported yet".into(),
         )),
@@ -220,6 +227,7 @@ fn create_table(create: &CreateTable) -> Result<Ddl> {
         columns,
         time_column: None,
         bloom_filter_columns: vec![],
+        retention_seconds: None,
     };
     let options = match &create.table_options {
         CreateTableOptions::None => &[][..],
@@ -243,6 +251,7 @@ fn create_table(create: &CreateTable) -> Result<Ddl> {
         })?;
         match normalize(key).as_str() {
             "time_column" => def.time_column = Some(column_reference(&def, &text)),
+            "retention" => def.retention_seconds = Some(retention::parse_period(&text)?),
             "bloom_filter_columns" => {
                 def.bloom_filter_columns = text
                     .split(',')
@@ -252,7 +261,7 @@ fn create_table(create: &CreateTable) -> Result<Ddl> {
             }
             other => {
                 return Err(Error::InvalidDefinition(format!(
-                    "unknown table option \"{other}\"; known options: time_column, bloom_filter_columns"
+                    "unknown table option \"{other}\"; known options: time_column, bloom_filter_columns, retention"
                 )));
             }
         }
@@ -261,6 +270,49 @@ fn create_table(create: &CreateTable) -> Result<Ddl> {
     Ok(Ddl::CreateTable {
         def,
         if_not_exists: create.if_not_exists,
+    })
+}
+
+/// `ALTER TABLE t SET (retention = '7 days')`, or `= NULL` (or `'none'`) to keep rows forever:
+/// the only ALTER TABLE Tally does.
+fn alter_table(alter: &ast::AlterTable) -> Result<Ddl> {
+    let refused = || {
+        Error::NotSupported(
+            "ALTER TABLE supports only SET (retention = '…'); tables cannot change their columns yet"
+                .into(),
+        )
+    };
+    let [ast::AlterTableOperation::SetOptionsParens { options }] = alter.operations.as_slice()
+    else {
+        return Err(refused());
+    };
+    let [SqlOption::KeyValue { key, value }] = options.as_slice() else {
+        return Err(refused());
+    };
+    if normalize(key) != "retention" {
+        return Err(Error::InvalidDefinition(format!(
+            "unknown table option \"{}\" for ALTER TABLE … SET; the only one is retention",
+            normalize(key)
+        )));
+    }
+    let seconds = match value {
+        Expr::Value(v) if matches!(v.value, Value::Null) => None,
+        _ => {
+            let text = option_text(value).ok_or_else(|| {
+                Error::InvalidDefinition(
+                    "retention needs a period, like retention = '30 days', or NULL".into(),
+                )
+            })?;
+            if text.trim().eq_ignore_ascii_case("none") {
+                None
+            } else {
+                Some(retention::parse_period(&text)?)
+            }
+        }
+    };
+    Ok(Ddl::SetRetention {
+        table: object_name(&alter.name)?,
+        seconds,
     })
 }
 

@@ -9,6 +9,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::datasource::MemTable;
 
 use crate::error::{Error, Result};
+use crate::retention::format_period;
 use crate::snapshot::{Snapshot, TableState};
 use crate::storage::segment::{raw_time_micros, time_bounds};
 use crate::types::ColumnType;
@@ -87,12 +88,14 @@ pub(crate) fn tables_table(snapshot: &Snapshot) -> Result<MemTable> {
         Field::new("time_column", DataType::Utf8, true),
         Field::new("oldest", timestamptz(), true),
         Field::new("newest", timestamptz(), true),
+        Field::new("retention", DataType::Utf8, true),
     ]));
     let n = snapshot.tables.len();
     let mut names = Vec::with_capacity(n);
     let mut ids = Vec::with_capacity(n);
     let mut counts: [Vec<i64>; 8] = Default::default();
     let (mut time_columns, mut oldest, mut newest) = (Vec::new(), Vec::new(), Vec::new());
+    let mut retention = Vec::with_capacity(n);
     for (name, table) in &snapshot.tables {
         let segment_rows: u64 = table.segments.iter().map(|s| s.rows).sum();
         let segment_bytes: u64 = table.segments.iter().map(|s| s.bytes).sum();
@@ -113,6 +116,7 @@ pub(crate) fn tables_table(snapshot: &Snapshot) -> Result<MemTable> {
             column.push(value as i64);
         }
         time_columns.push(table.def.time_column.clone());
+        retention.push(table.def.retention_seconds.map(format_period));
         let range = time_range(table)?;
         oldest.push(range.map(|r| r.0));
         newest.push(range.map(|r| r.1));
@@ -133,6 +137,7 @@ pub(crate) fn tables_table(snapshot: &Snapshot) -> Result<MemTable> {
     columns.push(Arc::new(
         TimestampMicrosecondArray::from(newest).with_timezone("UTC"),
     ));
+    columns.push(Arc::new(StringArray::from(retention)));
     mem_table("tables", schema, columns)
 }
 
