@@ -535,7 +535,9 @@ impl Database {
             .map(|t| t.def.name.clone())
             .ok_or_else(|| Error::TableNotFound(format!("(id {})", entry.view.def.table_id)))?;
         let started = Instant::now();
-        let mut progress = self.inner.metrics.backfill(table_rows(&snapshot, &table));
+        let total = table_rows(&snapshot, &table);
+        let mut progress = self.inner.metrics.backfill(total);
+        let tracker = self.inner.engine.backfills.start(view_id, total);
         let state = self
             .inner
             .engine
@@ -550,6 +552,7 @@ impl Database {
             pending_rows += batch.num_rows();
             total_rows += batch.num_rows() as u64;
             progress.done(batch.num_rows() as u64);
+            tracker.done(batch.num_rows() as u64);
             deltas.extend(views::maintain::deltas(&entry.view, &batch)?);
             if pending_rows >= CHUNK_ROWS {
                 self.inner

@@ -73,6 +73,8 @@ fn strip_prefix(message: String) -> String {
 /// The DataFusion session configuration shared by all statements.
 pub(crate) struct QueryEngine {
     base: SessionState,
+    /// Progress of running view backfills (read by `tally_views`).
+    pub(crate) backfills: Arc<crate::views::progress::BackfillProgress>,
     segments_dir: PathBuf,
     extensions: Vec<Arc<dyn extension::SessionExtension>>,
     /// Where plans execute (see [`runtime`]).
@@ -112,6 +114,7 @@ impl QueryEngine {
         });
         Ok(QueryEngine {
             base,
+            backfills: Arc::default(),
             segments_dir,
             extensions: options.session_extensions.clone(),
             runtime: runtime::QueryRuntime::new(threads)?,
@@ -176,6 +179,7 @@ impl QueryEngine {
             Arc::clone(&snapshot),
             self.segments_dir.clone(),
             writer,
+            Arc::clone(&self.backfills),
         )));
         if !self.extensions.is_empty() {
             let catalog = extension::CatalogSnapshot::new(snapshot);

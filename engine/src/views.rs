@@ -7,6 +7,7 @@ pub(crate) mod bounds;
 pub(crate) mod definition;
 pub(crate) mod key;
 pub(crate) mod maintain;
+pub(crate) mod progress;
 pub(crate) mod read;
 pub(crate) mod state;
 

@@ -138,3 +138,55 @@ async fn psql_lists_tally_sessions_with_the_progress_of_a_running_copy() {
     writer.batch_execute("ROLLBACK").await.unwrap();
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tally_views_shows_a_running_backfill_and_its_progress() {
+    let (_dir, db) = temp_db(test_options());
+    db.sql(EVENTS_DDL).await.unwrap();
+    const ROWS: usize = 600_000;
+    for b in 0..6 {
+        db.ingest("events", events_batch(b, ROWS / 6, 30))
+            .await
+            .unwrap();
+    }
+    let creating = tokio::spawn({
+        let db = db.clone();
+        async move {
+            db.sql(
+                "CREATE MATERIALIZED VIEW per_page AS SELECT page, count(*) AS n, \
+                 count(DISTINCT user_id) AS users FROM events GROUP BY page",
+            )
+            .await
+        }
+    });
+    let query = "SELECT state, backfill_rows_done, backfill_rows_total FROM tally_views";
+    let mut seen = Vec::new();
+    while !creating.is_finished() {
+        seen.extend(query_lines(&db, query).await);
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    creating.await.unwrap().unwrap();
+    let running: Vec<&String> = seen
+        .iter()
+        .filter(|l| l.starts_with("backfilling|"))
+        .collect();
+    assert!(
+        !running.is_empty(),
+        "the backfill was never seen running: {seen:?}"
+    );
+    let counting = running
+        .iter()
+        .filter(|l| !l.starts_with("backfilling||"))
+        .count();
+    assert!(counting > 0, "no progress seen: {running:?}");
+    for line in running {
+        let parts: Vec<&str> = line.split('|').collect();
+        if parts[1].is_empty() {
+            continue; // created, not yet counting
+        }
+        let (done, total): (u64, u64) = (parts[1].parse().unwrap(), parts[2].parse().unwrap());
+        assert_eq!(total, ROWS as u64, "{line}");
+        assert!(done <= total, "{line}");
+    }
+    assert_eq!(query_lines(&db, query).await, ["ready||"]);
+}

@@ -15,6 +15,7 @@ use super::table::SnapshotTable;
 use crate::error::to_datafusion;
 use crate::snapshot::Snapshot;
 use crate::transaction::AppendTarget;
+use crate::views::progress::BackfillProgress;
 use crate::views::read::ViewTable;
 
 /// The default (and only) catalog name.
@@ -33,11 +34,13 @@ impl SnapshotCatalogList {
         snapshot: Arc<Snapshot>,
         segments_dir: PathBuf,
         writer: AppendTarget,
+        backfills: Arc<BackfillProgress>,
     ) -> Self {
         let schema = Arc::new(SnapshotSchema {
             snapshot,
             segments_dir,
             writer,
+            backfills,
             added: RwLock::default(),
         });
         SnapshotCatalogList {
@@ -110,6 +113,8 @@ struct SnapshotSchema {
     snapshot: Arc<Snapshot>,
     segments_dir: PathBuf,
     writer: AppendTarget,
+    /// Running backfills' progress, for `tally_views`.
+    backfills: Arc<BackfillProgress>,
     /// Tables session extensions registered for this statement (the server's
     /// `tally_sessions`); a table or view of the same name hides them.
     added: RwLock<BTreeMap<String, Arc<dyn TableProvider>>>,
@@ -156,7 +161,9 @@ impl SchemaProvider for SnapshotSchema {
             );
             return Ok(Some(Arc::new(table)));
         }
-        if let Some(system) = system_table(&self.snapshot, name).map_err(to_datafusion)? {
+        if let Some(system) =
+            system_table(&self.snapshot, name, &self.backfills).map_err(to_datafusion)?
+        {
             return Ok(Some(Arc::new(system)));
         }
         let (Some(entry), Some(rocks)) =

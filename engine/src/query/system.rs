@@ -13,6 +13,7 @@ use crate::retention::format_period;
 use crate::snapshot::{Snapshot, TableState};
 use crate::storage::segment::{raw_time_micros, time_bounds};
 use crate::types::ColumnType;
+use crate::views::progress::BackfillProgress;
 use crate::views::{ViewStatus, index_prefix, view_prefix};
 
 /// Name of the table that lists materialized views.
@@ -25,11 +26,15 @@ pub const TALLY_SEGMENTS: &str = "tally_segments";
 pub const SYSTEM_TABLES: [&str; 3] = [TALLY_TABLES, TALLY_SEGMENTS, TALLY_VIEWS];
 
 /// The system table `name` at `snapshot`, if `name` is one.
-pub(crate) fn system_table(snapshot: &Snapshot, name: &str) -> Result<Option<MemTable>> {
+pub(crate) fn system_table(
+    snapshot: &Snapshot,
+    name: &str,
+    backfills: &BackfillProgress,
+) -> Result<Option<MemTable>> {
     Ok(Some(match name {
         TALLY_TABLES => tables_table(snapshot)?,
         TALLY_SEGMENTS => segments_table(snapshot)?,
-        TALLY_VIEWS => views_table(snapshot)?,
+        TALLY_VIEWS => views_table(snapshot, backfills)?,
         _ => return Ok(None),
     }))
 }
@@ -189,7 +194,7 @@ pub(crate) fn segments_table(snapshot: &Snapshot) -> Result<MemTable> {
 }
 
 /// `tally_views` at one snapshot: name, table, definition, state, groups, bytes, last commit.
-pub(crate) fn views_table(snapshot: &Snapshot) -> Result<MemTable> {
+pub(crate) fn views_table(snapshot: &Snapshot, backfills: &BackfillProgress) -> Result<MemTable> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("name", DataType::Utf8, false),
         Field::new("table_name", DataType::Utf8, false),
@@ -198,7 +203,10 @@ pub(crate) fn views_table(snapshot: &Snapshot) -> Result<MemTable> {
         Field::new("groups", DataType::Int64, false),
         Field::new("bytes", DataType::Int64, false),
         Field::new("last_commit", DataType::Int64, false),
+        Field::new("backfill_rows_done", DataType::Int64, true),
+        Field::new("backfill_rows_total", DataType::Int64, true),
     ]));
+    let (mut backfill_done, mut backfill_total) = (Vec::new(), Vec::new());
     let (mut names, mut tables, mut definitions, mut states, mut groups, mut bytes) = (
         Vec::new(),
         Vec::new(),
@@ -229,6 +237,12 @@ pub(crate) fn views_table(snapshot: &Snapshot) -> Result<MemTable> {
             ViewStatus::Ready => "ready",
         });
         groups.push(entries.len() as i64);
+        let progress = match entry.status {
+            ViewStatus::Backfilling => backfills.of(def.id),
+            ViewStatus::Ready => None,
+        };
+        backfill_done.push(progress.map(|p| p.0 as i64));
+        backfill_total.push(progress.map(|p| p.1 as i64));
         // States and index entries, as stored (before RocksDB's compression).
         bytes.push(
             entries
@@ -247,6 +261,8 @@ pub(crate) fn views_table(snapshot: &Snapshot) -> Result<MemTable> {
         Arc::new(Int64Array::from(groups)),
         Arc::new(Int64Array::from(bytes)),
         Arc::new(Int64Array::from(last)),
+        Arc::new(Int64Array::from(backfill_done)),
+        Arc::new(Int64Array::from(backfill_total)),
     ];
     let batch = RecordBatch::try_new(Arc::clone(&schema), columns)
         .map_err(|e| Error::arrow("listing views", e))?;
