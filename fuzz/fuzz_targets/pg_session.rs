@@ -35,6 +35,30 @@ const FIXTURES: &[&str] = &[
     "CREATE MATERIALIZED VIEW v AS SELECT name, count(*) AS n, sum(x) AS s FROM t GROUP BY name",
 ];
 
+/// pgwire 0.42 decodes a message body with `bytes`' panicking getters, so a Bind, Parse,
+/// Describe or Execute whose body is shorter than its fields panics inside the connection's
+/// task (tests/e2e/pg_robustness.rs shows the server and other sessions carry on: tokio ends
+/// only that task). Until pgwire checks lengths, those panics are let through to tokio instead
+/// of aborting here, so fuzzing reaches past them; every other panic still aborts.
+fn tolerate_known_pgwire_panics() {
+    let abort = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let in_bytes = info
+            .location()
+            .is_some_and(|l| l.file().contains("/bytes-") && l.file().ends_with("src/lib.rs"));
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if in_bytes && message.starts_with("advance out of bounds") {
+            return;
+        }
+        abort(info);
+    }));
+}
+
 struct Harness {
     runtime: Runtime,
     addr: SocketAddr,
@@ -46,6 +70,7 @@ struct Harness {
 fn harness() -> &'static Harness {
     static HARNESS: OnceLock<Harness> = OnceLock::new();
     HARNESS.get_or_init(|| {
+        tolerate_known_pgwire_panics();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
