@@ -35,8 +35,9 @@ const FIXTURES: &[&str] = &[
     "CREATE MATERIALIZED VIEW v AS SELECT name, count(*) AS n, sum(x) AS s FROM t GROUP BY name",
 ];
 
-/// pgwire 0.42 decodes a message body with `bytes`' panicking getters, so a Bind, Parse,
-/// Describe or Execute whose body is shorter than its fields panics inside the connection's
+/// pgwire 0.42 decodes a message body with `bytes`' panicking getters (`get_u16`, `split_to`),
+/// so a Bind, Parse, Describe or Execute whose body is shorter than its fields (or than a
+/// parameter length it declares) panics inside the connection's
 /// task (tests/e2e/pg_robustness.rs shows the server and other sessions carry on: tokio ends
 /// only that task). Until pgwire checks lengths, those panics are let through to tokio instead
 /// of aborting here, so fuzzing reaches past them; every other panic still aborts.
@@ -45,14 +46,14 @@ fn tolerate_known_pgwire_panics() {
     std::panic::set_hook(Box::new(move |info| {
         let in_bytes = info
             .location()
-            .is_some_and(|l| l.file().contains("/bytes-") && l.file().ends_with("src/lib.rs"));
+            .is_some_and(|l| l.file().contains("/bytes-"));
         let message = info
             .payload()
             .downcast_ref::<String>()
             .map(String::as_str)
             .or_else(|| info.payload().downcast_ref::<&str>().copied())
             .unwrap_or("");
-        if in_bytes && message.starts_with("advance out of bounds") {
+        if in_bytes && message.contains("out of bounds") {
             return;
         }
         abort(info);

@@ -152,6 +152,8 @@ async fn garbage_truncated_and_oversized_messages_end_only_their_connection() {
     for (kind, body) in [
         (b'B', &b"\0\0\x01"[..]),
         (b'B', &b"p\0s\0\x00\x01\x00"[..]),
+        // One parameter said to be 4,096 bytes long, in a 14-byte body.
+        (b'B', &b"\0\0\x00\x00\x00\x01\x00\x00\x10\x00ab"[..]),
         (b'D', &b""[..]),
         (b'P', &b"s\0SELECT 1\0\x00"[..]),
         (b'E', &b"p\0\x00"[..]),
