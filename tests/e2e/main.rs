@@ -19,6 +19,7 @@ mod pg_transactions;
 mod pg_views;
 mod psql;
 mod sql;
+mod subscribe;
 mod system_tables;
 mod transactions;
 mod views;
