@@ -12,6 +12,8 @@ Exits non-zero on the first failed check.
 import csv
 import signal
 import sys
+import threading
+import time
 
 import psycopg
 from psycopg import errors
@@ -109,7 +111,7 @@ def main(dsn):
             applied = commit
         # A commit made while A is still connected but no longer reading.
         commits.append(insert(writer, LEAVE_AFTER + 1, COMMITS[LEAVE_AFTER]))
-    # Leaving the block early cancels the COPY; then the client goes away.
+    # The client goes away in the middle of the stream.
     a.close()
     print("ok: the first subscriber left mid-stream")
 
@@ -143,6 +145,21 @@ def main(dsn):
 
     check(sorted(seen), commits, "every commit was seen exactly once across the reconnect")
     check(state, view(writer), "the changes applied by group key equal SELECT * FROM per_page")
+
+    # A cancel request ends the stream with 57014 and leaves the session usable.
+    d = psycopg.connect(dsn, autocommit=True)
+    try:
+        with d.cursor().copy("COPY (SUBSCRIBE TO per_page) TO STDOUT") as copy:
+            rows = copy.rows()
+            next(rows)
+            threading.Thread(target=lambda: (time.sleep(0.2), d.cancel())).start()
+            for _ in rows:
+                pass
+        raise AssertionError("the stream ended without an error")
+    except errors.QueryCanceled:
+        print("ok: a cancel request ends the stream")
+    check(d.execute("SELECT 1").fetchone()[0], 1, "the session is usable after the cancel")
+    d.close()
 
     # Plain SUBSCRIBE answers with the same stream; a DROP ends it with 42P01.
     c = psycopg.connect(dsn, autocommit=True)
