@@ -259,3 +259,68 @@ async fn bad_subscriptions_are_refused_and_drop_or_close_end_them() {
     let err = waiting.await.unwrap().unwrap_err();
     assert!(matches!(err, tally_engine::Error::Closed), "{err}");
 }
+
+#[tokio::test]
+async fn a_transaction_is_one_change_and_a_rollback_none() {
+    let (_dir, db) = setup(test_options()).await;
+    let mut sub = db.subscribe("per_page", None).await.unwrap();
+    let start = first_snapshot(&db, &mut sub).await;
+
+    let tx = db.begin();
+    tx.ingest("events", events_batch(1, 5, 1)).await.unwrap();
+    tx.rollback();
+    let tx = db.begin();
+    let mut pages = BTreeSet::new();
+    for b in 2..5 {
+        let batch = events_batch(b, 9, 1);
+        pages.extend(pages_of(&batch));
+        tx.ingest("events", batch).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let change = sub.next().await.unwrap();
+    assert!(change.seq > start);
+    assert_change_matches(&db, &change, &pages).await;
+}
+
+/// Concurrent writers (their commits grouped by the commit thread): the changes, applied by
+/// group key in sequence order, rebuild the view exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_of_concurrent_writers_rebuild_the_view() {
+    let (_dir, db) = setup(test_options()).await;
+    let mut sub = db.subscribe("per_page", None).await.unwrap();
+    let snapshot = sub.next().await.unwrap();
+    let mut state: BTreeMap<String, String> = lines(&snapshot.rows)
+        .into_iter()
+        .map(|l| (group_of(&l), l))
+        .collect();
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                for i in 0..10 {
+                    db.ingest("events", events_batch(100 + w * 10 + i, 7, 1))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let last = query_i64(
+        &db,
+        "SELECT last_commit FROM tally_views WHERE name = 'per_page'",
+    )
+    .await as u64;
+    let mut seq = snapshot.seq;
+    while seq < last {
+        let change = sub.next().await.unwrap();
+        assert_eq!(change.kind, ChangeKind::Change);
+        assert!(change.seq > seq, "sequences increase");
+        seq = change.seq;
+        state.extend(lines(&change.rows).into_iter().map(|l| (group_of(&l), l)));
+    }
+    assert_eq!(seq, last);
+    assert_eq!(state, view_now(&db).await);
+}
