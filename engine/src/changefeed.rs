@@ -165,10 +165,12 @@ impl Hub {
             ring_commits: ring_commits.max(1),
             linger,
         });
-        let worker = Arc::clone(&hub);
+        // Weak: the hub owns the sender, so a strong reference here would keep both alive
+        // forever if the database failed to open after this point.
+        let worker = Arc::downgrade(&hub);
         let thread = std::thread::Builder::new()
             .name("tally-changefeed".into())
-            .spawn(move || worker.run(rx))
+            .spawn(move || run(&worker, rx))
             .map_err(|e| Error::io("starting the changefeed thread", e))?;
         *hub.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(thread);
         Ok(hub)
@@ -224,33 +226,31 @@ impl Hub {
         self.published.send_replace(group.generation);
     }
 
-    /// The changefeed thread: turns each record into change batches.
-    fn run(&self, rx: mpsc::Receiver<Record>) {
-        while let Ok(record) = rx.recv() {
-            let Record {
-                seq,
-                snapshot,
-                views,
-                mut changed,
-            } = record;
-            changed.sort_unstable();
-            changed.dedup();
-            for id in views {
-                let keys: Vec<Vec<u8>> = changed
-                    .iter()
-                    .filter(|(v, _)| *v == id)
-                    .map(|(_, k)| k.clone())
-                    .collect();
-                let outcome = match snapshot.views.values().find(|v| v.view.def.id == id) {
-                    None => Err(End::Dropped),
-                    Some(_) if keys.is_empty() => continue,
-                    Some(_) => read_groups(&snapshot, id, &keys).map_err(|e| {
-                        tracing::error!("changefeed of view id {id}: {e}");
-                        End::Failed(e.to_string())
-                    }),
-                };
-                self.push(id, seq, outcome);
-            }
+    /// Turns one record into change batches.
+    fn process(&self, record: Record) {
+        let Record {
+            seq,
+            snapshot,
+            views,
+            mut changed,
+        } = record;
+        changed.sort_unstable();
+        changed.dedup();
+        for id in views {
+            let keys: Vec<Vec<u8>> = changed
+                .iter()
+                .filter(|(v, _)| *v == id)
+                .map(|(_, k)| k.clone())
+                .collect();
+            let outcome = match snapshot.views.values().find(|v| v.view.def.id == id) {
+                None => Err(End::Dropped),
+                Some(_) if keys.is_empty() => continue,
+                Some(_) => read_groups(&snapshot, id, &keys).map_err(|e| {
+                    tracing::error!("changefeed of view id {id}: {e}");
+                    End::Failed(e.to_string())
+                }),
+            };
+            self.push(id, seq, outcome);
         }
     }
 
@@ -301,6 +301,17 @@ impl Hub {
         }
         // Wakes subscribers waiting for a group that will never come.
         self.published.send_modify(|g| *g = u64::MAX);
+    }
+}
+
+/// The `tally-changefeed` thread: ends when the hub (and with it the sender) is gone or shut
+/// down.
+fn run(hub: &std::sync::Weak<Hub>, rx: mpsc::Receiver<Record>) {
+    while let Ok(record) = rx.recv() {
+        match hub.upgrade() {
+            Some(hub) => hub.process(record),
+            None => break,
+        }
     }
 }
 
