@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 
 use crate::batch_ids::{self, BatchIds, Recorded};
 use crate::catalog::{self, CATALOG_ENTRY_VERSION, SegmentMeta, TableDef};
+use crate::changefeed::{GroupFeed, Hub};
 use crate::error::{Error, Result};
 use crate::metrics::Recorder;
 use crate::snapshot::{Current, HotBatch, Snapshot, TableState, ViewEntry};
@@ -200,6 +201,8 @@ pub(crate) struct WriterSetup {
     /// Batch ids recorded within the window.
     pub batch_ids: BatchIds,
     pub metrics: Arc<Recorder>,
+    /// Receives each group's changed view groups when someone subscribes.
+    pub changefeed: Arc<Hub>,
 }
 
 impl Writer {
@@ -214,6 +217,7 @@ impl Writer {
             reclaimer,
             batch_ids,
             metrics,
+            changefeed,
         } = setup;
         let (tx, rx) = mpsc::channel();
         let committer = Committer {
@@ -226,6 +230,8 @@ impl Writer {
             next_table_id,
             group_next_segment: 0,
             metrics,
+            changefeed,
+            feed: GroupFeed::default(),
         };
         let thread = std::thread::Builder::new()
             .name("tally-commit".into())
@@ -289,6 +295,9 @@ struct Committer {
     /// Batch ids recorded by recent commits (for idempotent retries).
     batch_ids: BatchIds,
     metrics: Arc<Recorder>,
+    changefeed: Arc<Hub>,
+    /// The changefeed's view of the group being committed (keys of followed views).
+    feed: GroupFeed,
 }
 
 impl Committer {
@@ -322,6 +331,7 @@ impl Committer {
         let mut working = (*self.current.get()).clone();
         let mut batch = WriteBatch::default();
         self.group_next_segment = 0;
+        self.feed = self.changefeed.begin_group();
         let mut results: Vec<Result<Outcome>> = Vec::with_capacity(group.len());
         let mut dropped = Dropped::default();
         let mut needs_sync = self.sync;
@@ -350,6 +360,11 @@ impl Committer {
                 }
                 working.rocks = Some(Arc::new(self.store.snapshot()));
                 let published = self.current.set(working);
+                if !dropped.ranges.is_empty() {
+                    self.feed.note_drop();
+                }
+                self.changefeed
+                    .group_published(std::mem::take(&mut self.feed), Some(&published));
                 for result in results.iter_mut() {
                     if let Ok(Outcome::ViewCreated(Some((_, snapshot)))) = result {
                         *snapshot = Arc::clone(&published);
@@ -370,6 +385,8 @@ impl Committer {
                 }
             }
             Err(e) => {
+                self.changefeed
+                    .group_published(std::mem::take(&mut self.feed), None);
                 self.batch_ids.abandoned();
                 tracing::error!("commit failed: {e}");
                 self.metrics.group_failed(group.len());
@@ -405,6 +422,8 @@ impl Committer {
         for (key, value) in view_deltas.iter() {
             batch.merge_cf(store.cf(CF_VIEWS), key, value);
         }
+        self.feed
+            .collect(view_deltas.iter().map(|(key, _)| key.as_slice()));
         let mut last_seq = working.last_seq;
         let state = working
             .tables

@@ -16,6 +16,7 @@ use datafusion::sql::sqlparser::ast;
 use crate::batch_ids::BatchIds;
 use crate::bulk::{BulkIngest, BulkTarget, Receipt};
 use crate::catalog::{self, CATALOG_ENTRY_VERSION, SegmentMeta, TableDef};
+use crate::changefeed::{Hub, Subscription};
 use crate::commit::{Op, Outcome, Writer, WriterSetup};
 use crate::error::{DataErrorClass, Error, Result};
 use crate::flush::Flusher;
@@ -66,6 +67,8 @@ struct Inner {
     resources: Mutex<Option<(Arc<Store>, File)>>,
     /// Counters of commits, flushes and backfills ([`Database::metrics`]).
     metrics: Arc<Recorder>,
+    /// The view changefeed ([`Database::subscribe`]).
+    changefeed: Arc<Hub>,
 }
 
 impl Database {
@@ -108,6 +111,7 @@ impl Database {
         let current = Arc::new(Current::new(snapshot));
         let reclaimer = Arc::new(Reclaimer::start(Arc::clone(&store))?);
         let metrics = Arc::new(Recorder::default());
+        let changefeed = Hub::start(options.changefeed_ring_commits, options.changefeed_linger)?;
         let writer = Arc::new(Writer::start(WriterSetup {
             store: Arc::clone(&store),
             current: Arc::clone(&current),
@@ -117,6 +121,7 @@ impl Database {
             reclaimer: Arc::clone(&reclaimer),
             batch_ids: BatchIds::load(&store, options.batch_id_window)?,
             metrics: Arc::clone(&metrics),
+            changefeed: Arc::clone(&changefeed),
         })?);
         let flusher = Flusher::start(
             Arc::clone(&current),
@@ -140,6 +145,7 @@ impl Database {
                 flush_on_close: options.flush_on_close,
                 resources: Mutex::new(Some((store, lock))),
                 metrics,
+                changefeed,
             }),
         };
         for view_id in unfinished {
@@ -584,6 +590,44 @@ impl Database {
         Ok(())
     }
 
+    /// Follows the changes of the materialized view `view`: each commit that changes it yields
+    /// a [`ChangeBatch`](crate::ChangeBatch) with the commit's sequence and the new values of
+    /// the groups it changed.
+    ///
+    /// Without `from`, the subscription starts with a snapshot of the whole view at the current
+    /// sequence ([`ChangeKind::Snapshot`](crate::ChangeKind::Snapshot)), then every later
+    /// change. With `from = Some(seq)` (the last sequence a client applied, after a
+    /// reconnect) it yields every change after `seq` if the view's in-memory ring still holds
+    /// them ([`Options::changefeed_ring_commits`](crate::Options::changefeed_ring_commits)), and
+    /// otherwise (older than the ring, after a restart) a fresh snapshot first. A subscriber
+    /// that falls behind the ring also gets a fresh snapshot rather than a gap. Delivery is
+    /// at-least-once and idempotent by sequence: skip what is at or below the last sequence
+    /// applied, apply rows as upserts by group key.
+    ///
+    /// Fails with [`Error::TableNotFound`] for an unknown name, [`Error::NotSupported`] for a
+    /// table or a view still backfilling, and [`Error::InvalidArgument`] for a `from` ahead of
+    /// the last committed sequence.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: tally_engine::Database) -> tally_engine::Result<()> {
+    /// let mut changes = db.subscribe("per_page", None).await?;
+    /// loop {
+    ///     let change = changes.next().await?;
+    ///     println!("{} {:?}: {} groups", change.seq, change.kind, change.rows.num_rows());
+    /// }
+    /// # }
+    /// ```
+    pub async fn subscribe(&self, view: &str, from: Option<u64>) -> Result<Subscription> {
+        self.inner.check_open()?;
+        Subscription::start(
+            Arc::clone(&self.inner.changefeed),
+            Arc::clone(&self.inner.current),
+            view,
+            from,
+        )
+        .await
+    }
+
     /// The definition of a materialized view.
     pub fn view(&self, name: &str) -> Option<ViewDef> {
         self.inner
@@ -797,6 +841,8 @@ impl Inner {
         };
         self.flusher.shutdown();
         self.writer.shutdown();
+        // After the writer: no group can start any more. Subscriptions end with `Closed`.
+        self.changefeed.shutdown();
         // Snapshots hold RocksDB read views; drop ours so the database closes now.
         self.current.set(Snapshot::default());
         // Memtables to SST files: the write-ahead log goes, so the next open replays nothing.

@@ -109,6 +109,13 @@ pub enum Error {
     /// The database was closed.
     #[error("database is closed")]
     Closed,
+    /// An argument is out of its valid range (a changefeed's `from` sequence ahead of the
+    /// database).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The materialized view a [`Subscription`](crate::Subscription) follows was dropped.
+    #[error("materialized view \"{0}\" was dropped; its subscription ended")]
+    ViewDropped(String),
     /// A transaction has no savepoint of that name.
     #[error("savepoint \"{0}\" does not exist")]
     NoSuchSavepoint(String),
@@ -176,6 +183,8 @@ pub enum ErrorKind {
     FileAccess,
     /// A user-named file is not in the format it should be (22P04).
     BadFile,
+    /// An argument out of its valid range (22023).
+    InvalidArgument,
     /// Planning or execution error from the query engine.
     Query,
     /// The disk holding the data directory is full (53100): nothing of the failed statement
@@ -192,7 +201,8 @@ impl Error {
             return ErrorKind::DiskFull;
         }
         match self {
-            Error::TableNotFound(_) => ErrorKind::UndefinedTable,
+            Error::TableNotFound(_) | Error::ViewDropped(_) => ErrorKind::UndefinedTable,
+            Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
             Error::TableExists(_) => ErrorKind::DuplicateTable,
             Error::ColumnNotFound { .. } => ErrorKind::UndefinedColumn,
             Error::InvalidData { class, .. } => ErrorKind::Data(*class),

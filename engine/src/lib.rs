@@ -9,6 +9,7 @@
 mod batch_ids;
 mod bulk;
 mod catalog;
+mod changefeed;
 mod commit;
 mod database;
 mod error;
@@ -36,6 +37,7 @@ mod views;
 pub use batch_ids::MAX_BATCH_ID_BYTES;
 pub use bulk::{BulkIngest, Receipt};
 pub use catalog::{ColumnDef, SegmentMeta, TableDef};
+pub use changefeed::{ChangeBatch, ChangeKind, RING_BYTES, Subscription};
 pub use database::{Database, Prepared, TableStats};
 pub use error::{DataErrorClass, Error, ErrorKind, Result};
 pub use metrics::Metrics;

@@ -40,6 +40,14 @@ pub struct Options {
     /// (batch_id '…')` over the wire) is remembered: a retry within it is acknowledged without
     /// writing the rows again.
     pub batch_id_window: Duration,
+    /// How many of its latest changes a subscribed materialized view keeps in memory, so that a
+    /// subscriber that reconnects with `from` resumes without a gap (see
+    /// [`Database::subscribe`](crate::Database::subscribe)). Older ones are answered with a
+    /// fresh snapshot.
+    pub changefeed_ring_commits: usize,
+    /// How long a view keeps recording its changes after its last subscriber left, for that
+    /// subscriber to resume.
+    pub changefeed_linger: Duration,
     /// Hooks that add schemas and functions to every query session (see
     /// [`SessionExtension`]); the Postgres server adds its `pg_catalog` here.
     pub session_extensions: Vec<Arc<dyn SessionExtension>>,
@@ -60,6 +68,8 @@ impl Default for Options {
             row_group_rows: 128 * 1024,
             target_partitions: None,
             batch_id_window: Duration::from_secs(24 * 3600),
+            changefeed_ring_commits: 10_000,
+            changefeed_linger: Duration::from_secs(300),
             session_extensions: Vec::new(),
         }
     }

@@ -239,6 +239,7 @@ fn query_kind(statement: &Statement) -> &'static str {
         }
         Statement::CopyIn(_) | Statement::CopyFromParquet { .. } => "copy_from",
         Statement::CopyOut(_) | Statement::CopyToParquet { .. } => "copy_to",
+        Statement::Subscribe(_) => "subscribe",
         Statement::Begin(_)
         | Statement::Commit
         | Statement::Rollback

@@ -17,6 +17,7 @@ pub mod refuse;
 pub mod sessions;
 pub mod settings;
 pub mod statement;
+pub mod subscribe;
 pub mod transaction;
 pub mod types;
 
@@ -560,6 +561,10 @@ impl Connection {
                 Ok(Response::Execution(
                     Tag::new("COPY").with_rows(rows as usize),
                 ))
+            }
+            // Streams until the client leaves, cancels, or the view goes: never an Ok answer.
+            Statement::Subscribe(request) => {
+                Err(subscribe::stream(client, &self.db, request, &self.metrics).await)
             }
             Statement::CopyOut(copy) => {
                 let blocks = self.blocks.lock().await;

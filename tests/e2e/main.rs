@@ -20,6 +20,7 @@ mod pg_views;
 mod psql;
 mod retention;
 mod sql;
+mod subscribe;
 mod system_tables;
 mod transactions;
 mod views;

@@ -110,3 +110,18 @@ async fn psycopg_connects_with_scram_over_tls() {
     .await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psycopg_subscriber_sees_every_commit_once_across_a_reconnect() {
+    let server = TestServer::start().await;
+    let dsn = format!(
+        "host=127.0.0.1 port={} user=tally dbname=tally sslmode=disable",
+        server.addr.port()
+    );
+    let out = run_script("psycopg_subscribe.py", &[&dsn]).await;
+    assert!(
+        out.contains("ok: every commit was seen exactly once across the reconnect"),
+        "{out}"
+    );
+    server.stop().await;
+}

@@ -60,6 +60,7 @@ pub fn sqlstate(kind: ErrorKind) -> &'static str {
         ErrorKind::UndefinedFile => "58P01",
         ErrorKind::FileAccess => "58030",
         ErrorKind::BadFile => state::BAD_COPY_FORMAT,
+        ErrorKind::InvalidArgument => state::INVALID_PARAMETER,
         ErrorKind::Query => "42000",
         ErrorKind::DiskFull => "53100",
         ErrorKind::Internal => state::INTERNAL,

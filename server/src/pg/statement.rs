@@ -9,8 +9,10 @@ use tally_engine::reexports::datafusion::sql::sqlparser::parser::Parser;
 use tally_engine::reexports::datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
 mod copy;
+mod subscribe;
 
 pub use copy::{CopyFormat, CopyIn, CopyOut};
+pub use subscribe::Subscribe;
 
 use super::catalog;
 use super::errors::{self, state};
@@ -57,6 +59,9 @@ pub enum Statement {
         /// The file, as written in the statement.
         path: String,
     },
+    /// `SUBSCRIBE [TO] view [FROM seq]` or `COPY (SUBSCRIBE …) TO STDOUT`: the view's
+    /// changefeed as a COPY OUT stream that ends only with the client, a cancel or an error.
+    Subscribe(Subscribe),
     /// A statement the server accepts and ignores (`DISCARD ALL`, `DEALLOCATE`, …), with its tag.
     Noop(&'static str),
     /// `CREATE INDEX` (checked against the table, then a no-op: Tally keeps no secondary
@@ -185,7 +190,11 @@ pub fn classify(sql: &str) -> PgWireResult<Statement> {
         "show" => Statement::Show(canonical(second.trim_matches('"'))),
         "discard" => Statement::Noop("DISCARD ALL"),
         "deallocate" => Statement::Noop("DEALLOCATE"),
-        "copy" => copy::parse_copy(sql)?,
+        "copy" => match subscribe::parse_copy_subscribe(sql)? {
+            Some(statement) => statement,
+            None => copy::parse_copy(sql)?,
+        },
+        "subscribe" => subscribe::parse_subscribe(sql)?,
         "create"
             if second == "index"
                 || (second == "unique" && w.get(2).is_some_and(|w| w == "index")) =>

@@ -2,7 +2,7 @@
 //! talked to through a Postgres driver, stopped with signals or killed with SIGKILL.
 //!
 //! - `signals`: SIGTERM and SIGINT under load stop the server in time and keep every
-//!   acknowledged COPY;
+//!   acknowledged COPY; a connected `SUBSCRIBE` does not hold shutdown past the grace period;
 //! - `crash_loop`: kill -9 at random moments of concurrent COPYs and flushes, then check;
 //! - `load`: 8 writers and 24 readers at once, RSS sampled;
 //! - `disk_full`: a data directory on a small tmpfs fills up (skipped where mounting is not

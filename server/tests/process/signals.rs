@@ -82,3 +82,43 @@ async fn sigterm_under_load_stops_within_10_s_and_keeps_every_acknowledged_copy(
 async fn sigint_under_load_stops_within_10_s_and_keeps_every_acknowledged_copy() {
     stops_cleanly_under_load("INT").await;
 }
+
+/// A subscriber is a statement that never ends on its own: shutdown must not wait for it past
+/// the grace period, and the subscriber's stream must end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_a_subscriber_connected_stops_and_ends_its_stream() {
+    use futures::StreamExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Tally::start(&data, CONFIG).await;
+    let client = server.client().await;
+    workload::create_schema(&client).await;
+    let subscriber = server.client().await;
+    let stream = subscriber
+        .copy_out("COPY (SUBSCRIBE TO per_page) TO STDOUT")
+        .await
+        .expect("subscribe");
+    let mut stream = Box::pin(stream);
+    client
+        .batch_execute("INSERT INTO events VALUES ('2026-01-01 00:00:00', 1, '/x', 1.0, 1)")
+        .await
+        .expect("insert");
+    let first = stream.next().await.expect("a row").expect("a change");
+    assert!(first.starts_with(b"1\tchange\t/x\t"), "{first:?}");
+    let reader = tokio::spawn(async move {
+        loop {
+            match stream.next().await {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Some(e.to_string()),
+                None => return None,
+            }
+        }
+    });
+    server.stop().await;
+    let ended = reader.await.expect("reader task");
+    assert!(
+        ended.is_some(),
+        "the stream ended with an error, not a CopyDone"
+    );
+}
