@@ -11,8 +11,8 @@ pub(crate) mod table;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use arrow::array::{AsArray, RecordBatch};
-use arrow::datatypes::{Schema, SchemaRef, UInt64Type};
+use arrow::array::{AsArray, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Schema, SchemaRef, UInt64Type};
 use datafusion::config::Dialect;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::{SessionConfig, SessionContext, SessionState};
@@ -213,11 +213,16 @@ impl QueryEngine {
     /// runtime.
     pub(crate) async fn run_plan(
         &self,
-        state: SessionState,
+        mut state: SessionState,
         plan: LogicalPlan,
         command: &str,
     ) -> Result<StatementResult> {
-        let (schema, batches) = self
+        let scans = (command == "EXPLAIN").then(|| {
+            let log = Arc::new(table::ScanLog::default());
+            state.config_mut().set_extension(Arc::clone(&log));
+            log
+        });
+        let (schema, mut batches) = self
             .runtime
             .run(async move {
                 let ctx = SessionContext::new_with_state(state);
@@ -227,6 +232,9 @@ impl QueryEngine {
                 Ok((schema, batches))
             })
             .await?;
+        if let Some(scans) = scans {
+            batches.extend(segment_pruning_rows(&schema, &scans.lines()));
+        }
         let rows = if command == "INSERT" {
             batches
                 .iter()
@@ -248,6 +256,29 @@ impl QueryEngine {
             notices: vec![],
         })
     }
+}
+
+/// EXPLAIN's extra rows, `segment pruning | <table>: n of m segment(s) scanned …`, one per table
+/// scan (none if the output is not EXPLAIN's two text columns).
+fn segment_pruning_rows(schema: &SchemaRef, lines: &[String]) -> Option<RecordBatch> {
+    let text = |i: usize| {
+        schema
+            .fields()
+            .get(i)
+            .is_some_and(|f| f.data_type() == &DataType::Utf8)
+    };
+    if lines.is_empty() || schema.fields().len() != 2 || !text(0) || !text(1) {
+        return None;
+    }
+    let kinds = vec!["segment pruning"; lines.len()];
+    RecordBatch::try_new(
+        Arc::clone(schema),
+        vec![
+            Arc::new(StringArray::from(kinds)),
+            Arc::new(StringArray::from(lines.to_vec())),
+        ],
+    )
+    .ok()
 }
 
 /// The Postgres command tag of a plan, or why Tally refuses it.

@@ -15,6 +15,8 @@ use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 pub struct TestServer {
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
+    /// The server's database, for what SQL cannot do (a flush now).
+    pub db: tally_engine::Database,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), String>>>,
 }
@@ -38,12 +40,14 @@ impl TestServer {
             .expect("start server")
             .with_shutdown_grace(Duration::from_millis(100));
         let addr = server.local_addr().expect("local addr");
+        let db = server.database().clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
             let _ = stopped.await;
         }));
         TestServer {
             addr,
+            db,
             dir,
             stop: Some(stop),
             task: Some(task),

@@ -190,3 +190,44 @@ async fn tally_views_shows_a_running_backfill_and_its_progress() {
     }
     assert_eq!(query_lines(&db, query).await, ["ready||"]);
 }
+
+#[tokio::test]
+async fn explain_analyze_over_the_wire_lists_the_segments_pruned() {
+    let server = TestServer::start().await;
+    let client = server.connect().await;
+    client.batch_execute(EVENTS_DDL).await.unwrap();
+    // Three days of rows, each day its own segment once the server flushes them at stop.
+    let rows: String = (1..=3)
+        .map(|day| format!("2026-01-0{day} 10:00:00,{day},/p,1.5,{day}\n"))
+        .collect();
+    let sink = client
+        .copy_in::<_, Bytes>("COPY events FROM STDIN (FORMAT csv)")
+        .await
+        .unwrap();
+    futures::pin_mut!(sink);
+    sink.send(Bytes::from(rows)).await.unwrap();
+    sink.as_mut().finish().await.unwrap();
+    server.db.flush().await.unwrap();
+
+    let plan = simple_rows(
+        &client,
+        "EXPLAIN ANALYZE SELECT sum(latency_ms) FROM events WHERE ts >= '2026-01-02 00:00:00'",
+    )
+    .await;
+    let pruning: Vec<&str> = plan
+        .iter()
+        .filter(|row| row[0].as_deref() == Some("segment pruning"))
+        .filter_map(|row| row[1].as_deref())
+        .collect();
+    assert_eq!(
+        pruning,
+        ["events: 2 of 3 segment(s) scanned, 1 pruned by the time column; 0 hot batch(es)"],
+        "{plan:?}"
+    );
+    assert!(
+        plan.iter()
+            .any(|row| row[1].as_deref().is_some_and(|p| p.contains("metrics=["))),
+        "EXPLAIN ANALYZE shows the plan with its metrics: {plan:?}"
+    );
+    server.stop().await;
+}

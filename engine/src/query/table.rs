@@ -42,6 +42,26 @@ pub(crate) struct SnapshotTable {
     writer: AppendTarget,
 }
 
+/// What the table scans of one EXPLAIN statement pruned (a session-config extension that only
+/// EXPLAIN sets): the segments DataFusion never sees are not in its plan, so they are listed
+/// beside it.
+#[derive(Debug, Default)]
+pub(crate) struct ScanLog(std::sync::Mutex<Vec<String>>);
+
+impl ScanLog {
+    fn note(&self, line: String) {
+        let mut lines = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if !lines.contains(&line) {
+            lines.push(line);
+        }
+    }
+
+    /// The lines noted, in scan order.
+    pub(crate) fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 impl SnapshotTable {
     pub(crate) fn new(state: Arc<TableState>, segments_dir: PathBuf, writer: AppendTarget) -> Self {
         let schema = state.def.arrow_schema();
@@ -112,6 +132,16 @@ impl TableProvider for SnapshotTable {
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
 
         let files = self.candidate_files(filters);
+        if let Some(log) = state.config().get_extension::<ScanLog>() {
+            let pruned = self.state.segments.len() - files.len();
+            log.note(format!(
+                "{}: {} of {} segment(s) scanned, {pruned} pruned by the time column; {} hot batch(es)",
+                self.state.def.name,
+                files.len(),
+                self.state.segments.len(),
+                self.state.hot.len()
+            ));
+        }
         if !files.is_empty() {
             // DataFusion pushes the query's filters into this source (row-group statistics,
             // page index and bloom-filter pruning); segments were pruned by time above.
