@@ -13,6 +13,7 @@ use tokio::net::TcpStream;
 
 use super::bulk::segment_files;
 use super::pg::{TestServer, simple_value};
+use super::pg_robustness::startup_packet;
 
 const VIEW: &str = "CREATE MATERIALIZED VIEW per_batch AS \
      SELECT batch_id, count(*) AS n, sum(latency_ms) AS total FROM events GROUP BY batch_id";
@@ -148,11 +149,7 @@ fn message(kind: u8, body: &[u8]) -> Vec<u8> {
 /// committed).
 async fn copy_and_hang_up(server: &TestServer, batch_id: &str, data: &str) {
     let mut socket = TcpStream::connect(server.addr).await.unwrap();
-    let mut body = 196_608u32.to_be_bytes().to_vec();
-    body.extend_from_slice(b"user\0tally\0database\0tally\0\0");
-    let mut startup = (body.len() as u32 + 4).to_be_bytes().to_vec();
-    startup.extend_from_slice(&body);
-    socket.write_all(&startup).await.unwrap();
+    socket.write_all(&startup_packet()).await.unwrap();
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
     // Wait for ReadyForQuery ('Z') after authentication.

@@ -13,7 +13,7 @@ use tokio_postgres::error::SqlState;
 use super::pg::{TestServer, psql};
 
 /// A startup packet for user `tally`, database `tally`, protocol 3.0.
-fn startup_packet() -> Vec<u8> {
+pub(crate) fn startup_packet() -> Vec<u8> {
     let mut body = 196_608u32.to_be_bytes().to_vec();
     for (k, v) in [("user", "tally"), ("database", "tally")] {
         body.extend_from_slice(k.as_bytes());

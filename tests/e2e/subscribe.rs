@@ -11,27 +11,6 @@ use tally_tests::*;
 const VIEW: &str = "CREATE MATERIALIZED VIEW per_page AS \
      SELECT page, count(*) AS n, sum(latency_ms) AS total FROM events GROUP BY page";
 
-/// Rows rendered as `page|n|total` lines, like `query_lines`.
-fn lines(batch: &RecordBatch) -> Vec<String> {
-    let formatters: Vec<_> = batch
-        .columns()
-        .iter()
-        .map(|c| {
-            arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &Default::default())
-                .expect("formatter")
-        })
-        .collect();
-    (0..batch.num_rows())
-        .map(|row| {
-            formatters
-                .iter()
-                .map(|f| f.value(row).to_string())
-                .collect::<Vec<_>>()
-                .join("|")
-        })
-        .collect()
-}
-
 fn group_of(line: &str) -> String {
     line.split('|').next().unwrap_or_default().to_string()
 }
@@ -60,7 +39,7 @@ fn pages_of(batch: &RecordBatch) -> BTreeSet<String> {
 async fn assert_change_matches(db: &Database, change: &ChangeBatch, pages: &BTreeSet<String>) {
     assert_eq!(change.kind, ChangeKind::Change);
     let view = view_now(db).await;
-    let got: BTreeMap<String, String> = lines(&change.rows)
+    let got: BTreeMap<String, String> = batch_lines(&change.rows)
         .into_iter()
         .map(|l| (group_of(&l), l))
         .collect();
@@ -87,7 +66,7 @@ async fn setup(options: Options) -> (tempfile::TempDir, Database) {
 async fn first_snapshot(db: &Database, sub: &mut Subscription) -> u64 {
     let snapshot = sub.next().await.unwrap();
     assert_eq!(snapshot.kind, ChangeKind::Snapshot);
-    let rows: BTreeMap<String, String> = lines(&snapshot.rows)
+    let rows: BTreeMap<String, String> = batch_lines(&snapshot.rows)
         .into_iter()
         .map(|l| (group_of(&l), l))
         .collect();
@@ -152,7 +131,7 @@ async fn a_subscriber_resumes_after_the_last_sequence_it_applied() {
     let (_dir, db) = setup(test_options()).await;
     let mut sub = db.subscribe("per_page", None).await.unwrap();
     let snapshot = sub.next().await.unwrap();
-    let mut state: BTreeMap<String, String> = lines(&snapshot.rows)
+    let mut state: BTreeMap<String, String> = batch_lines(&snapshot.rows)
         .into_iter()
         .map(|l| (group_of(&l), l))
         .collect();
@@ -164,7 +143,11 @@ async fn a_subscriber_resumes_after_the_last_sequence_it_applied() {
     }
     let change = sub.next().await.unwrap();
     seen.push(change.seq);
-    state.extend(lines(&change.rows).into_iter().map(|l| (group_of(&l), l)));
+    state.extend(
+        batch_lines(&change.rows)
+            .into_iter()
+            .map(|l| (group_of(&l), l)),
+    );
     let applied = change.seq;
     drop(sub);
 
@@ -178,7 +161,11 @@ async fn a_subscriber_resumes_after_the_last_sequence_it_applied() {
         let change = sub.next().await.unwrap();
         assert_eq!(change.kind, ChangeKind::Change, "resumed from the ring");
         seen.push(change.seq);
-        state.extend(lines(&change.rows).into_iter().map(|l| (group_of(&l), l)));
+        state.extend(
+            batch_lines(&change.rows)
+                .into_iter()
+                .map(|l| (group_of(&l), l)),
+        );
     }
     assert_eq!(seen, committed, "every commit exactly once, in order");
     assert_eq!(state, view_now(&db).await);
@@ -203,7 +190,7 @@ async fn a_subscriber_behind_the_ring_gets_a_fresh_snapshot() {
     let fresh = slow.next().await.unwrap();
     assert_eq!(fresh.kind, ChangeKind::Snapshot, "no gap: a new snapshot");
     assert_eq!(fresh.seq, start + 6);
-    let rows: BTreeMap<String, String> = lines(&fresh.rows)
+    let rows: BTreeMap<String, String> = batch_lines(&fresh.rows)
         .into_iter()
         .map(|l| (group_of(&l), l))
         .collect();
@@ -289,7 +276,7 @@ async fn changes_of_concurrent_writers_rebuild_the_view() {
     let (_dir, db) = setup(test_options()).await;
     let mut sub = db.subscribe("per_page", None).await.unwrap();
     let snapshot = sub.next().await.unwrap();
-    let mut state: BTreeMap<String, String> = lines(&snapshot.rows)
+    let mut state: BTreeMap<String, String> = batch_lines(&snapshot.rows)
         .into_iter()
         .map(|l| (group_of(&l), l))
         .collect();
@@ -319,7 +306,11 @@ async fn changes_of_concurrent_writers_rebuild_the_view() {
         assert_eq!(change.kind, ChangeKind::Change);
         assert!(change.seq > seq, "sequences increase");
         seq = change.seq;
-        state.extend(lines(&change.rows).into_iter().map(|l| (group_of(&l), l)));
+        state.extend(
+            batch_lines(&change.rows)
+                .into_iter()
+                .map(|l| (group_of(&l), l)),
+        );
     }
     assert_eq!(seq, last);
     assert_eq!(state, view_now(&db).await);

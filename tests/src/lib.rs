@@ -116,25 +116,26 @@ pub async fn query_i64(db: &Database, sql: &str) -> i64 {
 /// All rows of a query, rendered as text lines (for comparisons in tests).
 pub async fn query_lines(db: &Database, sql: &str) -> Vec<String> {
     let batches = db.sql(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let mut lines = Vec::new();
-    for batch in &batches {
-        let formatters: Vec<_> = batch
-            .columns()
-            .iter()
-            .map(|c| {
-                arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &Default::default())
-                    .expect("formatter")
-            })
-            .collect();
-        for row in 0..batch.num_rows() {
-            lines.push(
-                formatters
-                    .iter()
-                    .map(|f| f.value(row).to_string())
-                    .collect::<Vec<_>>()
-                    .join("|"),
-            );
-        }
-    }
-    lines
+    batches.iter().flat_map(batch_lines).collect()
+}
+
+/// The rows of a batch as `a|b|c` text lines (NULL as the empty string).
+pub fn batch_lines(batch: &RecordBatch) -> Vec<String> {
+    let formatters: Vec<_> = batch
+        .columns()
+        .iter()
+        .map(|c| {
+            arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &Default::default())
+                .expect("formatter")
+        })
+        .collect();
+    (0..batch.num_rows())
+        .map(|row| {
+            formatters
+                .iter()
+                .map(|f| f.value(row).to_string())
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect()
 }
