@@ -23,8 +23,7 @@ use crate::error::{Error, Result};
 use crate::ingest;
 use crate::storage::hot;
 use crate::storage::segment::{self, WrittenSegment};
-use crate::views::{self, CompiledView, state::AggState};
-use datafusion::common::HashMap;
+use crate::views::{self, CompiledView};
 
 /// Where and when a bulk ingest spills to segment files.
 pub(crate) struct BulkTarget {
@@ -50,7 +49,7 @@ pub struct BulkIngest {
     rows: u64,
     /// The table's views when the bulk ingest started, and their deltas over every row so far.
     views: Vec<Arc<CompiledView>>,
-    view_states: Vec<HashMap<Vec<u8>, Vec<AggState>>>,
+    view_states: Vec<views::part::Groups>,
     /// The caller's id for this batch, for idempotent retries.
     batch_id: Option<String>,
 }
@@ -72,7 +71,7 @@ impl BulkIngest {
         views: Vec<Arc<CompiledView>>,
     ) -> Self {
         let schema = def.arrow_schema();
-        let view_states = vec![HashMap::new(); views.len()];
+        let view_states = vec![views::part::Groups::default(); views.len()];
         BulkIngest {
             views,
             view_states,
@@ -245,13 +244,12 @@ impl BulkIngest {
         let segments = self.written.iter().map(|w| w.meta.clone()).collect();
         let mut covered: Vec<u64> = self.views.iter().map(|v| v.def.id).collect();
         covered.sort_unstable();
-        let mut deltas = Vec::new();
-        for (view, states) in self.views.iter().zip(std::mem::take(&mut self.view_states)) {
-            let kinds = view.group_kinds();
-            for (key, states) in states {
-                views::push_group_entries(view, &kinds, &key, &states, &mut deltas);
-            }
-        }
+        let deltas = self
+            .views
+            .iter()
+            .zip(std::mem::take(&mut self.view_states))
+            .map(|(view, groups)| (view.def.id, views::part::DeltaPart::from_groups(groups)))
+            .collect();
         Ok(Op::Append {
             table_id: self.def.id,
             table: self.def.name.clone(),

@@ -32,7 +32,7 @@ use tokio::sync::watch;
 use crate::error::{Error, Result};
 use crate::snapshot::{Current, Snapshot};
 use crate::views::ViewStatus;
-use crate::views::read::{Finalizer, ViewTable};
+use crate::views::scan::{self, Selection, ViewTable};
 
 /// Most bytes of finished rows one view's ring keeps.
 pub const RING_BYTES: usize = 64 << 20;
@@ -67,24 +67,20 @@ pub(crate) struct GroupFeed {
     generation: u64,
     /// Ids of the followed views; empty: nothing to collect.
     views: Vec<u64>,
-    /// `(view id, state key)` of every delta of a followed view.
+    /// `(view id, group key)` of every delta of a followed view.
     changed: Vec<(u64, Vec<u8>)>,
     /// The group dropped a table or view (a followed view may be gone).
     dropped: bool,
 }
 
 impl GroupFeed {
-    /// Keeps the state keys of followed views among a commit's view deltas.
-    pub(crate) fn collect<'a>(&mut self, keys: impl Iterator<Item = &'a [u8]>) {
-        if self.views.is_empty() {
+    /// Keeps the group keys of a delta part when its view is followed.
+    pub(crate) fn collect(&mut self, view_id: u64, keys: &arrow::array::BinaryArray) {
+        if !self.views.contains(&view_id) {
             return;
         }
-        for key in keys {
-            let Some(prefix) = key.get(..8) else { continue };
-            let id = u64::from_be_bytes(prefix.try_into().expect("8 bytes"));
-            if self.views.contains(&id) {
-                self.changed.push((id, key.to_vec()));
-            }
+        for key in keys.iter().flatten() {
+            self.changed.push((view_id, key.to_vec()));
         }
     }
 
@@ -315,24 +311,14 @@ fn run(hub: &std::sync::Weak<Hub>, rx: mpsc::Receiver<Record>) {
     }
 }
 
-/// The rows of the groups with these state keys (sorted), as of `snapshot`.
+/// The rows of the groups with these keys (sorted), as of `snapshot`.
 fn read_groups(snapshot: &Snapshot, view_id: u64, keys: &[Vec<u8>]) -> Result<RecordBatch> {
     let entry = snapshot
         .views
         .values()
         .find(|v| v.view.def.id == view_id)
         .ok_or_else(|| Error::TableNotFound(format!("(view id {view_id})")))?;
-    let rocks = snapshot
-        .rocks
-        .as_ref()
-        .ok_or_else(|| Error::Corrupt("a published snapshot without a RocksDB view".into()))?;
-    let mut out = Finalizer::new(&entry.view, None);
-    for (key, value) in keys.iter().zip(rocks.get_views(keys)?) {
-        if let Some(value) = value {
-            out.push(key, &value)?;
-        }
-    }
-    out.finish()
+    scan::read(&entry.view, &entry.data, Selection::Keys(keys), None)
 }
 
 /// A running subscription to one view's changes, from
@@ -455,8 +441,7 @@ impl Subscription {
             .values()
             .find(|v| v.view.def.id == self.view_id)
             .ok_or_else(|| Error::ViewDropped(self.name.clone()))?;
-        let rocks = snapshot.rocks.as_ref().ok_or(Error::Closed)?.clone();
-        let rows = ViewTable::new(Arc::clone(&entry.view), entry.status, rocks).read(&[], None)?;
+        let rows = ViewTable::new(Arc::clone(entry)).read(&[], None)?;
         let seq = snapshot.last_seq;
         drop(snapshot);
         let mut state = self.hub.lock();

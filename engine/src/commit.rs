@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arrow::record_batch::RecordBatch;
 use rocksdb::WriteBatch;
@@ -24,17 +24,35 @@ use crate::changefeed::{GroupFeed, Hub};
 use crate::error::{Error, Result};
 use crate::metrics::Recorder;
 use crate::snapshot::{Current, HotBatch, Snapshot, TableState, ViewEntry};
-use crate::storage::keys::{self, CF_CATALOG, CF_HOT, CF_META, CF_VIEWS};
+use crate::storage::keys::{self, CF_CATALOG, CF_HOT, CF_META, CF_VIEW_PARTS};
 use crate::storage::reclaim::{DroppedRange, Reclaimer};
 use crate::storage::segment;
 use crate::storage::store::Store;
-use crate::views::{self, CompiledView, ViewDef, ViewStatus};
+use crate::views::compact::Wake;
+use crate::views::part::DeltaPart;
+use crate::views::segment::StateSegment;
+use crate::views::{self, CompiledView, ViewData, ViewDef, ViewStatus};
 
-/// A `(views key, encoded state)` delta to merge.
-pub(crate) type ViewDelta = (Vec<u8>, Vec<u8>);
+/// Delta parts computed by the caller, with the id of the view each belongs to.
+pub(crate) type ViewParts = Vec<(u64, DeltaPart)>;
 
 /// Most requests committed in one group.
 const MAX_GROUP: usize = 512;
+
+/// A view with this many delta parts wakes the compactor (it also runs on a timer).
+const COMPACT_AT_PARTS: usize = 8;
+
+/// Longest an append waits for compaction (see [`Writer::throttle`]).
+const MAX_DELAY: Duration = Duration::from_secs(30);
+
+/// The tables an append or a transaction of appends writes to.
+fn collect_tables(op: &Op, out: &mut Vec<u64>) {
+    match op {
+        Op::Append { table_id, .. } => out.push(*table_id),
+        Op::Transaction(ops) => ops.iter().for_each(|op| collect_tables(op, out)),
+        _ => {}
+    }
+}
 
 /// A change to commit.
 pub(crate) enum Op {
@@ -49,10 +67,10 @@ pub(crate) enum Op {
         /// Segment files already written and synced by a bulk ingest, registered in the same
         /// commit.
         segments: Vec<SegmentMeta>,
-        /// View deltas computed by the caller for all rows (a bulk ingest, whose spilled rows
-        /// are no longer in `batches`), with the ids of the views they cover. `None`: the
+        /// View delta parts computed by the caller for all rows (a bulk ingest, whose spilled
+        /// rows are no longer in `batches`), with the ids of the views they cover. `None`: the
         /// commit thread computes them from `batches`.
-        view_deltas: Option<(Vec<u64>, Vec<ViewDelta>)>,
+        view_deltas: Option<(Vec<u64>, ViewParts)>,
         /// The caller's id for this batch: if a commit of the table already recorded it, this
         /// one writes nothing and reports that commit's rows (see `batch_ids.rs`).
         batch_id: Option<String>,
@@ -83,12 +101,24 @@ pub(crate) enum Op {
         /// Succeed without change if the name exists.
         if_not_exists: bool,
     },
-    /// Merge backfill deltas into a view's states.
+    /// Add a chunk of backfill to a view, as a delta part.
     Backfill {
         /// The view.
         view_id: u64,
-        /// `(views key, encoded state)` deltas.
-        deltas: Vec<(Vec<u8>, Vec<u8>)>,
+        /// The partial states of the chunk's rows.
+        part: Box<DeltaPart>,
+    },
+    /// Replace delta parts and state segments of a view by one segment that merges them (its
+    /// file already written and synced by the compactor).
+    CompactView {
+        /// The view.
+        view_id: u64,
+        /// The new segment.
+        segment: Arc<StateSegment>,
+        /// Ids of the segments it replaces.
+        segments: Vec<u64>,
+        /// Ids of the delta parts it replaces.
+        parts: Vec<u64>,
     },
     /// Mark a backfilled view ready.
     ViewReady {
@@ -153,6 +183,8 @@ pub(crate) enum Outcome {
     ViewCreated(Option<(u64, Arc<Snapshot>)>),
     /// View states merged, view marked ready, or views dropped.
     ViewChanged,
+    /// A compaction was swapped in (`false`: its view was dropped meanwhile).
+    Compacted(bool),
 }
 
 struct Request {
@@ -187,6 +219,10 @@ enum Message {
 pub(crate) struct Writer {
     tx: Mutex<Sender<Message>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// For backpressure: the latest snapshot, the compactor, and the parts limit.
+    current: Arc<Current>,
+    compaction: Arc<Wake>,
+    view_parts_to_delay: usize,
 }
 
 /// What the commit thread starts from (state loaded at open, shared handles).
@@ -203,6 +239,14 @@ pub(crate) struct WriterSetup {
     pub metrics: Arc<Recorder>,
     /// Receives each group's changed view groups when someone subscribes.
     pub changefeed: Arc<Hub>,
+    /// Id of the next delta part (one more than the largest stored).
+    pub next_part_id: u64,
+    /// Woken when a view's delta parts pile up.
+    pub compaction: Arc<Wake>,
+    /// Where views' state segments live (`DATA/views`).
+    pub views_dir: PathBuf,
+    /// Appends wait while a view of their table has this many delta parts.
+    pub view_parts_to_delay: usize,
 }
 
 impl Writer {
@@ -218,8 +262,14 @@ impl Writer {
             batch_ids,
             metrics,
             changefeed,
+            next_part_id,
+            compaction,
+            views_dir,
+            view_parts_to_delay,
         } = setup;
         let (tx, rx) = mpsc::channel();
+        let writer_current = Arc::clone(&current);
+        let writer_compaction = Arc::clone(&compaction);
         let committer = Committer {
             batch_ids,
             store,
@@ -232,6 +282,9 @@ impl Writer {
             metrics,
             changefeed,
             feed: GroupFeed::default(),
+            next_part_id: next_part_id.max(1),
+            compaction,
+            views_dir,
         };
         let thread = std::thread::Builder::new()
             .name("tally-commit".into())
@@ -240,7 +293,41 @@ impl Writer {
         Ok(Writer {
             tx: Mutex::new(tx),
             thread: Mutex::new(Some(thread)),
+            current: writer_current,
+            compaction: writer_compaction,
+            view_parts_to_delay,
         })
+    }
+
+    /// Backpressure: while a view of a table that `op` appends to has
+    /// `view_parts_to_delay` delta parts or more, wakes the compactor and waits (at most
+    /// [`MAX_DELAY`], then commits anyway: a stalled compactor slows ingest, never fails it).
+    async fn throttle(&self, op: &Op) {
+        let mut tables = Vec::new();
+        collect_tables(op, &mut tables);
+        if tables.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let mut warned = false;
+        loop {
+            let snapshot = self.current.get();
+            let piled = tables.iter().any(|t| {
+                snapshot
+                    .views_of(*t)
+                    .any(|v| v.data.parts.len() >= self.view_parts_to_delay)
+            });
+            drop(snapshot);
+            if !piled || started.elapsed() >= MAX_DELAY {
+                return;
+            }
+            if !warned && started.elapsed() >= Duration::from_secs(1) {
+                tracing::info!("ingest waits for view compaction to catch up");
+                warned = true;
+            }
+            self.compaction.notify();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     fn send(&self, message: Message) -> Result<()> {
@@ -251,8 +338,10 @@ impl Writer {
             .map_err(|_| Error::Closed)
     }
 
-    /// Commits `op` and waits for it to be durable and visible.
+    /// Commits `op` and waits for it to be durable and visible (an append first waits while
+    /// its views' compaction is far behind).
     pub(crate) async fn commit(&self, op: Op) -> Result<Outcome> {
+        self.throttle(&op).await;
         let (reply, rx) = oneshot::channel();
         self.send(Message::Commit(Request {
             op,
@@ -298,6 +387,12 @@ struct Committer {
     changefeed: Arc<Hub>,
     /// The changefeed's view of the group being committed (keys of followed views).
     feed: GroupFeed,
+    /// Id of the next delta part.
+    next_part_id: u64,
+    /// Woken when a view's delta parts pile up.
+    compaction: Arc<Wake>,
+    /// Where views' state segments live.
+    views_dir: PathBuf,
 }
 
 impl Committer {
@@ -358,7 +453,6 @@ impl Committer {
                 for table_id in &dropped.tables {
                     self.batch_ids.forget_table(*table_id);
                 }
-                working.rocks = Some(Arc::new(self.store.snapshot()));
                 let published = self.current.set(working);
                 if !dropped.ranges.is_empty() {
                     self.feed.note_drop();
@@ -419,11 +513,9 @@ impl Committer {
             stored_next_segment,
             view_deltas,
         } = prepared;
-        for (key, value) in view_deltas.iter() {
-            batch.merge_cf(store.cf(CF_VIEWS), key, value);
+        for (view_id, part) in view_deltas.iter() {
+            self.add_part(store, working, batch, *view_id, part);
         }
-        self.feed
-            .collect(view_deltas.iter().map(|(key, _)| key.as_slice()));
         let mut last_seq = working.last_seq;
         let state = working
             .tables
@@ -460,6 +552,42 @@ impl Committer {
         Outcome::Appended {
             rows,
             duplicate: false,
+        }
+    }
+
+    /// Writes a delta part of a view and adds it to the working snapshot (empty parts are
+    /// skipped; a view that no longer exists was checked for by the caller).
+    fn add_part(
+        &mut self,
+        store: &Store,
+        working: &mut Snapshot,
+        batch: &mut WriteBatch,
+        view_id: u64,
+        part: &DeltaPart,
+    ) {
+        if part.is_empty() {
+            return;
+        }
+        let Some(entry) = working
+            .views
+            .values_mut()
+            .find(|v| v.view.def.id == view_id)
+        else {
+            return;
+        };
+        let id = self.next_part_id;
+        self.next_part_id += 1;
+        batch.put_cf(
+            store.cf(CF_VIEW_PARTS),
+            keys::part_key(view_id, id),
+            part.encode(),
+        );
+        let part = part.with_id(id);
+        self.feed.collect(view_id, &part.keys);
+        let entry = Arc::make_mut(entry);
+        entry.data.parts.push(part);
+        if entry.data.parts.len() >= COMPACT_AT_PARTS {
+            self.compaction.notify();
         }
     }
 
@@ -592,7 +720,7 @@ impl Committer {
                     )));
                 }
                 for name in &dependent {
-                    drop_view(store, working, batch, dropped, name);
+                    drop_view(store, working, batch, dropped, &self.views_dir, name);
                 }
                 for id in &dropped_ids {
                     let id = *id;
@@ -661,6 +789,7 @@ impl Committer {
                     Arc::new(ViewEntry {
                         view: Arc::new(compiled),
                         status: ViewStatus::Backfilling,
+                        data: ViewData::default(),
                     }),
                 );
                 // The published snapshot is filled in once the commit is durable.
@@ -669,14 +798,68 @@ impl Committer {
                     Arc::new(Snapshot::default()),
                 ))))
             }
-            Op::Backfill { view_id, deltas } => {
+            Op::Backfill { view_id, part } => {
                 if !working.views.values().any(|v| v.view.def.id == *view_id) {
                     return Err(Error::TableNotFound(format!("(view id {view_id})")));
                 }
-                for (key, value) in deltas {
-                    batch.merge_cf(store.cf(CF_VIEWS), key, value);
-                }
+                self.add_part(store, working, batch, *view_id, part);
                 Ok(Outcome::ViewChanged)
+            }
+            Op::CompactView {
+                view_id,
+                segment,
+                segments,
+                parts,
+            } => {
+                let Some(entry) = working
+                    .views
+                    .values_mut()
+                    .find(|v| v.view.def.id == *view_id)
+                else {
+                    return Ok(Outcome::Compacted(false));
+                };
+                let data = &entry.data;
+                let missing_segment = segments
+                    .iter()
+                    .any(|id| !data.segments.iter().any(|s| s.meta.id == *id));
+                let missing_part = parts
+                    .iter()
+                    .any(|id| !data.parts.iter().any(|p| p.id == *id));
+                if missing_segment || missing_part {
+                    return Err(Error::Corrupt(format!(
+                        "compaction of view {view_id} replaces segments or parts that are gone"
+                    )));
+                }
+                // Every fallible step comes before the first write enters the shared batch.
+                let stored_next = store.meta_u64(keys::META_NEXT_SEGMENT_ID)?;
+                batch.put_cf(
+                    store.cf(CF_CATALOG),
+                    keys::view_segment_key(*view_id, segment.meta.id),
+                    catalog::encode(&segment.meta),
+                );
+                for id in segments {
+                    batch.delete_cf(store.cf(CF_CATALOG), keys::view_segment_key(*view_id, *id));
+                }
+                for id in parts {
+                    batch.delete_cf(store.cf(CF_VIEW_PARTS), keys::part_key(*view_id, *id));
+                }
+                let next = stored_next
+                    .max(segment.meta.id + 1)
+                    .max(self.group_next_segment);
+                self.group_next_segment = next;
+                batch.put_cf(
+                    store.cf(CF_META),
+                    keys::META_NEXT_SEGMENT_ID,
+                    next.to_be_bytes(),
+                );
+                let entry = Arc::make_mut(entry);
+                entry
+                    .data
+                    .segments
+                    .retain(|s| !segments.contains(&s.meta.id));
+                entry.data.parts.retain(|p| !parts.contains(&p.id));
+                entry.data.segments.push(Arc::clone(segment));
+                Ok(Outcome::Compacted(true))
             }
             Op::ViewReady { view_id } => {
                 let entry = working
@@ -707,7 +890,7 @@ impl Committer {
                     }
                 }
                 for name in names {
-                    drop_view(store, working, batch, dropped, name);
+                    drop_view(store, working, batch, dropped, &self.views_dir, name);
                 }
                 Ok(Outcome::ViewChanged)
             }
@@ -788,6 +971,7 @@ fn drop_view(
     working: &mut Snapshot,
     batch: &mut WriteBatch,
     dropped: &mut Dropped,
+    views_dir: &std::path::Path,
     name: &str,
 ) {
     if let Some(entry) = working.views.remove(name) {
@@ -796,17 +980,20 @@ fn drop_view(
         dropped.delete_range(
             store,
             batch,
-            CF_VIEWS,
-            views::view_prefix(id),
-            views::view_prefix(id + 1),
+            CF_CATALOG,
+            keys::view_segment_prefix(id),
+            keys::view_segment_prefix(id + 1),
         );
         dropped.delete_range(
             store,
             batch,
-            CF_VIEWS,
-            views::index_prefix(id),
-            views::index_prefix(id + 1),
+            CF_VIEW_PARTS,
+            id.to_be_bytes(),
+            (id + 1).to_be_bytes(),
         );
+        dropped
+            .dirs
+            .push(crate::views::compact::view_dir(views_dir, id));
     }
 }
 
@@ -843,7 +1030,7 @@ struct PreparedAppend<'a> {
     batches: &'a [(RecordBatch, Vec<u8>)],
     segments: &'a [SegmentMeta],
     stored_next_segment: u64,
-    view_deltas: Cow<'a, [ViewDelta]>,
+    view_deltas: Cow<'a, [(u64, DeltaPart)]>,
 }
 
 /// Checks an append (its table still exists, its views did not change under a bulk load) and
@@ -870,9 +1057,9 @@ fn prepare_append<'a>(store: &Store, op: &'a Op, working: &Snapshot) -> Result<P
     } else {
         store.meta_u64(keys::META_NEXT_SEGMENT_ID)?
     };
-    // Every view over the table gets its deltas in this same commit.
+    // Every view over the table gets its delta part in this same commit.
     let view_deltas = match precomputed {
-        Some((covered, deltas)) => {
+        Some((covered, parts)) => {
             let mut current: Vec<u64> =
                 working.views_of(*table_id).map(|v| v.view.def.id).collect();
             current.sort_unstable();
@@ -881,14 +1068,14 @@ fn prepare_append<'a>(store: &Store, op: &'a Op, working: &Snapshot) -> Result<P
                     "the materialized views of table \"{table}\" changed while this bulk load ran; run it again"
                 )));
             }
-            Cow::Borrowed(deltas.as_slice())
+            Cow::Borrowed(parts.as_slice())
         }
         None => {
             let mut computed = Vec::new();
             for entry in working.views_of(*table_id) {
-                for (rb, _) in batches {
-                    computed.extend(views::maintain::deltas(&entry.view, rb)?);
-                }
+                let part =
+                    views::maintain::delta_part(&entry.view, batches.iter().map(|(rb, _)| rb))?;
+                computed.push((entry.view.def.id, part));
             }
             Cow::Owned(computed)
         }

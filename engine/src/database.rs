@@ -24,11 +24,12 @@ use crate::metrics::{Metrics, Recorder};
 use crate::options::Options;
 use crate::query::ddl::{self, Ddl};
 use crate::query::{self, QueryEngine, StatementResult};
-use crate::snapshot::{Current, HotBatch, Snapshot, TableState, ViewEntry};
-use crate::storage::keys;
+use crate::snapshot::{Current, HotBatch, Snapshot, TableState};
 use crate::storage::reclaim::Reclaimer;
 use crate::storage::store::Store;
+use crate::storage::{self, keys};
 use crate::transaction::{AppendTarget, Transaction};
+use crate::views::compact::{Compactor, CompactorSetup, Wake};
 use crate::views::{self, ViewDef, ViewStatus};
 use crate::{ingest, storage::hot};
 
@@ -55,6 +56,8 @@ struct Inner {
     current: Arc<Current>,
     writer: Arc<Writer>,
     flusher: Flusher,
+    /// Merges views' delta parts into state segments; stopped at close before the writer.
+    compactor: Compactor,
     /// Compacts away what DROP deleted; stopped at close before RocksDB is.
     reclaimer: Arc<Reclaimer>,
     engine: QueryEngine,
@@ -88,20 +91,25 @@ impl Database {
             .map_err(|e| Error::io(format!("resolving data directory {}", dir.display()), e))?;
         let lock = lock_directory(&dir)?;
         let store = Arc::new(Store::open(&dir.join("rocksdb"))?);
-        store.check_format_version(&dir)?;
+        if store.check_format_version(&dir)? == Some(1) {
+            views::load::upgrade_from_v1(&store)?;
+        }
         let segments_dir = dir.join("segments");
-        std::fs::create_dir_all(&segments_dir)
-            .map_err(|e| Error::io(format!("creating {}", segments_dir.display()), e))?;
+        let views_dir = dir.join("views");
+        for sub in [&segments_dir, &views_dir] {
+            std::fs::create_dir_all(sub)
+                .map_err(|e| Error::io(format!("creating {}", sub.display()), e))?;
+        }
 
         let engine = QueryEngine::new(&options, segments_dir.clone())?;
         let mut snapshot = load_snapshot(&store)?;
-        let unfinished = load_views(&store, &engine, &mut snapshot)?;
-        snapshot.rocks = Some(Arc::new(store.snapshot()));
-        let removed = remove_orphans(&segments_dir, &snapshot)?;
+        let loaded = views::load::load_views(&store, &engine, &mut snapshot, &views_dir)?;
+        let removed = remove_orphans(&segments_dir, &snapshot)?
+            + views::load::remove_orphans(&views_dir, &snapshot)?;
         if removed > 0 {
             tracing::info!(
                 "removed {removed} orphaned segment file(s) from {}",
-                segments_dir.display()
+                dir.display()
             );
         }
         let next_table_id = store.meta_u64(keys::META_NEXT_TABLE_ID)?;
@@ -112,6 +120,7 @@ impl Database {
         let reclaimer = Arc::new(Reclaimer::start(Arc::clone(&store))?);
         let metrics = Arc::new(Recorder::default());
         let changefeed = Hub::start(options.changefeed_ring_commits, options.changefeed_linger)?;
+        let wake = Arc::new(Wake::default());
         let writer = Arc::new(Writer::start(WriterSetup {
             store: Arc::clone(&store),
             current: Arc::clone(&current),
@@ -122,7 +131,22 @@ impl Database {
             batch_ids: BatchIds::load(&store, options.batch_id_window)?,
             metrics: Arc::clone(&metrics),
             changefeed: Arc::clone(&changefeed),
+            next_part_id: loaded.next_part_id,
+            compaction: Arc::clone(&wake),
+            views_dir: views_dir.clone(),
+            view_parts_to_delay: options.view_parts_to_delay.max(1),
         })?);
+        let compactor = Compactor::start(
+            CompactorSetup {
+                current: Arc::clone(&current),
+                writer: Arc::clone(&writer),
+                views_dir,
+                segment_ids: Arc::clone(&segment_ids),
+                interval: options.compaction_interval,
+                background: options.background_flush,
+            },
+            wake,
+        )?;
         let flusher = Flusher::start(
             Arc::clone(&current),
             Arc::clone(&writer),
@@ -137,6 +161,7 @@ impl Database {
                 current,
                 writer,
                 flusher,
+                compactor,
                 reclaimer,
                 engine,
                 segments_dir,
@@ -148,7 +173,7 @@ impl Database {
                 changefeed,
             }),
         };
-        for view_id in unfinished {
+        for view_id in loaded.unfinished {
             // A backfill interrupted by a crash starts over: its partial states were deleted
             // at load, and the rows it must cover are all rows committed so far.
             let db2 = db.clone();
@@ -487,7 +512,7 @@ impl Database {
             table_id: 0,
             query,
             status: ViewStatus::Backfilling,
-            indexed: true,
+            indexed: false,
         };
         let compiled = self
             .inner
@@ -552,21 +577,22 @@ impl Database {
         let sql = format!("SELECT * FROM \"{}\"", table.replace('"', "\"\""));
         let frame = ctx.sql(&sql).await.map_err(Error::Query)?;
         let mut stream = frame.execute_stream().await.map_err(Error::Query)?;
-        let (mut deltas, mut pending_rows, mut total_rows) = (Vec::new(), 0usize, 0u64);
+        let (mut groups, mut pending_rows, mut total_rows) =
+            (views::part::Groups::default(), 0usize, 0u64);
         while let Some(batch) = futures::StreamExt::next(&mut stream).await {
             let batch = batch.map_err(Error::Query)?;
             pending_rows += batch.num_rows();
             total_rows += batch.num_rows() as u64;
             progress.done(batch.num_rows() as u64);
             tracker.done(batch.num_rows() as u64);
-            deltas.extend(views::maintain::deltas(&entry.view, &batch)?);
+            views::maintain::accumulate(&entry.view, &batch, &mut groups)?;
             if pending_rows >= CHUNK_ROWS {
+                let part = Box::new(views::part::DeltaPart::from_groups(std::mem::take(
+                    &mut groups,
+                )));
                 self.inner
                     .writer
-                    .commit(Op::Backfill {
-                        view_id,
-                        deltas: std::mem::take(&mut deltas),
-                    })
+                    .commit(Op::Backfill { view_id, part })
                     .await?;
                 pending_rows = 0;
                 tracing::info!(
@@ -575,10 +601,11 @@ impl Database {
                 );
             }
         }
-        if !deltas.is_empty() {
+        if !groups.is_empty() {
+            let part = Box::new(views::part::DeltaPart::from_groups(groups));
             self.inner
                 .writer
-                .commit(Op::Backfill { view_id, deltas })
+                .commit(Op::Backfill { view_id, part })
                 .await?;
         }
         self.inner.writer.commit(Op::ViewReady { view_id }).await?;
@@ -684,6 +711,15 @@ impl Database {
     /// Writes every table's hot tier to Parquet segments now.
     pub async fn flush(&self) -> Result<()> {
         self.inner.flusher.flush_all().await
+    }
+
+    /// Merges every materialized view's delta parts and state segments into one segment per
+    /// view now, and waits until the result is committed. The background compactor does this
+    /// incrementally on its own (see [`Options::compaction_interval`](crate::Options::compaction_interval)); this is for tests,
+    /// benchmarks and maintenance windows.
+    pub async fn compact_views(&self) -> Result<()> {
+        self.inner.check_open()?;
+        self.inner.compactor.compact_all().await
     }
 
     /// Applies every table's retention now (the background flusher also does it every
@@ -840,10 +876,10 @@ impl Inner {
             Ok(())
         };
         self.flusher.shutdown();
+        self.compactor.shutdown();
         self.writer.shutdown();
         // After the writer: no group can start any more. Subscriptions end with `Closed`.
         self.changefeed.shutdown();
-        // Snapshots hold RocksDB read views; drop ours so the database closes now.
         self.current.set(Snapshot::default());
         // Memtables to SST files: the write-ahead log goes, so the next open replays nothing.
         let persisted = resources.0.persist_memtables();
@@ -997,47 +1033,6 @@ fn load_snapshot(store: &Store) -> Result<Snapshot> {
     })
 }
 
-/// Loads and compiles the materialized views. Returns the ids of views whose backfill was
-/// interrupted; their partial states are deleted here, to be backfilled again.
-fn load_views(store: &Store, engine: &QueryEngine, snapshot: &mut Snapshot) -> Result<Vec<u64>> {
-    let mut unfinished = Vec::new();
-    for (_, value) in store.scan_catalog(&keys::view_def_prefix())? {
-        let def: ViewDef = catalog::decode("view definition", &value)?;
-        let Some(table) = snapshot.table_by_id(def.table_id) else {
-            continue;
-        };
-        let table_name = table.def.name.clone();
-        let status = def.status;
-        let id = def.id;
-        let name = def.name.clone();
-        let tables = snapshot.tables.clone();
-        let compiled =
-            futures::executor::block_on(engine.compile_view(&tables, def)).map_err(|e| {
-                Error::Corrupt(format!(
-                    "materialized view \"{name}\" over \"{table_name}\" no longer compiles: {e}"
-                ))
-            })?;
-        if status == ViewStatus::Backfilling {
-            let mut batch = rocksdb::WriteBatch::default();
-            batch.delete_range_cf(
-                store.cf(keys::CF_VIEWS),
-                views::view_prefix(id),
-                views::view_prefix(id + 1),
-            );
-            store.write(batch, true)?;
-            unfinished.push(id);
-        }
-        snapshot.views.insert(
-            name,
-            Arc::new(ViewEntry {
-                view: Arc::new(compiled),
-                status,
-            }),
-        );
-    }
-    Ok(unfinished)
-}
-
 /// Runs a future to completion on a fresh single-threaded runtime on its own thread, so that
 /// synchronous code (open) can use async engine code whether or not it runs inside a runtime.
 fn run_on_own_runtime<F>(future: F) -> Result<()>
@@ -1067,47 +1062,5 @@ fn remove_orphans(segments_dir: &Path, snapshot: &Snapshot) -> Result<usize> {
             )
         })
         .collect();
-    let read = |dir: &Path| {
-        std::fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))
-    };
-    let mut removed = 0;
-    for entry in read(segments_dir)? {
-        let entry = entry.map_err(|e| Error::io("listing segments", e))?;
-        let path = entry.path();
-        let name = entry.file_name().to_string_lossy().to_string();
-        match known.get(&name) {
-            Some(files) if path.is_dir() => {
-                for file in read(&path)? {
-                    let file = file.map_err(|e| Error::io("listing segments", e))?;
-                    if !files.contains(file.file_name().to_string_lossy().as_ref()) {
-                        let path = file.path();
-                        let result = if path.is_dir() {
-                            std::fs::remove_dir_all(&path)
-                        } else {
-                            std::fs::remove_file(&path)
-                        };
-                        result.map_err(|e| {
-                            Error::io(format!("removing orphan {}", path.display()), e)
-                        })?;
-                        removed += 1;
-                    }
-                }
-            }
-            _ => {
-                let count = if path.is_dir() {
-                    read(&path)?.count()
-                } else {
-                    1
-                };
-                let result = if path.is_dir() {
-                    std::fs::remove_dir_all(&path)
-                } else {
-                    std::fs::remove_file(&path)
-                };
-                result.map_err(|e| Error::io(format!("removing orphan {}", path.display()), e))?;
-                removed += count;
-            }
-        }
-    }
-    Ok(removed)
+    storage::segment::remove_unknown(segments_dir, &known)
 }

@@ -60,3 +60,9 @@ pub fn decode_key_value(encoded: &[u8], kind: KeyKind) -> Result<KeyValue> {
 pub fn compare_values(a: &KeyValue, b: &KeyValue) -> std::cmp::Ordering {
     state::compare(a, b)
 }
+
+/// Decodes a view's delta part as `Database::open` reads it from `view_parts`; returns its
+/// number of groups.
+pub fn decode_delta_part(bytes: &[u8]) -> Result<usize> {
+    crate::views::part::DeltaPart::decode(1, bytes).map(|p| p.len())
+}

@@ -86,6 +86,8 @@ pub struct CommitCounts {
     pub flushes: u64,
     /// Chunks of view backfill, and views marked ready.
     pub backfills: u64,
+    /// View compactions swapped in (delta parts and segments merged into a segment).
+    pub compactions: u64,
 }
 
 /// A latency distribution: counts per bucket, Prometheus-style.
@@ -140,6 +142,7 @@ pub(crate) struct Recorder {
     catalog: AtomicU64,
     flush_commits: AtomicU64,
     backfills: AtomicU64,
+    compactions: AtomicU64,
     commit_failures: AtomicU64,
     commit_groups: AtomicU64,
     commit_latency: AtomicHistogram,
@@ -160,6 +163,7 @@ impl Default for Recorder {
             catalog: AtomicU64::new(0),
             flush_commits: AtomicU64::new(0),
             backfills: AtomicU64::new(0),
+            compactions: AtomicU64::new(0),
             commit_failures: AtomicU64::new(0),
             commit_groups: AtomicU64::new(0),
             commit_latency: AtomicHistogram::new(&COMMIT_LATENCY_BOUNDS),
@@ -200,6 +204,7 @@ impl Recorder {
             Op::RegisterSegments { .. } => &self.flush_commits,
             Op::SetRetention { .. } | Op::DropSegments { .. } => &self.catalog,
             Op::Backfill { .. } | Op::ViewReady { .. } => &self.backfills,
+            Op::CompactView { .. } => &self.compactions,
         };
         add(kind, 1);
         // A duplicate batch id wrote nothing.
@@ -253,6 +258,7 @@ impl Recorder {
                 catalog: get(&self.catalog),
                 flushes: get(&self.flush_commits),
                 backfills: get(&self.backfills),
+                compactions: get(&self.compactions),
             },
             commit_failures: get(&self.commit_failures),
             commit_groups: get(&self.commit_groups),

@@ -48,6 +48,13 @@ pub struct Options {
     /// How long a view keeps recording its changes after its last subscriber left, for that
     /// subscriber to resume.
     pub changefeed_linger: Duration,
+    /// How often the background compactor merges materialized views' delta parts into state
+    /// segments (a view that gathers 8 parts wakes it sooner). It runs when
+    /// `background_flush` is on.
+    pub compaction_interval: Duration,
+    /// An ingest into a table waits (backpressure, never an error) while one of its views has
+    /// this many delta parts that compaction has not merged yet.
+    pub view_parts_to_delay: usize,
     /// Hooks that add schemas and functions to every query session (see
     /// [`SessionExtension`]); the Postgres server adds its `pg_catalog` here.
     pub session_extensions: Vec<Arc<dyn SessionExtension>>,
@@ -70,6 +77,8 @@ impl Default for Options {
             batch_id_window: Duration::from_secs(24 * 3600),
             changefeed_ring_commits: 10_000,
             changefeed_linger: Duration::from_secs(300),
+            compaction_interval: Duration::from_millis(500),
+            view_parts_to_delay: 256,
             session_extensions: Vec::new(),
         }
     }

@@ -9,8 +9,7 @@ use std::time::Instant;
 use arrow::record_batch::RecordBatch;
 
 use crate::catalog::{SegmentMeta, TableDef};
-use crate::storage::store::DbSnapshot;
-use crate::views::{CompiledView, ViewStatus};
+use crate::views::{CompiledView, ViewData, ViewStatus};
 
 /// A committed batch not yet flushed to Parquet.
 #[derive(Debug)]
@@ -64,6 +63,8 @@ pub(crate) struct ViewEntry {
     pub view: Arc<CompiledView>,
     /// Backfilling or ready.
     pub status: ViewStatus,
+    /// Its stored groups: state segments and delta parts.
+    pub data: ViewData,
 }
 
 /// All tables at one commit point.
@@ -73,8 +74,6 @@ pub(crate) struct Snapshot {
     pub tables: BTreeMap<String, Arc<TableState>>,
     /// Materialized views by name.
     pub views: BTreeMap<String, Arc<ViewEntry>>,
-    /// RocksDB as of this commit (view states are read from it).
-    pub rocks: Option<Arc<DbSnapshot>>,
     /// Sequence number of the last commit that wrote rows.
     pub last_seq: u64,
 }

@@ -1,17 +1,25 @@
 //! Incrementally maintained materialized views: definition analysis, per-batch maintenance,
-//! the state codec and view scans. This module never writes to RocksDB itself: it turns
-//! batches into `(key, state)` deltas that the commit thread merges in the same `WriteBatch`
-//! as the rows.
+//! the state codec, delta parts, state segments, their merge, compaction and view scans. The
+//! commit thread writes each commit's delta part (one per view) in the same `WriteBatch` as the
+//! rows; the compactor merges parts into segments in the background.
 
 pub(crate) mod bounds;
+pub(crate) mod compact;
 pub(crate) mod definition;
 pub(crate) mod key;
+pub(crate) mod load;
 pub(crate) mod maintain;
+pub(crate) mod merge;
+pub(crate) mod part;
 pub(crate) mod progress;
 pub(crate) mod read;
+pub(crate) mod scan;
+pub(crate) mod segment;
 pub(crate) mod state;
 
 pub(crate) use definition::CompiledView;
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -20,7 +28,7 @@ use serde::{Deserialize, Serialize};
 pub struct ViewDef {
     /// Encoding version ([`crate::catalog::CATALOG_ENTRY_VERSION`]).
     pub v: u32,
-    /// Stable view id; its states live under this id in the `views` column family.
+    /// Stable view id; its delta parts and state segments live under this id.
     pub id: u64,
     /// View name (shares the namespace of tables).
     pub name: String,
@@ -30,8 +38,8 @@ pub struct ViewDef {
     pub query: String,
     /// `backfilling` until the rows that existed at creation are aggregated, then `ready`.
     pub status: ViewStatus,
-    /// Whether the view keeps an index entry per non-leading group column (views created
-    /// before indexes existed have none and are read by scanning).
+    /// Written as `true` by format 1 builds (which kept index entries); unused since format 2,
+    /// whose segments order their rows by every group column.
     #[serde(default)]
     pub indexed: bool,
 }
@@ -52,63 +60,28 @@ impl crate::catalog::Versioned for ViewDef {
     }
 }
 
-/// `views` key prefix of one view: its id, big-endian.
-pub(crate) fn view_prefix(view_id: u64) -> [u8; 8] {
-    view_id.to_be_bytes()
+/// A view's stored groups as of one snapshot: immutable state segments written by compaction and
+/// the delta parts committed since, each sorted by group key. Reads merge them; the compactor
+/// folds parts (and small segments) into larger segments.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ViewData {
+    /// State segments, by id.
+    pub segments: Vec<Arc<segment::StateSegment>>,
+    /// Delta parts not yet compacted, in commit order.
+    pub parts: Vec<Arc<part::DeltaPart>>,
 }
 
-/// `views` key of one group: view id, then the memcomparable group key.
-pub(crate) fn state_key(view_id: u64, group_key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(8 + group_key.len());
-    k.extend_from_slice(&view_prefix(view_id));
-    k.extend_from_slice(group_key);
-    k
-}
-
-/// Set in the id part of index keys; view ids never reach it.
-const INDEX_FLAG: u64 = 1 << 63;
-
-/// `views` key prefix of one view's index entries.
-pub(crate) fn index_prefix(view_id: u64) -> [u8; 8] {
-    (view_id | INDEX_FLAG).to_be_bytes()
-}
-
-/// Whether a `views` key is an index entry (whose value is always empty).
-pub(crate) fn is_index_key(key: &[u8]) -> bool {
-    key.first().is_some_and(|b| b & 0x80 != 0)
-}
-
-/// `views` key prefix of the index entries of groups whose column `group` has the encoded
-/// value `value` (see [`key::split`]).
-pub(crate) fn index_value_prefix(view_id: u64, group: usize, value: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(9 + value.len());
-    k.extend_from_slice(&index_prefix(view_id));
-    k.push(group as u8);
-    k.extend_from_slice(value);
-    k
-}
-
-/// Appends the stored entries of one group's delta: its encoded states under its view key and,
-/// when the view is indexed, one index entry per non-leading group column
-/// (`index prefix | column | encoded value | group key`, empty value).
-pub(crate) fn push_group_entries(
-    view: &CompiledView,
-    kinds: &[key::KeyKind],
-    group_key: &[u8],
-    states: &[state::AggState],
-    out: &mut Vec<(Vec<u8>, Vec<u8>)>,
-) {
-    let id = view.def.id;
-    out.push((state_key(id, group_key), state::encode(states)));
-    if !view.def.indexed || kinds.len() < 2 {
-        return;
+impl ViewData {
+    /// Bytes of the stored segments and parts.
+    pub(crate) fn bytes(&self) -> u64 {
+        let segments: u64 = self.segments.iter().map(|s| s.meta.bytes).sum();
+        let parts: usize = self.parts.iter().map(|p| p.encoded_len()).sum();
+        segments + parts as u64
     }
-    if let Some(values) = key::split(group_key, kinds) {
-        for (group, value) in values.iter().enumerate().skip(1) {
-            let mut k = index_value_prefix(id, group, value);
-            k.extend_from_slice(group_key);
-            out.push((k, Vec::new()));
-        }
+
+    /// Group entries in the delta parts (the compaction backlog).
+    pub(crate) fn part_groups(&self) -> usize {
+        self.parts.iter().map(|p| p.len()).sum()
     }
 }
 
@@ -123,17 +96,5 @@ mod tests {
         )
         .unwrap();
         assert!(!def.indexed);
-    }
-
-    #[test]
-    fn index_keys_never_share_a_prefix_with_view_states() {
-        for id in [0, 1, 2, 1 << 40] {
-            assert!(!is_index_key(&view_prefix(id)));
-            assert!(is_index_key(&index_prefix(id)));
-            let prefix = index_value_prefix(id, 1, &[1, b'x', 0, 0]);
-            assert!(prefix.starts_with(&index_prefix(id)));
-            assert_eq!(prefix[8], 1);
-            assert!(index_prefix(id) < index_prefix(id + 1));
-        }
     }
 }

@@ -299,7 +299,7 @@ impl Collector for EngineCollector {
         let e = &mut encoder;
         let mut commits = e.encode_descriptor(
             "tally_commits",
-            "Requests committed by the commit thread, by kind (append: rows and transaction commits; catalog: CREATE/DROP; flush: segment registrations; backfill: view backfill chunks).",
+            "Requests committed by the commit thread, by kind (append: rows and transaction commits; catalog: CREATE/DROP; flush: segment registrations; backfill: view backfill chunks; compaction: view state segments swapped in).",
             None,
             MetricType::Counter,
         )?;
@@ -308,6 +308,7 @@ impl Collector for EngineCollector {
             ("catalog", m.commits.catalog),
             ("flush", m.commits.flushes),
             ("backfill", m.commits.backfills),
+            ("compaction", m.commits.compactions),
         ] {
             let labels = [("kind", kind)];
             ConstCounter::new(value).encode(commits.encode_family(&labels)?)?;

@@ -80,17 +80,107 @@ async fn kill_9_during_ingest_loses_and_duplicates_nothing() {
     }
 }
 
+const COMPACTING_CHILD_ENV: &str = "TALLY_COMPACTING_CHILD_DIR";
+const COMPACTING_VIEWS: [&str; 2] = [
+    "CREATE MATERIALIZED VIEW IF NOT EXISTS per_page AS SELECT page, count(*) AS n, \
+     sum(user_id) AS users, max(latency_ms) AS slowest, approx_count_distinct(user_id) AS uniq \
+     FROM events GROUP BY page",
+    "CREATE MATERIALIZED VIEW IF NOT EXISTS per_minute AS SELECT date_trunc('minute', ts) AS m, \
+     page, count(*) AS n, avg(latency_ms) AS mean FROM events GROUP BY 1, 2",
+];
+
+/// The child side of the compaction crash test: ingests forever into a table with views
+/// while the compactor runs every millisecond, printing `ACK n` after each batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_ingest_while_compacting() {
+    let Ok(dir) = std::env::var(COMPACTING_CHILD_ENV) else {
+        return;
+    };
+    let options = tally_engine::Options {
+        background_flush: true,
+        compaction_interval: Duration::from_millis(1),
+        ..test_options()
+    };
+    let db = Database::open(dir, options).expect("child opens the database");
+    db.sql(&EVENTS_DDL.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS"))
+        .await
+        .unwrap();
+    for view in COMPACTING_VIEWS {
+        db.sql(view).await.unwrap();
+    }
+    let mut stdout = std::io::stdout();
+    for batch_id in 0.. {
+        db.ingest("events", events_batch(batch_id, rows_of(batch_id) * 4, 2))
+            .await
+            .unwrap();
+        writeln!(stdout, "ACK {batch_id}").unwrap();
+        stdout.flush().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn kill_9_during_view_compaction_then_views_equal_a_recompute() {
+    for kill_after in [60usize, 25] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let acked = run_child(
+            "crash::child_ingest_while_compacting",
+            COMPACTING_CHILD_ENV,
+            &data,
+            kill_after,
+        );
+        assert!(acked.len() >= kill_after);
+        let db = Database::open(&data, test_options()).expect("reopen after kill -9");
+        let segments = query_lines(
+            &db,
+            "SELECT name, segments, delta_parts FROM tally_views ORDER BY name",
+        )
+        .await;
+        eprintln!("views after the kill: {segments:?}");
+        let checks = [
+            (
+                "SELECT page, n, users, slowest, uniq FROM per_page ORDER BY page",
+                "SELECT page, count(*), sum(user_id), max(latency_ms), approx_count_distinct(user_id) \
+                 FROM events GROUP BY page ORDER BY page",
+            ),
+            (
+                "SELECT m, page, n, round(mean, 6) FROM per_minute ORDER BY m, page",
+                "SELECT date_trunc('minute', ts), page, count(*), round(avg(latency_ms), 6) \
+                 FROM events GROUP BY 1, 2 ORDER BY 1, 2",
+            ),
+        ];
+        for (stored, recomputed) in checks {
+            assert_eq!(
+                query_lines(&db, stored).await,
+                query_lines(&db, recomputed).await,
+                "{stored}"
+            );
+        }
+        // And once everything is merged into one segment per view.
+        db.compact_views().await.unwrap();
+        for (stored, recomputed) in checks {
+            assert_eq!(
+                query_lines(&db, stored).await,
+                query_lines(&db, recomputed).await,
+                "{stored} after compaction"
+            );
+        }
+        db.close().unwrap();
+    }
+}
+
 /// Runs the child until it has acknowledged `kill_after` batches, then kills it with SIGKILL.
 /// Returns every batch id it acknowledged.
 fn run_child_until(data: &std::path::Path, kill_after: usize) -> BTreeSet<i64> {
+    run_child("crash::child_ingest_loop", CHILD_DIR_ENV, data, kill_after)
+}
+
+/// Runs the child test `name` (with `data` in `env`) until it has acknowledged `kill_after`
+/// batches, then kills it with SIGKILL. Returns every batch id it acknowledged.
+fn run_child(name: &str, env: &str, data: &std::path::Path, kill_after: usize) -> BTreeSet<i64> {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "crash::child_ingest_loop",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_DIR_ENV, data)
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(env, data)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -332,7 +332,7 @@ async fn a_directory_from_a_newer_format_is_refused() {
             err,
             Error::FormatTooNew {
                 found: 99,
-                supported: 1,
+                supported: 2,
                 ..
             }
         ),

@@ -471,7 +471,11 @@ mod property {
         groups: Vec<usize>,
         aggs: Vec<usize>,
         filter: Option<&'static str>,
-        batches: Vec<(Vec<Row>, bool)>,
+        /// Each batch, whether to flush the table after it, and whether to merge the view's
+        /// parts and segments into one segment after it.
+        batches: Vec<(Vec<Row>, bool, bool)>,
+        /// Run the background compactor every millisecond, racing the commits.
+        eager_compaction: bool,
     }
 
     fn case() -> impl Strategy<Value = Case> {
@@ -479,13 +483,22 @@ mod property {
             prop::sample::subsequence((0..GROUPS.len()).collect::<Vec<_>>(), 0..=3),
             prop::sample::subsequence((0..AGGS.len()).collect::<Vec<_>>(), 1..=5),
             prop::sample::select(FILTERS.to_vec()),
-            prop::collection::vec((prop::collection::vec(row(), 0..30), any::<bool>()), 1..5),
+            prop::collection::vec(
+                (
+                    prop::collection::vec(row(), 0..30),
+                    any::<bool>(),
+                    any::<bool>(),
+                ),
+                1..6,
+            ),
+            any::<bool>(),
         )
-            .prop_map(|(groups, aggs, filter, batches)| Case {
+            .prop_map(|(groups, aggs, filter, batches, eager_compaction)| Case {
                 groups,
                 aggs,
                 filter,
                 batches,
+                eager_compaction,
             })
     }
 
@@ -543,6 +556,8 @@ mod property {
     async fn run(case: Case) {
         let (_dir, db) = temp_db(Options {
             row_group_rows: 16,
+            background_flush: case.eager_compaction,
+            compaction_interval: std::time::Duration::from_millis(1),
             ..test_options()
         });
         db.sql("CREATE TABLE t (ts TIMESTAMP NOT NULL, k1 INT, k2 TEXT, x BIGINT, y DOUBLE PRECISION) WITH (time_column = 'ts')")
@@ -565,12 +580,15 @@ mod property {
         db.sql(&format!("CREATE MATERIALIZED VIEW v AS {query}"))
             .await
             .unwrap_or_else(|e| panic!("{query}: {e}"));
-        for (i, (rows, flush)) in std::iter::once(first).chain(rest).enumerate() {
+        for (i, (rows, flush, compact)) in std::iter::once(first).chain(rest).enumerate() {
             if i > 0 {
                 db.ingest("t", batch(rows)).await.unwrap();
             }
             if *flush {
                 db.flush().await.unwrap();
+            }
+            if *compact {
+                db.compact_views().await.unwrap();
             }
             let stored =
                 query_lines(&db, &format!("SELECT {columns} FROM v ORDER BY {order}")).await;
@@ -678,4 +696,73 @@ async fn min_and_max_over_segments_see_rows_pruned_by_a_dynamic_filter() {
             ["-50|2026-01-01T09:20:00"]
         );
     }
+}
+
+/// A format 1 directory (view states in a `views` column family under a merge operator) is
+/// upgraded at open: its views are rebuilt from their tables and equal a recompute.
+#[tokio::test]
+async fn a_format_1_directory_is_upgraded_by_rebuilding_its_views() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    {
+        let db = Database::open(&data, test_options()).unwrap();
+        db.sql(EVENTS_DDL).await.unwrap();
+        db.sql("CREATE MATERIALIZED VIEW per_page AS SELECT page, count(*) AS n FROM events GROUP BY page")
+            .await
+            .unwrap();
+        for b in 0..5 {
+            db.ingest("events", events_batch(b, 300, 2)).await.unwrap();
+        }
+        db.close().unwrap();
+    }
+    // Turn it into what format 1 left: version 1, a `views` family of per-group values, no
+    // delta parts or state segments.
+    {
+        let mut opts = rocksdb::Options::default();
+        opts.create_missing_column_families(true);
+        let path = data.join("rocksdb");
+        let mut families = rocksdb::DB::list_cf(&opts, &path).unwrap();
+        families.push("views".into());
+        let db = rocksdb::DB::open_cf(&opts, &path, &families).unwrap();
+        let meta = db.cf_handle("meta").unwrap();
+        db.put_cf(meta, b"format_version", 1u32.to_be_bytes())
+            .unwrap();
+        let views = db.cf_handle("views").unwrap();
+        db.put_cf(views, [0, 0, 0, 0, 0, 0, 0, 2, 1], b"stale state")
+            .unwrap();
+        let parts = db.cf_handle("view_parts").unwrap();
+        let keys: Vec<Box<[u8]>> = db
+            .iterator_cf(parts, rocksdb::IteratorMode::Start)
+            .map(|kv| kv.unwrap().0)
+            .collect();
+        for key in keys {
+            db.delete_cf(parts, key).unwrap();
+        }
+        let catalog = db.cf_handle("catalog").unwrap();
+        let segments: Vec<Box<[u8]>> = db
+            .prefix_iterator_cf(catalog, b"w")
+            .map(|kv| kv.unwrap().0)
+            .filter(|k| k.starts_with(b"w"))
+            .collect();
+        for key in segments {
+            db.delete_cf(catalog, key).unwrap();
+        }
+    }
+    let db = Database::open(&data, test_options()).expect("a format 1 directory opens");
+    assert_eq!(
+        query_lines(&db, "SELECT state FROM tally_views").await,
+        vec!["ready"]
+    );
+    assert_eq!(
+        query_lines(&db, "SELECT page, n FROM per_page ORDER BY page").await,
+        query_lines(
+            &db,
+            "SELECT page, count(*) FROM events GROUP BY page ORDER BY page"
+        )
+        .await
+    );
+    db.close().unwrap();
+    let families =
+        rocksdb::DB::list_cf(&rocksdb::Options::default(), data.join("rocksdb")).unwrap();
+    assert!(!families.contains(&"views".to_string()), "{families:?}");
 }

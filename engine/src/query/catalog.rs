@@ -16,7 +16,7 @@ use crate::error::to_datafusion;
 use crate::snapshot::Snapshot;
 use crate::transaction::AppendTarget;
 use crate::views::progress::BackfillProgress;
-use crate::views::read::ViewTable;
+use crate::views::scan::ViewTable;
 
 /// The default (and only) catalog name.
 pub const CATALOG: &str = "tally";
@@ -166,17 +166,11 @@ impl SchemaProvider for SnapshotSchema {
         {
             return Ok(Some(Arc::new(system)));
         }
-        let (Some(entry), Some(rocks)) =
-            (self.snapshot.views.get(name), self.snapshot.rocks.as_ref())
-        else {
+        let Some(entry) = self.snapshot.views.get(name) else {
             let added = self.added.read().unwrap_or_else(|e| e.into_inner());
             return Ok(added.get(name).cloned());
         };
-        Ok(Some(Arc::new(ViewTable::new(
-            Arc::clone(&entry.view),
-            entry.status,
-            Arc::clone(rocks),
-        ))))
+        Ok(Some(Arc::new(ViewTable::new(Arc::clone(entry)))))
     }
 
     fn table_exist(&self, name: &str) -> bool {

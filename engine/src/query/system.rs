@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::array::{
+    Array, ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::datasource::MemTable;
 
@@ -13,8 +15,8 @@ use crate::retention::format_period;
 use crate::snapshot::{Snapshot, TableState};
 use crate::storage::segment::{raw_time_micros, time_bounds};
 use crate::types::ColumnType;
+use crate::views::ViewStatus;
 use crate::views::progress::BackfillProgress;
-use crate::views::{ViewStatus, index_prefix, view_prefix};
 
 /// Name of the table that lists materialized views.
 pub const TALLY_VIEWS: &str = "tally_views";
@@ -193,7 +195,8 @@ pub(crate) fn segments_table(snapshot: &Snapshot) -> Result<MemTable> {
     mem_table("segments", schema, columns)
 }
 
-/// `tally_views` at one snapshot: name, table, definition, state, groups, bytes, last commit.
+/// `tally_views` at one snapshot: name, table, definition, state, groups, storage (segments,
+/// delta parts, bytes), compaction, last commit and backfill progress.
 pub(crate) fn views_table(snapshot: &Snapshot, backfills: &BackfillProgress) -> Result<MemTable> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("name", DataType::Utf8, false),
@@ -202,12 +205,21 @@ pub(crate) fn views_table(snapshot: &Snapshot, backfills: &BackfillProgress) -> 
         Field::new("state", DataType::Utf8, false),
         Field::new("groups", DataType::Int64, false),
         Field::new("bytes", DataType::Int64, false),
+        Field::new("segments", DataType::Int64, false),
+        Field::new("delta_parts", DataType::Int64, false),
+        Field::new("backlog_groups", DataType::Int64, false),
+        Field::new(
+            "last_compaction",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            true,
+        ),
         Field::new("last_commit", DataType::Int64, false),
         Field::new("backfill_rows_done", DataType::Int64, true),
         Field::new("backfill_rows_total", DataType::Int64, true),
     ]));
-    let (mut backfill_done, mut backfill_total) = (Vec::new(), Vec::new());
-    let (mut names, mut tables, mut definitions, mut states, mut groups, mut bytes) = (
+    let (mut names, mut tables, mut definitions, mut states) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut groups, mut bytes, mut segments, mut parts, mut backlog, mut compacted) = (
         Vec::new(),
         Vec::new(),
         Vec::new(),
@@ -215,15 +227,10 @@ pub(crate) fn views_table(snapshot: &Snapshot, backfills: &BackfillProgress) -> 
         Vec::new(),
         Vec::new(),
     );
+    let (mut backfill_done, mut backfill_total) = (Vec::new(), Vec::new());
     for (name, entry) in &snapshot.views {
         let def = &entry.view.def;
-        let (entries, index) = match &snapshot.rocks {
-            Some(rocks) => (
-                rocks.scan_views(&view_prefix(def.id))?,
-                rocks.scan_views(&index_prefix(def.id))?,
-            ),
-            None => (vec![], vec![]),
-        };
+        let data = &entry.data;
         names.push(name.clone());
         tables.push(
             snapshot
@@ -236,21 +243,23 @@ pub(crate) fn views_table(snapshot: &Snapshot, backfills: &BackfillProgress) -> 
             ViewStatus::Backfilling => "backfilling",
             ViewStatus::Ready => "ready",
         });
-        groups.push(entries.len() as i64);
+        groups.push(count_groups(data)? as i64);
+        bytes.push(data.bytes() as i64);
+        segments.push(data.segments.len() as i64);
+        parts.push(data.parts.len() as i64);
+        backlog.push(data.part_groups() as i64);
+        compacted.push(
+            data.segments
+                .iter()
+                .map(|s| s.meta.created_ms as i64 * 1000)
+                .max(),
+        );
         let progress = match entry.status {
             ViewStatus::Backfilling => backfills.of(def.id),
             ViewStatus::Ready => None,
         };
         backfill_done.push(progress.map(|p| p.0 as i64));
         backfill_total.push(progress.map(|p| p.1 as i64));
-        // States and index entries, as stored (before RocksDB's compression).
-        bytes.push(
-            entries
-                .iter()
-                .chain(&index)
-                .map(|(k, v)| (k.len() + v.len()) as i64)
-                .sum::<i64>(),
-        );
     }
     let last = vec![snapshot.last_seq as i64; names.len()];
     let columns: Vec<ArrayRef> = vec![
@@ -260,6 +269,10 @@ pub(crate) fn views_table(snapshot: &Snapshot, backfills: &BackfillProgress) -> 
         Arc::new(StringArray::from(states)),
         Arc::new(Int64Array::from(groups)),
         Arc::new(Int64Array::from(bytes)),
+        Arc::new(Int64Array::from(segments)),
+        Arc::new(Int64Array::from(parts)),
+        Arc::new(Int64Array::from(backlog)),
+        Arc::new(TimestampMicrosecondArray::from(compacted).with_timezone("UTC")),
         Arc::new(Int64Array::from(last)),
         Arc::new(Int64Array::from(backfill_done)),
         Arc::new(Int64Array::from(backfill_total)),
@@ -267,4 +280,30 @@ pub(crate) fn views_table(snapshot: &Snapshot, backfills: &BackfillProgress) -> 
     let batch = RecordBatch::try_new(Arc::clone(&schema), columns)
         .map_err(|e| Error::arrow("listing views", e))?;
     MemTable::try_new(schema, vec![vec![batch]]).map_err(Error::Query)
+}
+
+/// The number of distinct groups across a view's segments and parts (a merge of their keys).
+fn count_groups(data: &crate::views::ViewData) -> Result<usize> {
+    use crate::views::merge::{Candidates, Run, Step, merge};
+    let runs: Vec<Run<'_>> = data
+        .segments
+        .iter()
+        .map(|s| (&s.keys, &s.states))
+        .chain(data.parts.iter().map(|p| (&p.keys, &p.states)))
+        .map(|(keys, states)| Run {
+            keys,
+            states,
+            rows: Candidates::Range(0..keys.len()),
+            finalized: true,
+        })
+        .collect();
+    let mut groups = 0;
+    merge(&runs, |step| {
+        groups += match step {
+            Step::Rows { positions, .. } => positions.len(),
+            Step::Group { .. } => 1,
+        };
+        Ok(())
+    })?;
+    Ok(groups)
 }

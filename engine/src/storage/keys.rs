@@ -8,13 +8,16 @@ pub(crate) const CF_CATALOG: &str = "catalog";
 pub(crate) const CF_HOT: &str = "hot";
 /// Column family of counters and the format version.
 pub(crate) const CF_META: &str = "meta";
-/// Column family of materialized-view states (merge operator: view state merge).
-pub(crate) const CF_VIEWS: &str = "views";
+/// Column family of materialized views' delta parts (key: view id, part id).
+pub(crate) const CF_VIEW_PARTS: &str = "view_parts";
+/// Column family where format 1 kept view states (dropped when such a directory is opened).
+pub(crate) const CF_VIEWS_V1: &str = "views";
 /// All column families this version uses.
-pub(crate) const ALL_CFS: [&str; 4] = [CF_CATALOG, CF_HOT, CF_META, CF_VIEWS];
+pub(crate) const ALL_CFS: [&str; 4] = [CF_CATALOG, CF_HOT, CF_META, CF_VIEW_PARTS];
 
-/// The on-disk format version this build writes and the newest it reads.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+/// The on-disk format version this build writes and the newest it reads. Format 1 (per-group
+/// view states under a merge operator) is upgraded at open: its views are rebuilt.
+pub(crate) const FORMAT_VERSION: u32 = 2;
 
 /// `meta` key: format version (u32 BE).
 pub(crate) const META_FORMAT_VERSION: &[u8] = b"format_version";
@@ -28,6 +31,35 @@ pub(crate) const META_LAST_SEQ: &[u8] = b"last_seq";
 const TABLE_PREFIX: u8 = b't';
 const VIEW_PREFIX: u8 = b'v';
 const SEGMENT_PREFIX: u8 = b's';
+const VIEW_SEGMENT_PREFIX: u8 = b'w';
+
+/// `catalog` key of a view's state segment: `'w' view_id segment_id`.
+pub(crate) fn view_segment_key(view_id: u64, segment_id: u64) -> Vec<u8> {
+    let mut k = view_segment_prefix(view_id);
+    k.extend_from_slice(&segment_id.to_be_bytes());
+    k
+}
+
+/// Prefix of one view's state segments: `'w' view_id`.
+pub(crate) fn view_segment_prefix(view_id: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17);
+    k.push(VIEW_SEGMENT_PREFIX);
+    k.extend_from_slice(&view_id.to_be_bytes());
+    k
+}
+
+/// Prefix of every view's state segments.
+pub(crate) fn all_view_segments_prefix() -> Vec<u8> {
+    vec![VIEW_SEGMENT_PREFIX]
+}
+
+/// `view_parts` key of a delta part: `view_id part_id`.
+pub(crate) fn part_key(view_id: u64, part_id: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&view_id.to_be_bytes());
+    k[8..].copy_from_slice(&part_id.to_be_bytes());
+    k
+}
 
 /// `catalog` key of a table definition: `'t' table_id`.
 pub(crate) fn table_key(table_id: u64) -> Vec<u8> {

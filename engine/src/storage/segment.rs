@@ -287,3 +287,54 @@ fn remove_file_quietly(path: &Path) {
         tracing::warn!("could not remove {}: {e}", path.display());
     }
 }
+
+/// Deletes what `dir` holds beyond `known`: directories named by a key of `known` keep the files
+/// it lists, everything else goes. Returns how many files were removed.
+pub(crate) fn remove_unknown(
+    dir: &Path,
+    known: &std::collections::HashMap<String, std::collections::HashSet<&str>>,
+) -> Result<usize> {
+    let read = |dir: &Path| {
+        std::fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))
+    };
+    let mut removed = 0;
+    for entry in read(dir)? {
+        let entry = entry.map_err(|e| Error::io("listing segments", e))?;
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().to_string();
+        match known.get(&name) {
+            Some(files) if path.is_dir() => {
+                for file in read(&path)? {
+                    let file = file.map_err(|e| Error::io("listing segments", e))?;
+                    if !files.contains(file.file_name().to_string_lossy().as_ref()) {
+                        let path = file.path();
+                        let result = if path.is_dir() {
+                            std::fs::remove_dir_all(&path)
+                        } else {
+                            std::fs::remove_file(&path)
+                        };
+                        result.map_err(|e| {
+                            Error::io(format!("removing orphan {}", path.display()), e)
+                        })?;
+                        removed += 1;
+                    }
+                }
+            }
+            _ => {
+                let count = if path.is_dir() {
+                    read(&path)?.count()
+                } else {
+                    1
+                };
+                let result = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+                result.map_err(|e| Error::io(format!("removing orphan {}", path.display()), e))?;
+                removed += count;
+            }
+        }
+    }
+    Ok(removed)
+}

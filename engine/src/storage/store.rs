@@ -2,87 +2,21 @@
 //! catalog and hot tier at open.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rocksdb::properties::{self, PropName};
 use rocksdb::statistics::{StatsLevel, Ticker};
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, IteratorMode, WriteBatch, WriteOptions};
 
-use super::keys::{self, ALL_CFS, CF_CATALOG, CF_HOT, CF_META, CF_VIEWS};
+use super::keys::{self, ALL_CFS, CF_CATALOG, CF_HOT, CF_META};
 use crate::error::{Error, Result};
 use crate::metrics::RocksDbMetrics;
 
+/// A stored delta part: view id, part id, value.
+pub(crate) type StoredPart = (u64, u64, Box<[u8]>);
+
 /// One key-value pair read from RocksDB.
 pub(crate) type Entry = (Box<[u8]>, Box<[u8]>);
-
-/// A consistent read view of RocksDB, taken by the commit thread right after each commit and
-/// kept in that commit's [`crate::snapshot::Snapshot`].
-pub(crate) struct DbSnapshot {
-    // Declared first so that it is dropped before the store it borrows from.
-    snapshot: rocksdb::SnapshotWithThreadMode<'static, DB>,
-    store: Arc<Store>,
-}
-
-impl DbSnapshot {
-    /// Every `(key, value)` of the views column family under `prefix`, as of this snapshot.
-    pub(crate) fn scan_views(&self, prefix: &[u8]) -> Result<Vec<Entry>> {
-        let mut out = Vec::new();
-        let iter = self.snapshot.iterator_cf(
-            self.store.cf(CF_VIEWS),
-            IteratorMode::From(prefix, rocksdb::Direction::Forward),
-        );
-        for item in iter {
-            let (k, v) = item.map_err(|e| Error::storage("reading view states", e))?;
-            if !k.starts_with(prefix) {
-                break;
-            }
-            out.push((k, v));
-        }
-        Ok(out)
-    }
-
-    /// Calls `f` with every `(key, value)` of the views column family with
-    /// `lower <= key < upper`, in key order, without copying them.
-    pub(crate) fn for_each_view_entry(
-        &self,
-        lower: &[u8],
-        upper: &[u8],
-        mut f: impl FnMut(&[u8], &[u8]) -> Result<()>,
-    ) -> Result<()> {
-        let mut iter = self.snapshot.raw_iterator_cf(self.store.cf(CF_VIEWS));
-        iter.seek(lower);
-        while iter.valid() {
-            let (Some(k), Some(v)) = (iter.key(), iter.value()) else {
-                break;
-            };
-            if k >= upper {
-                break;
-            }
-            f(k, v)?;
-            iter.next();
-        }
-        iter.status()
-            .map_err(|e| Error::storage("reading view states", e))
-    }
-
-    /// The values of `keys` in the views column family (`None` where absent), as of this
-    /// snapshot.
-    pub(crate) fn get_views(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
-        let cf = self.store.cf(CF_VIEWS);
-        self.snapshot
-            .multi_get_cf(keys.iter().map(|k| (cf, k.as_slice())))
-            .into_iter()
-            .map(|r| r.map_err(|e| Error::storage("reading view states", e)))
-            .collect()
-    }
-}
-
-impl std::fmt::Debug for DbSnapshot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("DbSnapshot")
-    }
-}
 
 /// The engine's RocksDB instance.
 pub(crate) struct Store {
@@ -128,40 +62,22 @@ impl Store {
         let descriptors = names.iter().map(|name| {
             let mut cf_opts = rocksdb::Options::default();
             cf_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-            if name == CF_VIEWS {
-                cf_opts.set_merge_operator_associative(
-                    "tally_view_state_v1",
-                    crate::views::state::merge_operator,
-                );
-            }
             ColumnFamilyDescriptor::new(name, cf_opts)
         });
-        let db = DB::open_cf_descriptors(&opts, path, descriptors)
+        let mut db = DB::open_cf_descriptors(&opts, path, descriptors)
             .map_err(|e| Error::storage(format!("opening {}", path.display()), e))?;
+        if names.iter().any(|n| n == keys::CF_VIEWS_V1) {
+            // Format 1 kept view states here, combined by a merge operator this build no
+            // longer has; the upgrade to format 2 rebuilds every view from its table's rows.
+            db.drop_cf(keys::CF_VIEWS_V1)
+                .map_err(|e| Error::storage("dropping the format 1 view states", e))?;
+        }
         Ok(Store {
             db,
             opts,
             path: path.to_path_buf(),
             stopping: AtomicBool::new(false),
         })
-    }
-
-    /// Takes a consistent read view of everything committed so far.
-    pub(crate) fn snapshot(self: &Arc<Self>) -> DbSnapshot {
-        let snapshot = self.db.snapshot();
-        // SAFETY: the snapshot borrows `self.db`. `DbSnapshot` holds an `Arc` of this store for
-        // as long as the snapshot lives and drops the snapshot first (field order), so the
-        // database outlives every snapshot taken from it.
-        let snapshot = unsafe {
-            std::mem::transmute::<
-                rocksdb::SnapshotWithThreadMode<'_, DB>,
-                rocksdb::SnapshotWithThreadMode<'static, DB>,
-            >(snapshot)
-        };
-        DbSnapshot {
-            snapshot,
-            store: Arc::clone(self),
-        }
     }
 
     /// A column family handle.
@@ -263,8 +179,9 @@ impl Store {
         }
     }
 
-    /// Checks the directory's format version, stamping new directories with ours.
-    pub(crate) fn check_format_version(&self, data_dir: &Path) -> Result<()> {
+    /// Checks the directory's format version, stamping new directories with ours. Returns the
+    /// version found (`None` for a new directory); an older one is the caller's to upgrade.
+    pub(crate) fn check_format_version(&self, data_dir: &Path) -> Result<Option<u32>> {
         match self.meta(keys::META_FORMAT_VERSION)? {
             None => {
                 let mut batch = WriteBatch::default();
@@ -273,7 +190,7 @@ impl Store {
                     keys::META_FORMAT_VERSION,
                     keys::FORMAT_VERSION.to_be_bytes(),
                 );
-                self.write(batch, true)
+                self.write(batch, true).map(|()| None)
             }
             Some(v) => {
                 let found = u32::from_be_bytes(
@@ -288,7 +205,7 @@ impl Store {
                         supported: keys::FORMAT_VERSION,
                     });
                 }
-                Ok(())
+                Ok(Some(found))
             }
         }
     }
@@ -314,6 +231,21 @@ impl Store {
     /// Every `(key, value)` of the hot column family.
     pub(crate) fn scan_hot(&self) -> Result<Vec<Entry>> {
         self.scan_prefix(CF_HOT, &[])
+    }
+
+    /// Every delta part of every view.
+    pub(crate) fn scan_parts(&self) -> Result<Vec<StoredPart>> {
+        self.scan_prefix(keys::CF_VIEW_PARTS, &[])?
+            .into_iter()
+            .map(|(k, v)| {
+                let (view, part) = k
+                    .split_first_chunk::<8>()
+                    .and_then(|(v, rest)| Some((*v, *rest.first_chunk::<8>()?)))
+                    .filter(|_| k.len() == 16)
+                    .ok_or_else(|| Error::Corrupt("malformed view part key".into()))?;
+                Ok((u64::from_be_bytes(view), u64::from_be_bytes(part), v))
+            })
+            .collect()
     }
 
     /// Every `(key, value)` of the catalog column family under `prefix`.

@@ -1,5 +1,5 @@
 //! Per-batch maintenance: evaluate a view's filter, group keys and aggregate arguments on an
-//! Arrow batch and pre-aggregate it into one partial state per group (a delta to merge).
+//! Arrow batch and pre-aggregate it into one partial state per group (a commit's delta part).
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Decimal128Array, Float64Array, Int64Array,
@@ -12,27 +12,35 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use super::definition::{AggKind, CompiledView};
 use super::key::{KeyKind, KeyValue, encode_bytes, encode_value};
+use super::part::{DeltaPart, Groups};
 use super::state::AggState;
 use crate::error::{Error, Result};
 use crate::sketch::{DistinctSet, Hll};
 
-/// The `(views key, encoded delta state)` pairs that `batch` contributes to `view`.
-pub(crate) fn deltas(view: &CompiledView, batch: &RecordBatch) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let kinds = view.group_kinds();
-    let mut out = Vec::new();
-    for (key, states) in partial_states(view, batch)? {
-        super::push_group_entries(view, &kinds, &key, &states, &mut out);
+/// The delta part that `batches` contribute to `view` (its id is assigned at commit).
+pub(crate) fn delta_part<'b>(
+    view: &CompiledView,
+    batches: impl IntoIterator<Item = &'b RecordBatch>,
+) -> Result<DeltaPart> {
+    let mut groups = Groups::default();
+    for batch in batches {
+        accumulate(view, batch, &mut groups)?;
     }
-    Ok(out)
+    Ok(DeltaPart::from_groups(groups))
 }
 
 /// Partial states of `batch` per group key (without the view prefix), merged into `into`.
 pub(crate) fn accumulate(
     view: &CompiledView,
     batch: &RecordBatch,
-    into: &mut HashMap<Vec<u8>, Vec<AggState>>,
+    into: &mut Groups,
 ) -> Result<()> {
-    for (key, states) in partial_states(view, batch)? {
+    let groups = partial_states(view, batch)?;
+    if into.is_empty() {
+        *into = groups;
+        return Ok(());
+    }
+    for (key, states) in groups {
         match into.get_mut(&key) {
             Some(existing) => {
                 for (a, b) in existing.iter_mut().zip(&states) {

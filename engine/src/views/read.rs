@@ -1,7 +1,6 @@
-//! Reading a view: its group states at one snapshot, finalized (avg = sum / count …) into an
-//! Arrow batch, served to DataFusion as a table.
+//! Finalizing a view's group states (avg = sum / count, sketch estimates …) into Arrow columns
+//! of its output schema.
 
-use std::fmt;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -9,24 +8,13 @@ use arrow::array::{
     RecordBatch, StringArray,
 };
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, SchemaRef};
-use async_trait::async_trait;
-use datafusion::catalog::{Session, TableProvider};
-use datafusion::datasource::TableType;
-use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::datasource::source::DataSourceExec;
-use datafusion::error::Result as DfResult;
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
-use datafusion::physical_plan::ExecutionPlan;
+use arrow::datatypes::DataType;
 
-use super::bounds::{GroupBound, Op, bounds_of, key_range};
 use super::definition::{CompiledView, OutputSource};
 use super::key::{self, KeyKind, KeyValue, ValueRef};
 use super::state::{self, AggState, StateRef};
-use super::{ViewStatus, index_value_prefix, state_key, view_prefix};
-use crate::error::{Error, Result, to_datafusion};
+use crate::error::{Error, Result};
 use crate::sketch::{DistinctSet, Hll};
-use crate::storage::store::DbSnapshot;
 
 /// Builds a view's output rows (or the `projection` of them) from its stored `(key, state)`
 /// entries, one entry at a time and without copying them: group values are decoded straight
@@ -44,6 +32,8 @@ pub(crate) struct Finalizer<'v> {
     sketches: Vec<Option<BinaryBuilder>>,
     rows: usize,
     scratch: Vec<u8>,
+    /// Whether a view without GROUP BY gets its one row even when nothing was pushed.
+    default_row: bool,
 }
 
 /// The values of one group column, built as entries arrive.
@@ -166,14 +156,26 @@ impl<'v> Finalizer<'v> {
             sketches,
             rows: 0,
             scratch: Vec::new(),
+            default_row: true,
         }
     }
 
-    /// Adds one stored entry: its `views` key (prefix included) and encoded states.
+    /// This finalizer without the implicit row of a view without GROUP BY (for pieces of a
+    /// read, whose other pieces may hold it).
+    pub(crate) fn without_default_row(mut self) -> Self {
+        self.default_row = false;
+        self
+    }
+
+    /// Rows pushed so far.
+    pub(crate) fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Adds one group: its key and encoded states.
     pub(crate) fn push(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
         let corrupt = || Error::Corrupt("malformed view group key".into());
-        let parts =
-            key::split(key.get(8..).ok_or_else(corrupt)?, &self.kinds).ok_or_else(corrupt)?;
+        let parts = key::split(key, &self.kinds).ok_or_else(corrupt)?;
         for ((column, part), kind) in self.groups.iter_mut().zip(&parts).zip(&self.kinds) {
             let Some(column) = column else { continue };
             let value = key::decode_one(part, *kind, &mut self.scratch)?;
@@ -212,14 +214,14 @@ impl<'v> Finalizer<'v> {
     /// The batch of every entry pushed.
     pub(crate) fn finish(mut self) -> Result<RecordBatch> {
         let view = self.view;
-        if self.kinds.is_empty() && self.rows == 0 {
+        if self.default_row && self.kinds.is_empty() && self.rows == 0 {
             // Without GROUP BY a view has exactly one row, even before any row matched.
             let initial: Vec<AggState> = view
                 .aggs
                 .iter()
                 .map(|agg| super::maintain::initial_state(agg.kind, agg.arg_kind))
                 .collect();
-            self.push(&view_prefix(view.def.id), &state::encode(&initial))?;
+            self.push(&[], &state::encode(&initial))?;
         }
         let mut columns = Vec::with_capacity(self.projection.len());
         for &index in &self.projection {
@@ -331,167 +333,9 @@ fn decimal(array: Decimal128Array, output: &DataType) -> Result<ArrayRef> {
     ))
 }
 
-fn to_type(array: ArrayRef, output: &DataType) -> Result<ArrayRef> {
+pub(crate) fn to_type(array: ArrayRef, output: &DataType) -> Result<ArrayRef> {
     if array.data_type() == output {
         return Ok(array);
     }
     cast(&array, output).map_err(|e| Error::arrow("reading a view", e))
-}
-
-/// A view as DataFusion sees it, at one snapshot.
-pub(crate) struct ViewTable {
-    view: Arc<CompiledView>,
-    status: ViewStatus,
-    rocks: Arc<DbSnapshot>,
-}
-
-impl ViewTable {
-    pub(crate) fn new(view: Arc<CompiledView>, status: ViewStatus, rocks: Arc<DbSnapshot>) -> Self {
-        ViewTable {
-            view,
-            status,
-            rocks,
-        }
-    }
-
-    /// The rows of the view whose groups pass `bounds`, projected.
-    pub(crate) fn read(
-        &self,
-        bounds: &[GroupBound],
-        projection: Option<&[usize]>,
-    ) -> Result<RecordBatch> {
-        if self.status != ViewStatus::Ready {
-            return Err(Error::NotSupported(format!(
-                "materialized view \"{}\" is still being backfilled; it can be read once complete",
-                self.view.def.name
-            )));
-        }
-        let id = self.view.def.id;
-        let kinds = self.view.group_kinds();
-        let encoded: Vec<Vec<u8>> = bounds.iter().map(GroupBound::encoded).collect();
-        // Keys are checked as bytes, before any value is copied or decoded; a malformed key is
-        // kept, so that decoding reports it.
-        let admits = |group_key: &[u8]| {
-            bounds.is_empty()
-                || key::split(group_key, &kinds).is_none_or(|values| {
-                    bounds
-                        .iter()
-                        .zip(&encoded)
-                        .all(|(b, e)| b.admits_encoded(values[b.group], e))
-                })
-        };
-        let mut out = Finalizer::new(&self.view, projection);
-        match self.index_bound(bounds, &encoded) {
-            Some((group, value)) => {
-                // Equality on a non-leading group column: the index lists the matching groups.
-                let prefix = index_value_prefix(id, group, value);
-                let mut keys = Vec::new();
-                self.rocks
-                    .for_each_view_entry(&prefix, &prefix_end(&prefix), |k, _| {
-                        let group_key = &k[prefix.len()..];
-                        if admits(group_key) {
-                            keys.push(state_key(id, group_key));
-                        }
-                        Ok(())
-                    })?;
-                for (key, value) in keys.iter().zip(self.rocks.get_views(&keys)?) {
-                    if let Some(value) = value {
-                        out.push(key, &value)?;
-                    }
-                }
-            }
-            None => {
-                let (lower, upper) = key_range(&view_prefix(id), kinds.len(), bounds);
-                self.rocks.for_each_view_entry(&lower, &upper, |k, v| {
-                    if admits(k.get(8..).unwrap_or_default()) {
-                        out.push(k, v)?;
-                    }
-                    Ok(())
-                })?;
-            }
-        }
-        out.finish()
-    }
-
-    /// The equality bound to look up in the view's index (group column, encoded value), when
-    /// the view has an index and no equality bound on its leading column narrows the key range.
-    fn index_bound<'b>(
-        &self,
-        bounds: &[GroupBound],
-        encoded: &'b [Vec<u8>],
-    ) -> Option<(usize, &'b [u8])> {
-        if !self.view.def.indexed || bounds.iter().any(|b| b.group == 0 && b.op == Op::Eq) {
-            return None;
-        }
-        bounds
-            .iter()
-            .zip(encoded)
-            .find(|(b, _)| b.group > 0 && b.op == Op::Eq)
-            .map(|(b, e)| (b.group, e.as_slice()))
-    }
-}
-
-/// The smallest key greater than every key that starts with `prefix`.
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last != 0xFF {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    // All 0xFF: no finite successor; the index prefix never is.
-    vec![0xFF; prefix.len() + 1]
-}
-
-impl fmt::Debug for ViewTable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ViewTable({})", self.view.def.name)
-    }
-}
-
-#[async_trait]
-impl TableProvider for ViewTable {
-    fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.view.schema)
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        // Comparisons on group columns narrow the scan; DataFusion still checks every row.
-        Ok(filters
-            .iter()
-            .map(|f| {
-                if bounds_of(&self.view, f).is_empty() {
-                    TableProviderFilterPushDown::Unsupported
-                } else {
-                    TableProviderFilterPushDown::Inexact
-                }
-            })
-            .collect())
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let bounds: Vec<GroupBound> = filters
-            .iter()
-            .flat_map(|f| bounds_of(&self.view, f))
-            .collect();
-        let batch = self
-            .read(&bounds, projection.map(Vec::as_slice))
-            .map_err(to_datafusion)?;
-        let source = MemorySourceConfig::try_new(&[vec![batch.clone()]], batch.schema(), None)?;
-        Ok(DataSourceExec::from_data_source(source))
-    }
 }

@@ -1,14 +1,12 @@
-//! Mergeable partial aggregate states and their stored encoding (the values of the `views`
-//! column family). Documented byte by byte in `docs/format.md`.
+//! Mergeable partial aggregate states and their stored encoding (one value per group in delta
+//! parts and state segments). Documented byte by byte in `docs/format.md`.
 //!
 //! A value is `0x01` (encoding version), the number of states as u16 LE, then each state as a
 //! tag byte and its payload (little-endian numbers). Merging two values merges their states
-//! position by position; merging is associative and commutative, so RocksDB may combine delta
-//! operands in any grouping and ingest never reads before it writes.
+//! position by position; merging is associative and commutative, so parts and segments may be
+//! combined in any grouping and ingest never reads before it writes.
 
 use std::cmp::Ordering;
-
-use rocksdb::MergeOperands;
 
 use super::key::KeyValue;
 use crate::error::{Error, Result};
@@ -117,6 +115,13 @@ pub(crate) fn compare(a: &KeyValue, b: &KeyValue) -> Ordering {
 /// Encodes the states of one group.
 pub(crate) fn encode(states: &[AggState]) -> Vec<u8> {
     let mut out = Vec::with_capacity(3 + states.len() * 10);
+    encode_into(states, &mut out);
+    out
+}
+
+/// Appends the encoding of the states of one group to `out`.
+pub(crate) fn encode_into(states: &[AggState], out: &mut Vec<u8>) {
+    let out = &mut *out;
     out.push(STATE_VERSION);
     out.extend_from_slice(&(states.len() as u16).to_le_bytes());
     for state in states {
@@ -127,15 +132,15 @@ pub(crate) fn encode(states: &[AggState]) -> Vec<u8> {
             }
             AggState::SumInt(v) => {
                 out.push(TAG_SUM_INT);
-                opt(&mut out, v.map(|v| v.to_le_bytes()));
+                opt(out, v.map(|v| v.to_le_bytes()));
             }
             AggState::SumFloat(v) => {
                 out.push(TAG_SUM_FLOAT);
-                opt(&mut out, v.map(|v| v.to_le_bytes()));
+                opt(out, v.map(|v| v.to_le_bytes()));
             }
             AggState::SumDecimal(v) => {
                 out.push(TAG_SUM_DECIMAL);
-                opt(&mut out, v.map(|v| v.to_le_bytes()));
+                opt(out, v.map(|v| v.to_le_bytes()));
             }
             AggState::Min(v) | AggState::Max(v) => {
                 out.push(if matches!(state, AggState::Min(_)) {
@@ -147,7 +152,7 @@ pub(crate) fn encode(states: &[AggState]) -> Vec<u8> {
                     None => out.push(0),
                     Some(v) => {
                         out.push(1);
-                        encode_scalar(&mut out, v);
+                        encode_scalar(out, v);
                     }
                 }
             }
@@ -158,15 +163,14 @@ pub(crate) fn encode(states: &[AggState]) -> Vec<u8> {
             }
             AggState::Hll(hll) => {
                 out.push(TAG_HLL);
-                blob(&mut out, &hll.to_bytes());
+                blob(out, &hll.to_bytes());
             }
             AggState::Distinct(set) => {
                 out.push(TAG_DISTINCT);
-                blob(&mut out, &set.to_bytes());
+                blob(out, &set.to_bytes());
             }
         }
     }
-    out
 }
 
 fn blob(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -383,32 +387,6 @@ pub(crate) fn merge_values<'a>(
         merge_encoded(&mut states, value)?;
     }
     Ok(encode(&states))
-}
-
-/// The RocksDB merge operator of the `views` column family (full and partial merge alike).
-pub(crate) fn merge_operator(
-    key: &[u8],
-    existing: Option<&[u8]>,
-    operands: &MergeOperands,
-) -> Option<Vec<u8>> {
-    if super::is_index_key(key) {
-        return Some(Vec::new());
-    }
-    if existing.is_none() && operands.len() == 1 {
-        // One operand and nothing under it (a read of a key written once since its last
-        // compaction): the operand already is the merged value.
-        return operands.iter().next().map(<[u8]>::to_vec);
-    }
-    let mut values = existing.into_iter().chain(operands.iter());
-    let first = values.next()?;
-    let result = merge_values(first, values);
-    match result {
-        Ok(bytes) => Some(bytes),
-        Err(e) => {
-            tracing::error!("view state merge failed for key {key:?}: {e}");
-            None
-        }
-    }
 }
 
 #[cfg(test)]
