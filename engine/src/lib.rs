@@ -43,7 +43,7 @@ pub use error::{DataErrorClass, Error, ErrorKind, Result};
 pub use metrics::Metrics;
 pub use options::Options;
 pub use query::extension::{CatalogSnapshot, SessionExtension, TableInfo, ViewInfo};
-pub use query::{CATALOG, SCHEMA, StatementResult};
+pub use query::{BatchStream, CATALOG, SCHEMA, StatementResult, StreamedResult};
 pub use retention::{RetentionReport, format_period};
 pub use transaction::Transaction;
 pub use types::ColumnType;

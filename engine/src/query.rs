@@ -5,6 +5,7 @@ pub(crate) mod catalog;
 pub(crate) mod ddl;
 pub(crate) mod extension;
 pub(crate) mod runtime;
+pub(crate) mod stream;
 pub(crate) mod system;
 pub(crate) mod table;
 
@@ -26,6 +27,7 @@ use crate::snapshot::Snapshot;
 use crate::transaction::AppendTarget;
 
 pub use catalog::{CATALOG, SCHEMA};
+pub use stream::{BatchStream, StreamedResult};
 
 /// The result of one SQL statement.
 #[derive(Debug, Clone)]
@@ -210,13 +212,40 @@ impl QueryEngine {
     }
 
     /// Runs a plan made by [`QueryEngine::plan`] and collects its result, on the query
-    /// runtime.
+    /// runtime. Under a streaming entry point ([`stream`]) a query's batches are not
+    /// collected: the plan starts, and its [`stream::BatchStream`] goes to the entry point.
     pub(crate) async fn run_plan(
         &self,
         mut state: SessionState,
         plan: LogicalPlan,
         command: &str,
     ) -> Result<StatementResult> {
+        if command == "SELECT"
+            && let Some(slot) = stream::claim()
+        {
+            let (ctx, schema, batches) = self
+                .runtime
+                .run(async move {
+                    let ctx = SessionContext::new_with_state(state);
+                    let frame = ctx.execute_logical_plan(plan).await.map_err(classify)?;
+                    let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+                    let batches = frame.execute_stream().await.map_err(classify)?;
+                    Ok((ctx, schema, batches))
+                })
+                .await?;
+            // The session (its snapshot) lives as long as the stream: a segment file is
+            // deleted only once no snapshot holds it, and the scans open theirs as they go.
+            let batches = stream::BatchStream::start(&self.runtime, schema, batches, ctx);
+            let result = StatementResult {
+                command: command.into(),
+                schema: batches.schema(),
+                batches: vec![],
+                rows: 0,
+                notices: vec![],
+            };
+            stream::fill(&slot, batches);
+            return Ok(result);
+        }
         let scans = (command == "EXPLAIN").then(|| {
             let log = Arc::new(table::ScanLog::default());
             state.config_mut().set_extension(Arc::clone(&log));

@@ -29,16 +29,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::future::{self, Either};
-use futures::{Sink, SinkExt, stream};
+use futures::stream::BoxStream;
+use futures::{Sink, SinkExt, Stream, StreamExt, stream};
 use pgwire::api::auth::StartupHandler;
 use pgwire::api::cancel::DefaultCancelHandler;
 use pgwire::api::copy::{
     CopyHandler, send_copy_both_response, send_copy_in_response, send_copy_out_response,
 };
-use pgwire::api::portal::{Format, Portal};
+use pgwire::api::portal::{Format, Portal, PortalExecutionState};
 use pgwire::api::query::{
-    ExtendedQueryHandler, SimpleQueryHandler, send_execution_response, send_query_response,
-    send_ready_for_query,
+    ExtendedQueryHandler, SimpleQueryHandler, send_execution_response, send_ready_for_query,
 };
 use pgwire::api::results::{CopyResponse, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
@@ -50,12 +50,15 @@ use pgwire::api::{
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
+use pgwire::messages::data::{DataRow, RowDescription};
 use pgwire::messages::extendedquery::Execute;
 use pgwire::messages::response::EmptyQueryResponse;
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::ParameterStatus;
+use tally_engine::reexports::arrow::array::RecordBatch;
 use tally_engine::reexports::datafusion::common::ScalarValue;
-use tally_engine::{Database, Prepared, StatementResult};
+use tally_engine::{Database, Prepared, StatementResult, StreamedResult};
+use tokio::time::Instant;
 
 use crate::metrics::{Direction, ServerMetrics};
 
@@ -297,14 +300,16 @@ impl Connection {
     /// Runs `fut` under the session's statement_timeout.
     async fn timed<T>(&self, fut: impl Future<Output = T>) -> PgWireResult<T> {
         match self.timeout() {
-            Some(limit) => tokio::time::timeout(limit, fut).await.map_err(|_| {
-                errors::pg(
-                    state::QUERY_CANCELED,
-                    "canceling statement due to statement timeout",
-                )
-            }),
+            Some(limit) => tokio::time::timeout(limit, fut)
+                .await
+                .map_err(|_| statement_timeout()),
             None => Ok(fut.await),
         }
+    }
+
+    /// When a statement starting now reaches the session's statement_timeout.
+    fn deadline(&self) -> Option<Instant> {
+        self.timeout().map(|limit| Instant::now() + limit)
     }
 
     /// Runs `answer` for a statement under the transaction block's rules: a failed block
@@ -331,18 +336,22 @@ impl Connection {
 
     /// Answers a statement that is not for the engine, or runs an engine statement without
     /// parameters, under the transaction block's rules.
+    /// With `stream`, a query's rows are read as the client takes them (see [`to_response`]);
+    /// without, they are all read before this returns (a statement followed by others in one
+    /// query string, which must not run before it has succeeded).
     async fn run<C>(
         &self,
         client: &mut C,
         statement: &Statement,
         binary: &(dyn Fn(usize) -> bool + Sync),
+        stream: bool,
     ) -> PgWireResult<Response>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        self.guarded(statement, self.answer(client, statement, binary))
+        self.guarded(statement, self.answer(client, statement, binary, stream))
             .await
     }
 
@@ -392,6 +401,7 @@ impl Connection {
         client: &mut C,
         statement: &Statement,
         binary: &(dyn Fn(usize) -> bool + Sync),
+        stream: bool,
     ) -> PgWireResult<Response>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -400,14 +410,27 @@ impl Connection {
     {
         match statement {
             Statement::Engine(sql) => {
+                let deadline = self.deadline();
                 let blocks = self.blocks.lock().await;
-                let results = match blocks.active() {
-                    Some(tx) => self.timed(tx.execute(sql)).await?,
-                    None => self.timed(self.db.execute(sql)).await?,
+                let result = match (blocks.active(), stream) {
+                    (Some(tx), true) => self.timed(Box::pin(tx.execute_streaming(sql))).await?,
+                    (None, true) => self.timed(Box::pin(self.db.execute_streaming(sql))).await?,
+                    (Some(tx), false) => self
+                        .timed(tx.execute(sql))
+                        .await?
+                        .map(|mut r| r.pop().map(StreamedResult::Done)),
+                    (None, false) => self
+                        .timed(self.db.execute(sql))
+                        .await?
+                        .map(|mut r| r.pop().map(StreamedResult::Done)),
                 };
-                let mut results = results.map_err(|e| errors::engine(&e))?;
+                let result = result.map_err(|e| errors::engine(&e))?;
                 drop(blocks);
-                for notice in results.iter().flat_map(|r| r.notices.iter()) {
+                let notices = match &result {
+                    Some(StreamedResult::Done(result)) => result.notices.as_slice(),
+                    _ => &[],
+                };
+                for notice in notices {
                     let notice = pgwire::error::ErrorInfo::new(
                         "NOTICE".into(),
                         "00000".into(),
@@ -417,8 +440,8 @@ impl Connection {
                         .send(PgWireBackendMessage::NoticeResponse(notice.into()))
                         .await?;
                 }
-                match results.pop() {
-                    Some(result) => to_response(result, binary),
+                match result {
+                    Some(result) => to_response(result, binary, deadline),
                     None => Ok(Response::EmptyQuery),
                 }
             }
@@ -632,7 +655,6 @@ impl Connection {
     }
 }
 
-/// A statement's result as a protocol response.
 /// The file a server-side COPY names: an absolute path as is, a relative one under the data
 /// directory (as PostgreSQL resolves them against its own); `..` is refused so a relative path
 /// cannot leave it.
@@ -654,30 +676,134 @@ fn server_file(db: &Database, path: &str) -> PgWireResult<std::path::PathBuf> {
     })
 }
 
+/// A statement's result as a protocol response. The rows are encoded one batch at a time as
+/// pgwire sends them, and a streamed query's batches are read from the engine only then, so
+/// the first rows leave while the plan still runs and at most a few batches are in memory;
+/// the `SELECT n` tag is pgwire's count of the rows it sent. An error while reading (past
+/// `deadline`, the statement_timeout, too) is the stream's last item, which the senders
+/// ([`send_rows`], pgwire's portal) turn into an ErrorResponse.
 fn to_response(
-    result: StatementResult,
+    result: StreamedResult,
     binary: &(dyn Fn(usize) -> bool + Sync),
+    deadline: Option<Instant>,
 ) -> PgWireResult<Response> {
-    if result.command == "INSERT" {
-        return Ok(Response::Execution(
-            Tag::new("INSERT")
-                .with_oid(0)
-                .with_rows(result.rows as usize),
-        ));
+    let (command, schema, batches) = match result {
+        StreamedResult::Rows(rows) => {
+            let schema = rows.schema();
+            let batches = rows.map(|batch| batch.map_err(|e| errors::engine(&e)));
+            ("SELECT".to_string(), schema, batches.boxed())
+        }
+        StreamedResult::Done(StatementResult {
+            command,
+            schema,
+            batches,
+            rows,
+            ..
+        }) => {
+            if command == "INSERT" {
+                return Ok(Response::Execution(
+                    Tag::new("INSERT").with_oid(0).with_rows(rows as usize),
+                ));
+            }
+            (
+                command,
+                schema,
+                stream::iter(batches.into_iter().map(Ok)).boxed(),
+            )
+        }
+    };
+    if schema.fields().is_empty() {
+        return Ok(Response::Execution(Tag::new(&command)));
     }
-    if result.schema.fields().is_empty() {
-        return Ok(Response::Execution(Tag::new(&result.command)));
-    }
-    let fields = Arc::new(types::fields(&result.schema, binary));
-    let mut rows = Vec::with_capacity(result.rows as usize);
-    for batch in &result.batches {
-        rows.extend(types::encode_batch(batch, &fields)?.into_iter().map(Ok));
-    }
-    let mut response = QueryResponse::new(fields, stream::iter(rows));
-    if result.command != "SELECT" {
-        response.set_command_tag(&result.command);
+    let fields = Arc::new(types::fields(&schema, binary));
+    let rows = data_rows(batches, Arc::clone(&fields), deadline);
+    let mut response = QueryResponse::new(fields, rows);
+    if command != "SELECT" {
+        response.set_command_tag(&command);
     }
     Ok(Response::Query(response))
+}
+
+/// `batches` as DataRows, each batch encoded when its first row is pulled. Past `deadline`
+/// waiting for a batch gives the statement_timeout error. The stream ends after an error.
+fn data_rows(
+    batches: BoxStream<'static, PgWireResult<RecordBatch>>,
+    fields: Arc<Vec<FieldInfo>>,
+    deadline: Option<Instant>,
+) -> impl Stream<Item = PgWireResult<DataRow>> + Send + 'static {
+    stream::unfold(Some(batches), move |batches| {
+        let fields = Arc::clone(&fields);
+        async move {
+            let mut batches = batches?;
+            let next = match deadline {
+                // Checked before each batch too: a plan that always has its next batch ready
+                // would never let the timer fire.
+                Some(at) if Instant::now() >= at => {
+                    return Some((Err(statement_timeout()), None));
+                }
+                Some(at) => match tokio::time::timeout_at(at, batches.next()).await {
+                    Ok(next) => next,
+                    Err(_) => return Some((Err(statement_timeout()), None)),
+                },
+                None => batches.next().await,
+            }?;
+            match next.and_then(|batch| types::encode_batch(&batch, &fields)) {
+                Ok(rows) => Some((Ok(rows), Some(batches))),
+                Err(e) => Some((Err(e), None)),
+            }
+        }
+    })
+    .flat_map(|rows| match rows {
+        Ok(rows) => stream::iter(rows).map(Ok).left_stream(),
+        Err(e) => stream::once(future::ready(Err(e))).right_stream(),
+    })
+}
+
+/// The error of a statement that ran past the session's statement_timeout.
+fn statement_timeout() -> PgWireError {
+    errors::pg(
+        state::QUERY_CANCELED,
+        "canceling statement due to statement timeout",
+    )
+}
+
+/// Sends a query response: its RowDescription (with `describe`), DataRows and CommandComplete
+/// with the rows sent. A row that fails ends the response: its error is returned (nothing
+/// more is sent for it) for the caller to report. `Err` only if the client cannot be written.
+async fn send_rows<C>(
+    client: &mut C,
+    mut response: QueryResponse,
+    describe: bool,
+) -> PgWireResult<Option<PgWireError>>
+where
+    C: Sink<PgWireBackendMessage> + Unpin,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    if describe {
+        let fields = response.row_schema();
+        let description = RowDescription::new(fields.iter().map(Into::into).collect());
+        client
+            .feed(PgWireBackendMessage::RowDescription(description))
+            .await?;
+    }
+    let mut rows = 0;
+    while let Some(row) = response.data_rows().next().await {
+        match row {
+            Ok(row) => {
+                // `feed` flushes whenever the connection's buffer fills: rows leave as they
+                // are encoded, and a client that reads slowly holds the query back.
+                client.feed(PgWireBackendMessage::DataRow(row)).await?;
+                rows += 1;
+            }
+            Err(e) => return Ok(Some(e)),
+        }
+    }
+    let tag = Tag::new(response.command_tag()).with_rows(rows);
+    client
+        .feed(PgWireBackendMessage::CommandComplete(tag.into()))
+        .await?;
+    Ok(None)
 }
 
 #[async_trait]
@@ -708,7 +834,9 @@ impl SimpleQueryHandler for Connection {
                 Some(handle) => Some(handle.start_query().await),
                 None => None,
             };
-            let responses = match cancel {
+            // The cancel request covers the statements and the sending of their rows (a
+            // streamed query runs while its rows are sent).
+            let (responses, mut cancel) = match cancel {
                 Some(cancel) => {
                     match future::select(
                         Box::pin(SimpleQueryHandler::do_query(self, client, &query.query)),
@@ -716,11 +844,14 @@ impl SimpleQueryHandler for Connection {
                     )
                     .await
                     {
-                        Either::Left((result, _)) => result,
-                        Either::Right(_) => Err(PgWireError::QueryCanceled),
+                        Either::Left((result, cancel)) => (result, Some(cancel)),
+                        Either::Right(_) => (Err(PgWireError::QueryCanceled), None),
                     }
                 }
-                None => SimpleQueryHandler::do_query(self, client, &query.query).await,
+                None => (
+                    SimpleQueryHandler::do_query(self, client, &query.query).await,
+                    None,
+                ),
             };
             let responses = match responses {
                 Ok(responses) => responses,
@@ -739,7 +870,33 @@ impl SimpleQueryHandler for Connection {
                             ))
                             .await?;
                     }
-                    Response::Query(results) => send_query_response(client, results, true).await?,
+                    Response::Query(results) => {
+                        let failed = match cancel.as_mut() {
+                            Some(cancel) => {
+                                match future::select(
+                                    Box::pin(send_rows(client, results, true)),
+                                    cancel,
+                                )
+                                .await
+                                {
+                                    Either::Left((sent, _)) => sent?,
+                                    Either::Right(_) => Some(PgWireError::QueryCanceled),
+                                }
+                            }
+                            None => send_rows(client, results, true).await?,
+                        };
+                        // A query that fails mid-stream ends the query string, as an error
+                        // before its first row would have.
+                        if let Some(e) = failed {
+                            self.blocks.lock().await.statement_failed();
+                            client
+                                .feed(PgWireBackendMessage::ErrorResponse(
+                                    pgwire::error::ErrorInfo::from(e).into(),
+                                ))
+                                .await?;
+                            break;
+                        }
+                    }
                     Response::Execution(tag)
                     | Response::TransactionStart(tag)
                     | Response::TransactionEnd(tag) => send_execution_response(client, tag).await?,
@@ -784,10 +941,14 @@ impl SimpleQueryHandler for Connection {
             Ok(pieces) => pieces,
             Err(e) => return Ok(vec![Response::Error(Box::new(e.into()))]),
         };
-        for piece in pieces {
+        let last = pieces.len().saturating_sub(1);
+        for (i, piece) in pieces.into_iter().enumerate() {
             self.registration.activity().start(&piece);
             let outcome = match statement::classify(&piece) {
-                Ok(statement) => self.run(client, &statement, &|_: usize| false).await,
+                Ok(statement) => {
+                    self.run(client, &statement, &|_: usize| false, i == last)
+                        .await
+                }
                 Err(e) => Err(e),
             };
             match outcome {
@@ -828,14 +989,25 @@ impl ExtendedQueryHandler for Connection {
     {
         self.identify(client);
         let portal_name = message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME);
-        if let Some(pgwire::api::store::Entry::Value(portal)) =
-            client.portal_store().get_portal(portal_name)
-        {
+        let portal = match client.portal_store().get_portal(portal_name) {
+            Some(pgwire::api::store::Entry::Value(portal)) => Some(portal),
+            _ => None,
+        };
+        if let Some(portal) = &portal {
             self.registration
                 .activity()
                 .start(&portal.statement.statement.sql);
         }
-        let result = self._on_execute(client, message).await;
+        let result = match portal {
+            Some(portal) if message.max_rows == 0 && streams(&portal).await => {
+                if matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+                    self.execute_whole(client, &portal).await
+                } else {
+                    Err(PgWireError::NotReadyForQuery)
+                }
+            }
+            _ => self._on_execute(client, message).await,
+        };
         if !matches!(client.state(), PgWireConnectionState::CopyInProgress(_)) {
             {
                 let mut blocks = self.blocks.lock().await;
@@ -868,20 +1040,103 @@ impl ExtendedQueryHandler for Connection {
             (Statement::Engine(_), Some(prepared)) => {
                 let run = async {
                     let params = bind_parameters(portal, prepared)?;
+                    let deadline = self.deadline();
                     let blocks = self.blocks.lock().await;
                     let result = match blocks.active() {
-                        Some(tx) => self.timed(tx.execute_prepared(prepared, params)).await?,
+                        Some(tx) => {
+                            let run = Box::pin(tx.execute_prepared_streaming(prepared, params));
+                            self.timed(run).await?
+                        }
                         None => {
-                            self.timed(self.db.execute_prepared(prepared, params))
-                                .await?
+                            let run =
+                                Box::pin(self.db.execute_prepared_streaming(prepared, params));
+                            self.timed(run).await?
                         }
                     };
-                    to_response(result.map_err(|e| errors::engine(&e))?, &binary)
+                    let result = result.map_err(|e| errors::engine(&e))?;
+                    to_response(result, &binary, deadline)
                 };
                 self.guarded(&parsed.statement, run).await
             }
-            (statement, _) => self.run(client, statement, &binary).await,
+            (statement, _) => self.run(client, statement, &binary, true).await,
         }
+    }
+}
+
+/// Whether Execute without a row limit sends the portal's rows as they are read
+/// ([`Connection::execute_whole`]): a query's portal not yet run. pgwire's Execute collects
+/// every row of such a portal before it sends the first.
+async fn streams(portal: &Portal<Parsed>) -> bool {
+    let parsed = &portal.statement.statement;
+    matches!(parsed.statement, Statement::Engine(_))
+        && parsed
+            .prepared
+            .as_ref()
+            .is_some_and(|p| p.command == "SELECT")
+        && matches!(*portal.state.lock().await, PortalExecutionState::Initial)
+}
+
+impl Connection {
+    /// Execute without a row limit of a query's portal ([`streams`]): pgwire's Execute, with
+    /// the rows sent as they are read and the cancel request covering them. An error while
+    /// sending is returned: pgwire reports it and skips to Sync.
+    async fn execute_whole<C>(&self, client: &mut C, portal: &Portal<Parsed>) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Parsed>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let cancel = match client.session_extensions().get::<Arc<ConnectionHandle>>() {
+            Some(handle) => Some(handle.start_query().await),
+            None => None,
+        };
+        let query = Box::pin(ExtendedQueryHandler::do_query(self, client, portal, 0));
+        let (response, cancel) = match cancel {
+            Some(cancel) => match future::select(query, cancel).await {
+                Either::Left((response, cancel)) => (response?, Some(cancel)),
+                Either::Right(_) => return Err(PgWireError::QueryCanceled),
+            },
+            None => (query.await?, None),
+        };
+        match response {
+            Response::Query(results) => {
+                let sent = match cancel {
+                    Some(cancel) => {
+                        match future::select(Box::pin(send_rows(client, results, false)), cancel)
+                            .await
+                        {
+                            Either::Left((sent, _)) => sent?,
+                            Either::Right(_) => Some(PgWireError::QueryCanceled),
+                        }
+                    }
+                    None => send_rows(client, results, false).await?,
+                };
+                // Run once: Execute again gets no rows, as from pgwire's finished portal.
+                *portal.state.lock().await = PortalExecutionState::Finished;
+                if let Some(e) = sent {
+                    return Err(e);
+                }
+            }
+            Response::Execution(tag) => send_execution_response(client, tag).await?,
+            Response::EmptyQuery => {
+                client
+                    .feed(PgWireBackendMessage::EmptyQueryResponse(
+                        EmptyQueryResponse::new(),
+                    ))
+                    .await?;
+            }
+            Response::Error(e) => return Err(PgWireError::UserError(e)),
+            _ => {
+                return Err(errors::pg(
+                    state::INTERNAL,
+                    "unexpected response to a query's Execute",
+                ));
+            }
+        }
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        Ok(())
     }
 }
 

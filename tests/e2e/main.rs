@@ -14,6 +14,7 @@ mod pg_copy;
 mod pg_copy_binary;
 mod pg_psycopg;
 mod pg_robustness;
+mod pg_stream;
 mod pg_tools;
 mod pg_transactions;
 mod pg_views;

@@ -7,7 +7,9 @@
 //! system shares the cores between query threads and everything else.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
+use std::task::{Context, Poll};
 
 use tokio::runtime::{Handle, Runtime};
 use tokio::task::JoinHandle;
@@ -43,14 +45,23 @@ impl QueryRuntime {
         F: Future<Output = Result<T>> + Send + 'static,
         T: Send + 'static,
     {
-        let mut task = AbortOnDrop(self.handle.spawn(future));
-        match (&mut task.0).await {
-            Ok(result) => result,
-            Err(e) if e.is_cancelled() => Err(Error::Closed),
-            Err(e) => Err(Error::Query(datafusion::error::DataFusionError::Execution(
-                format!("the query failed unexpectedly (a bug in Tally): {e}"),
-            ))),
-        }
+        self.spawn(future).await?
+    }
+
+    /// Starts `future` on the query runtime. The task is aborted when the returned handle is
+    /// dropped; awaiting the handle gives its output, or why it ended without one.
+    pub(crate) fn spawn<F, T>(&self, future: F) -> AbortOnDrop<T>
+    where
+        F: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        AbortOnDrop(self.handle.spawn(future))
+    }
+
+    /// Tasks alive on the runtime (for tests that check a query stopped).
+    #[cfg(test)]
+    pub(crate) fn alive_tasks(&self) -> usize {
+        self.handle.metrics().num_alive_tasks()
     }
 
     /// Stops the worker threads without waiting for running queries (they fail with
@@ -74,8 +85,23 @@ impl Drop for QueryRuntime {
     }
 }
 
-/// Aborts its task when dropped, so a cancelled statement stops its query.
-struct AbortOnDrop<T>(JoinHandle<T>);
+/// A task on the query runtime, aborted when dropped so that a cancelled statement stops its
+/// query. As a future: the task's output, [`Error::Closed`] if the runtime stopped it.
+pub(crate) struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Future for AbortOnDrop<T> {
+    type Output = Result<T>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        Pin::new(&mut self.0).poll(cx).map(|ended| match ended {
+            Ok(output) => Ok(output),
+            Err(e) if e.is_cancelled() => Err(Error::Closed),
+            Err(e) => Err(Error::Query(datafusion::error::DataFusionError::Execution(
+                format!("the query failed unexpectedly (a bug in Tally): {e}"),
+            ))),
+        })
+    }
+}
 
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
