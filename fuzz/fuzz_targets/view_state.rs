@@ -1,8 +1,8 @@
-//! The stored value of a materialized view group (`views` column family): the states codec,
-//! the borrowed walk view reads use, the sketches inside, and the merge operator's merge.
+//! The encoded states of a materialized view group (in delta parts and state segments): the codec,
+//! the borrowed walk view reads use, the sketches inside, and the merge compaction runs.
 //!
 //! Input: a one-byte split point, then the bytes cut in two values at that point; each is
-//! decoded as a whole value, and the two are merged as RocksDB's merge operator would.
+//! decoded as a whole value, and the two are merged as compaction and reads do.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
