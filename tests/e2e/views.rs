@@ -766,3 +766,42 @@ async fn a_format_1_directory_is_upgraded_by_rebuilding_its_views() {
         rocksdb::DB::list_cf(&rocksdb::Options::default(), data.join("rocksdb")).unwrap();
     assert!(!families.contains(&"views".to_string()), "{families:?}");
 }
+
+/// A damaged state segment file fails the open with an error naming the file, never a panic
+/// or a silently wrong view.
+#[tokio::test]
+async fn a_damaged_view_segment_fails_the_open_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    {
+        let db = Database::open(&data, test_options()).unwrap();
+        db.sql(EVENTS_DDL).await.unwrap();
+        db.sql("CREATE MATERIALIZED VIEW per_page AS SELECT page, count(*) AS n FROM events GROUP BY page")
+            .await
+            .unwrap();
+        db.ingest("events", events_batch(1, 300, 2)).await.unwrap();
+        db.compact_views().await.unwrap();
+        db.close().unwrap();
+    }
+    let view_dir = std::fs::read_dir(data.join("views"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let file = std::fs::read_dir(&view_dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::write(&file, b"not a parquet file").unwrap();
+    let err = Database::open(&data, test_options())
+        .err()
+        .expect("a damaged segment must fail the open");
+    let message = err.to_string();
+    assert!(
+        message.contains("view state segment") && message.contains(&*file.to_string_lossy()),
+        "{message}"
+    );
+}

@@ -87,6 +87,17 @@ impl StateSegment {
         for (column, &index) in batch.columns().iter().zip(&stored) {
             finalized[index] = Some(Arc::clone(column));
         }
+        StateSegment::assemble(view, meta, keys, states, finalized)
+    }
+
+    /// A segment of its parts, with the secondary orders built.
+    fn assemble(
+        view: &CompiledView,
+        meta: ViewSegmentMeta,
+        keys: BinaryArray,
+        states: BinaryArray,
+        finalized: Vec<Option<ArrayRef>>,
+    ) -> Result<StateSegment> {
         let by_group = secondary_orders(view, &keys)?;
         Ok(StateSegment {
             meta,
@@ -205,14 +216,7 @@ impl StateSegment {
             }
             finalized[index] = Some(Arc::clone(column));
         }
-        let by_group = secondary_orders(view, &keys)?;
-        Ok(StateSegment {
-            meta,
-            keys,
-            states,
-            finalized,
-            by_group,
-        })
+        StateSegment::assemble(view, meta, keys, states, finalized)
     }
 }
 
