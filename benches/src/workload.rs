@@ -115,6 +115,12 @@ impl Drop for ServerProcess {
 /// whole benchmark stays within 10 minutes on a 2-core machine; the table says how many ran.
 const FULL_READ_BUDGET: Duration = Duration::from_secs(90);
 
+/// The small COPYs before the last full read: how many, and rows in each.
+const SMALL_COPIES: usize = 2000;
+const SMALL_COPY_ROWS: usize = 50;
+/// Full reads timed right after the small COPYs.
+const SMALL_COPY_READS: usize = 20;
+
 pub async fn run(settings: Settings) -> Result<(), BoxError> {
     let csv_path = settings.data.join("events.csv");
     if !csv_path.exists() {
@@ -342,6 +348,37 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
     let client = server.wait_ready().await?;
     check_rows(&client, rows).await?;
     let restart_s = started.elapsed().as_secs_f64();
+
+    // 7: the full read of `page_hourly` right after many small COPYs, before the compactor has
+    // merged their delta parts (each COPY leaves one per view).
+    let small = split_chunks(body, SMALL_COPY_ROWS);
+    let small = &small[..SMALL_COPIES.min(small.len())];
+    eprintln!(
+        "{} COPYs of {SMALL_COPY_ROWS} rows from {} connections, then full reads …",
+        small.len(),
+        settings.workers
+    );
+    let (small_seconds, _) = copy_chunks(&server, small, settings.workers).await?;
+    let parts: i64 = client
+        .query_one(
+            "SELECT delta_parts FROM tally_views WHERE name = 'page_hourly'",
+            &[],
+        )
+        .await?
+        .get(0);
+    let mut after_small = time_prepared(
+        &client,
+        "SELECT hour, page, views, bytes, avg_latency, max_latency, users FROM page_hourly",
+        SMALL_COPY_READS,
+        None,
+        |_| vec![],
+    )
+    .await?;
+    after_small["copies"] = json!(small.len());
+    after_small["copy_rows"] = json!(SMALL_COPY_ROWS);
+    after_small["copies_seconds"] = json!(small_seconds);
+    after_small["delta_parts_before_read"] = json!(parts);
+    tally.insert("page_hourly_full_after_small_copies".into(), after_small);
     drop(client);
     server.stop()?;
     tally.insert(
@@ -659,6 +696,13 @@ fn print_table(rows: usize, tally: &Value, peers: &Value) {
         (
             "full read of `page_hourly` p50 / p99 (ms)",
             Box::new(|p| ms(&p["queries"]["page_hourly_full"])),
+        ),
+        (
+            "  right after 2,000 COPYs of 50 rows p50 / p99 (ms)",
+            Box::new(|p| {
+                let f = &p["page_hourly_full_after_small_copies"];
+                ms(f).map(|m| format!("{m} ({} delta parts)", f["delta_parts_before_read"]))
+            }),
         ),
         (
             "`SELECT 1` p50 / p99 (ms)",
