@@ -698,10 +698,15 @@ fn print_table(rows: usize, tally: &Value, peers: &Value) {
             Box::new(|p| ms(&p["queries"]["page_hourly_full"])),
         ),
         (
-            "  right after 2,000 COPYs of 50 rows p50 / p99 (ms)",
+            "  right after many small COPYs p50 / p99 (ms)",
             Box::new(|p| {
                 let f = &p["page_hourly_full_after_small_copies"];
-                ms(f).map(|m| format!("{m} ({} delta parts)", f["delta_parts_before_read"]))
+                ms(f).map(|m| {
+                    format!(
+                        "{m} (after {} COPYs of {} rows; {} delta parts)",
+                        f["copies"], f["copy_rows"], f["delta_parts_before_read"]
+                    )
+                })
             }),
         ),
         (
