@@ -76,6 +76,21 @@ enum Command {
         #[arg(long)]
         loads_only: bool,
     },
+    /// Time one prepared statement against a running server (binary results, as the
+    /// clickstream figures are taken): p50 / p99 of `--runs` runs.
+    Query {
+        /// Connection string, e.g. `host=127.0.0.1 port=5433 user=tally`.
+        #[arg(long, default_value = "host=127.0.0.1 port=5433 user=tally")]
+        url: String,
+        /// The statement; `$1`, `$2` … take `--param` values, in order (sent as text).
+        sql: String,
+        /// A parameter value (repeat for more).
+        #[arg(long = "param")]
+        params: Vec<String>,
+        /// Runs.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+    },
     /// Write the clickstream workload as `events.csv` and `events.parquet`.
     Generate {
         /// Directory to write into.
@@ -98,9 +113,28 @@ fn events_ddl() -> String {
     )
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    match Cli::parse().command {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let command = Cli::parse().command;
+    // The library benchmarks run Tally in this process: a multi-thread runtime, as an
+    // embedding application would give it. The pgwire benchmarks are clients of a separate
+    // server: one thread, as a latency client would run (tokio-postgres on a multi-thread
+    // runtime hands every chunk of rows across threads, which costs as much as the server's
+    // work on a large read).
+    let runtime = match command {
+        Command::Ingest { .. } | Command::Views { .. } => {
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+        }
+        _ => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+    }?;
+    runtime.block_on(run(command))
+}
+
+async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
+    match command {
         Command::Ingest { rows, batch_rows } => ingest(rows, batch_rows).await,
         Command::Views { rows, batch_rows } => views(rows, batch_rows).await,
         Command::Clickstream {
@@ -124,6 +158,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .await
         .map_err(|e| e as Box<dyn std::error::Error>),
+        Command::Query {
+            url,
+            sql,
+            params,
+            runs,
+        } => workload::time_query(&url, &sql, &params, runs)
+            .await
+            .map_err(|e| e as Box<dyn std::error::Error>),
         Command::Generate { out, rows } => {
             eprintln!("generating {rows} events …");
             let batches = clickstream::generate(rows, 100_000, SEED);
@@ -238,6 +280,7 @@ async fn ingest_with_views(
             .await?;
     }
     let started = Instant::now();
+    let cpu_before = thread_cpu();
     let mut last_report = Instant::now();
     for (i, batch) in batches.iter().enumerate() {
         db.ingest("events", batch.clone()).await?;
@@ -246,7 +289,54 @@ async fn ingest_with_views(
             last_report = Instant::now();
         }
     }
-    Ok((db, started.elapsed().as_secs_f64()))
+    let secs = started.elapsed().as_secs_f64();
+    let mut cpu: Vec<(String, f64)> = thread_cpu()
+        .into_iter()
+        .map(|(name, s)| {
+            let before = cpu_before.get(&name).copied().unwrap_or(0.0);
+            (name, s - before)
+        })
+        .filter(|(_, s)| *s >= 0.05)
+        .collect();
+    cpu.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let cpu: Vec<String> = cpu.iter().map(|(n, s)| format!("{n} {s:.1}")).collect();
+    eprintln!(
+        "  {views} views: {secs:.2} s; CPU seconds by thread: {}",
+        cpu.join(", ")
+    );
+    Ok((db, secs))
+}
+
+/// CPU seconds (user + system) this process's threads used so far, summed by thread name
+/// (from `/proc/self/task`; empty where that does not exist). Threads that ended are missed.
+fn thread_cpu() -> std::collections::BTreeMap<String, f64> {
+    let mut by_name = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return by_name;
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ... : fields after the closing parenthesis, utime and stime are
+        // the 12th and 13th of them.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close]
+            .trim_end_matches(char::is_numeric)
+            .to_string();
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        // Clock ticks are 1/100 s on Linux.
+        *by_name.entry(name).or_insert(0.0) += (ticks(11) + ticks(12)) / 100.0;
+    }
+    by_name
 }
 
 async fn views(rows: usize, batch_rows: usize) -> Result<(), Box<dyn std::error::Error>> {

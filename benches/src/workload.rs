@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures::{SinkExt, StreamExt, TryStreamExt};
 use serde_json::{Value, json};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls};
 
 use crate::clickstream;
@@ -544,6 +545,38 @@ fn load_figure(rows: usize, seconds: f64) -> Value {
 }
 
 type Params = Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>>;
+
+/// `tally-bench query`: times `sql` with text `params` against the server at `url` and prints
+/// p50 / p99 and the rows returned.
+pub async fn time_query(
+    url: &str,
+    sql: &str,
+    params: &[String],
+    runs: usize,
+) -> Result<(), BoxError> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(connection);
+    let statement = client.prepare(sql).await?;
+    let mut times = Vec::with_capacity(runs);
+    let mut rows = 0;
+    for _ in 0..runs.max(1) {
+        let started = Instant::now();
+        rows = client
+            .query_raw(&statement, params.iter().map(|p| p as &(dyn ToSql + Sync)))
+            .await?
+            .try_fold(0usize, |n, _| async move { Ok(n + 1) })
+            .await?;
+        times.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "{rows} rows; p50 {:.3} ms, p99 {:.3} ms over {} runs",
+        percentile(&times, 0.5),
+        percentile(&times, 0.99),
+        times.len()
+    );
+    Ok(())
+}
 
 /// Runs a prepared statement `runs` times, or fewer when `budget` runs out first (at least
 /// 10 runs); p50/p99 latency in ms and the number of runs made.

@@ -150,6 +150,7 @@ impl Database {
         let flusher = Flusher::start(
             Arc::clone(&current),
             Arc::clone(&writer),
+            Arc::clone(&store),
             segments_dir.clone(),
             options.clone(),
             Arc::clone(&segment_ids),

@@ -21,6 +21,7 @@ use crate::options::Options;
 use crate::retention::{self, Graveyard, RetentionReport};
 use crate::snapshot::{Current, TableState};
 use crate::storage::segment;
+use crate::storage::store::Store;
 
 enum Message {
     FlushAll(Reply),
@@ -55,6 +56,7 @@ impl Flusher {
     pub(crate) fn start(
         current: Arc<Current>,
         writer: Arc<Writer>,
+        store: Arc<Store>,
         segments_dir: PathBuf,
         options: Options,
         segment_ids: Arc<AtomicU64>,
@@ -64,6 +66,7 @@ impl Flusher {
         let mut worker = Worker {
             current,
             writer,
+            store,
             segments_dir,
             options,
             segment_ids,
@@ -197,6 +200,8 @@ impl Backoff {
 struct Worker {
     current: Arc<Current>,
     writer: Arc<Writer>,
+    /// To release the write-ahead log of rows moved to Parquet.
+    store: Arc<Store>,
     segments_dir: PathBuf,
     options: Options,
     segment_ids: Arc<AtomicU64>,
@@ -264,15 +269,22 @@ impl Worker {
     fn flush_tables(&self, force: bool) -> Result<()> {
         let snapshot = self.current.get();
         let mut first_error = None;
+        let mut flushed = false;
         for table in snapshot.tables.values() {
             if table.hot.is_empty() || !(force || self.is_due(table)) {
                 continue;
             }
-            if let Err(e) = self.flush_table(table) {
-                tracing::warn!("flushing table \"{}\" failed: {e}", table.def.name);
-                self.metrics.flush_failed();
-                first_error.get_or_insert(e);
+            match self.flush_table(table) {
+                Ok(()) => flushed = true,
+                Err(e) => {
+                    tracing::warn!("flushing table \"{}\" failed: {e}", table.def.name);
+                    self.metrics.flush_failed();
+                    first_error.get_or_insert(e);
+                }
             }
+        }
+        if flushed {
+            self.store.release_wal();
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -310,6 +322,11 @@ impl Worker {
             flushed,
         }) {
             segment::remove_written(&written);
+            if self.current.get().table_by_id(def.id).is_none() {
+                // Dropped while its rows were being written: nothing is left to flush.
+                tracing::debug!("table \"{}\" was dropped during its flush", def.name);
+                return Ok(());
+            }
             return Err(e);
         }
         self.metrics

@@ -3,6 +3,7 @@
 //! commit thread writes each commit's delta part (one per view) in the same `WriteBatch` as the
 //! rows; the compactor merges parts into segments in the background.
 
+pub(crate) mod assemble;
 pub(crate) mod bounds;
 pub(crate) mod compact;
 pub(crate) mod definition;

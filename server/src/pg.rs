@@ -724,15 +724,15 @@ fn to_response(
     Ok(Response::Query(response))
 }
 
-/// `batches` as DataRows, each batch encoded when its first row is pulled. Past `deadline`
-/// waiting for a batch gives the statement_timeout error. The stream ends after an error.
+/// `batches` as DataRows, encoded [`ENCODE_ROWS`] at a time as rows are pulled. Past
+/// `deadline` waiting for a batch gives the statement_timeout error. No batch is read after
+/// an error (the reader stops at the first one).
 fn data_rows(
     batches: BoxStream<'static, PgWireResult<RecordBatch>>,
     fields: Arc<Vec<FieldInfo>>,
     deadline: Option<Instant>,
 ) -> impl Stream<Item = PgWireResult<DataRow>> + Send + 'static {
     stream::unfold(Some(batches), move |batches| {
-        let fields = Arc::clone(&fields);
         async move {
             let mut batches = batches?;
             let next = match deadline {
@@ -747,15 +747,35 @@ fn data_rows(
                 },
                 None => batches.next().await,
             }?;
-            match next.and_then(|batch| types::encode_batch(&batch, &fields)) {
-                Ok(rows) => Some((Ok(rows), Some(batches))),
+            match next {
+                Ok(batch) => Some((Ok(batch), Some(batches))),
                 Err(e) => Some((Err(e), None)),
             }
         }
     })
+    // Large batches are encoded a slice at a time, so that the first rows leave while the
+    // rest are still being encoded.
+    .flat_map(|batch| match batch {
+        Ok(batch) => stream::iter(slices(batch, ENCODE_ROWS).map(Ok)).left_stream(),
+        Err(e) => stream::once(future::ready(Err(e))).right_stream(),
+    })
+    .map(move |slice| slice.and_then(|batch| types::encode_batch(&batch, &fields)))
     .flat_map(|rows| match rows {
         Ok(rows) => stream::iter(rows).map(Ok).left_stream(),
         Err(e) => stream::once(future::ready(Err(e))).right_stream(),
+    })
+}
+
+/// Rows encoded at a time: small enough that a large result starts leaving early, large
+/// enough that the per-slice overhead does not show.
+const ENCODE_ROWS: usize = 4096;
+
+/// `batch` cut into zero-copy slices of at most `rows` rows.
+fn slices(batch: RecordBatch, rows: usize) -> impl Iterator<Item = RecordBatch> {
+    let total = batch.num_rows();
+    (0..total.div_ceil(rows).max(1)).map(move |i| {
+        let offset = i * rows;
+        batch.slice(offset, rows.min(total - offset))
     })
 }
 

@@ -34,6 +34,14 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// The write-ahead log size past which RocksDB flushes memtables to let old logs go.
+const MAX_TOTAL_WAL_BYTES: u64 = 256 << 20;
+/// Memtable size of the column families of short-lived data (hot rows, delta parts): above
+/// the default table flush threshold (`Options::flush_bytes`, 64 MiB).
+const TRANSIENT_WRITE_BUFFER_BYTES: usize = 128 << 20;
+/// Memtable bytes past which a table flush or view compaction flushes the memtables.
+const RELEASE_WAL_BYTES: u64 = 32 << 20;
+
 impl Store {
     /// Opens (or creates) the RocksDB database under `path`, with every column family this
     /// version uses plus any that exist on disk (so a newer directory can be inspected and
@@ -44,6 +52,10 @@ impl Store {
         opts.create_missing_column_families(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.set_keep_log_file_num(4);
+        // A bound on the write-ahead log: past it RocksDB flushes the column families that
+        // keep the oldest log alive. Without it a family with few writes (the catalog) would
+        // hold every log, with the rows long since moved to Parquet, until the next open.
+        opts.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES);
         // Counters only (compaction and flush bytes, stall time): no histograms or timers, whose
         // cost shows on the write path.
         opts.enable_statistics();
@@ -61,7 +73,16 @@ impl Store {
         }
         let descriptors = names.iter().map(|name| {
             let mut cf_opts = rocksdb::Options::default();
-            cf_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            if name == keys::CF_HOT || name == keys::CF_VIEW_PARTS {
+                // Short-lived Arrow IPC: deleted once flushed to Parquet or merged into a
+                // segment. A memtable that holds a whole hot tier is released (see
+                // `release_wal`) with its rows already deleted, instead of writing them to
+                // SST files first; what does reach SSTs is not worth compressing.
+                cf_opts.set_write_buffer_size(TRANSIENT_WRITE_BUFFER_BYTES);
+                cf_opts.set_compression_type(rocksdb::DBCompressionType::None);
+            } else {
+                cf_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            }
             ColumnFamilyDescriptor::new(name, cf_opts)
         });
         let mut db = DB::open_cf_descriptors(&opts, path, descriptors)
@@ -98,6 +119,35 @@ impl Store {
             .map_err(|e| {
                 Error::storage(format!("flushing memtables of {}", self.path.display()), e)
             })
+    }
+
+    /// When the memtables hold more than [`RELEASE_WAL_BYTES`], asks RocksDB to flush them
+    /// in the background (without waiting), so that the write-ahead log of rows moved to
+    /// Parquet (and of delta parts merged meanwhile) is deleted: entries written and deleted
+    /// since the last flush cancel out and reach no SST file. Called after table flushes, when
+    /// most of what the memtables hold is dead.
+    pub(crate) fn release_wal(&self) {
+        let held: u64 = ALL_CFS
+            .iter()
+            .filter_map(|name| {
+                self.db
+                    .property_int_value_cf(self.cf(name), "rocksdb.cur-size-all-mem-tables")
+                    .ok()
+                    .flatten()
+            })
+            .sum();
+        if held < RELEASE_WAL_BYTES {
+            return;
+        }
+        let handles: Vec<&ColumnFamily> = ALL_CFS.iter().map(|name| self.cf(name)).collect();
+        let mut opts = rocksdb::FlushOptions::default();
+        opts.set_wait(false);
+        if let Err(e) = self.db.flush_cfs_opt(&handles, &opts) {
+            tracing::warn!(
+                "flushing the memtables of {} failed: {e}",
+                self.path.display()
+            );
+        }
     }
 
     /// Gives back the space of the deleted range `[from, to)` of column family `cf` by

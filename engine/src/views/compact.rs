@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 use arrow::array::{Array, BinaryBuilder};
 use tokio::sync::oneshot;
 
+use super::assemble::Assembly;
 use super::merge::{Candidates, Run, Step, merge};
-use super::segment::{StateSegment, ViewSegmentMeta};
+use super::segment::{self, StateSegment, ViewSegmentMeta};
 use super::state;
 use crate::catalog::CATALOG_ENTRY_VERSION;
 use crate::commit::{Op, Outcome, Writer};
@@ -274,30 +275,41 @@ impl Worker {
         let groups_in: usize = runs.iter().map(|r| r.keys.len()).sum();
         let mut keys = BinaryBuilder::with_capacity(groups_in, groups_in * 16);
         let mut states = BinaryBuilder::with_capacity(groups_in, groups_in * 32);
+        // Groups copied from one segment keep its finalized values; only merged groups and
+        // those from delta parts are finalized again.
+        let stored = segment::stored_outputs(view);
+        let mut outputs = Assembly::new(view, Some(&stored));
         merge(&runs, |step| {
             match step {
                 Step::Rows { run, positions } => {
                     let r = &runs[run];
-                    for p in positions {
+                    for p in positions.clone() {
                         let row = r.rows.row(p);
                         keys.append_value(r.keys.value(row));
                         states.append_value(r.states.value(row));
                     }
+                    outputs.copy(run, positions);
                 }
                 Step::Group { key, states: all } => {
                     keys.append_value(key);
-                    match all.as_slice() {
-                        [one] => states.append_value(one),
+                    let merged;
+                    let state = match all.as_slice() {
+                        [one] => *one,
                         [first, rest @ ..] => {
-                            states.append_value(state::merge_values(first, rest.iter().copied())?)
+                            merged = state::merge_values(first, rest.iter().copied())?;
+                            merged.as_slice()
                         }
                         [] => unreachable!("a merged group has at least one state"),
-                    }
+                    };
+                    states.append_value(state);
+                    outputs.push(key, state)?;
                 }
             }
             Ok(())
         })?;
         let (keys, states) = (keys.finish(), states.finish());
+        let rows: Vec<&Candidates> = runs.iter().map(|r| &r.rows).collect();
+        let (_, outputs, _) = outputs.finish(&segments, &rows)?;
         let id = self.setup.segment_ids.fetch_add(1, Ordering::Relaxed);
         let meta = ViewSegmentMeta {
             v: CATALOG_ENTRY_VERSION,
@@ -308,7 +320,7 @@ impl Worker {
             bytes: 0,
             created_ms: crate::batch_ids::now_ms(),
         };
-        let mut segment = StateSegment::build(view, meta, keys, states)?;
+        let mut segment = StateSegment::with_outputs(view, meta, keys, states, outputs)?;
         let dir = view_dir(&self.setup.views_dir, view.def.id);
         if !dir.exists() {
             std::fs::create_dir_all(&dir)

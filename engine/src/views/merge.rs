@@ -4,7 +4,8 @@
 //! O(runs · log groups) and their finalized columns are copied, not recomputed; a group present
 //! in several runs, or only in a delta part, comes out with all of its encoded states to merge.
 
-use std::cmp::Ordering;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::ops::Range;
 
 use arrow::array::{Array, BinaryArray};
@@ -70,45 +71,34 @@ pub(crate) enum Step<'a> {
 }
 
 /// Merges `runs` by key, calling `f` with each step.
+///
+/// The runs' current keys sit in a min-heap, so a step costs O(log runs): compaction merges
+/// hundreds of delta parts at once, and reads right after a burst of commits see as many.
 pub(crate) fn merge<'a>(runs: &[Run<'a>], mut f: impl FnMut(Step<'a>) -> Result<()>) -> Result<()> {
-    let mut positions = vec![0usize; runs.len()];
     let key_at = |run: usize, pos: usize| -> &'a [u8] {
         let r = &runs[run];
         r.keys.value(r.rows.row(pos))
     };
+    let mut positions = vec![0usize; runs.len()];
+    // (key, run): equal keys come out in run order, oldest run first.
+    let mut heap: BinaryHeap<Reverse<(&'a [u8], usize)>> = runs
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.rows.len() > 0)
+        .map(|(run, _)| Reverse((key_at(run, 0), run)))
+        .collect();
     let mut ties: Vec<usize> = Vec::with_capacity(runs.len());
-    loop {
-        // The smallest current key, the runs that hold it, and the next larger key elsewhere.
+    while let Some(Reverse((key, first))) = heap.pop() {
         ties.clear();
-        let mut smallest: Option<&'a [u8]> = None;
-        let mut next_other: Option<&'a [u8]> = None;
-        for (run, &pos) in positions.iter().enumerate() {
-            if pos >= runs[run].rows.len() {
-                continue;
-            }
-            let key = key_at(run, pos);
-            match smallest.map(|s| key.cmp(s)) {
-                None => {
-                    smallest = Some(key);
-                    ties.push(run);
-                }
-                Some(Ordering::Less) => {
-                    next_other = smallest;
-                    smallest = Some(key);
-                    ties.clear();
-                    ties.push(run);
-                }
-                Some(Ordering::Equal) => ties.push(run),
-                Some(Ordering::Greater) => {
-                    if next_other.is_none_or(|n| key < n) {
-                        next_other = Some(key);
-                    }
-                }
-            }
+        ties.push(first);
+        while let Some(Reverse((k, run))) = heap.peek().copied()
+            && k == key
+        {
+            heap.pop();
+            ties.push(run);
         }
-        let Some(key) = smallest else {
-            return Ok(());
-        };
+        // The next larger key elsewhere bounds a stretch of a single run.
+        let next_other = heap.peek().map(|Reverse((k, _))| *k);
         if let [run] = ties[..] {
             let r = &runs[run];
             if r.finalized {
@@ -120,6 +110,9 @@ pub(crate) fn merge<'a>(runs: &[Run<'a>], mut f: impl FnMut(Step<'a>) -> Result<
                     }
                 };
                 positions[run] = end;
+                if end < r.rows.len() {
+                    heap.push(Reverse((key_at(run, end), run)));
+                }
                 f(Step::Rows {
                     run,
                     positions: start..end,
@@ -133,9 +126,13 @@ pub(crate) fn merge<'a>(runs: &[Run<'a>], mut f: impl FnMut(Step<'a>) -> Result<
             .collect();
         for &run in &ties {
             positions[run] += 1;
+            if positions[run] < runs[run].rows.len() {
+                heap.push(Reverse((key_at(run, positions[run]), run)));
+            }
         }
         f(Step::Group { key, states })?;
     }
+    Ok(())
 }
 
 /// The number of leading positions in `range` for which `pred` holds (it holds for a prefix).

@@ -4,11 +4,9 @@
 //! groups that deltas touched, finalized afresh. Served to DataFusion as a table.
 
 use std::fmt;
-use std::ops::Range;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, BinaryBuilder, RecordBatch, RecordBatchOptions, UInt32Array};
-use arrow::compute::{concat, take};
+use arrow::array::{Array, RecordBatch};
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
@@ -20,13 +18,13 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 
 use super::ViewStatus;
+use super::assemble::{self, Assembly};
 use super::bounds::{GroupBound, Op, bounds_of, key_range};
-use super::definition::{CompiledView, OutputSource};
+use super::definition::CompiledView;
 use super::key::{self, KeyKind};
 use super::merge::{Candidates, Run, Step, lower_bound, merge};
-use super::read::Finalizer;
 use super::segment::StateSegment;
-use super::state::{self, StateRef};
+use super::state;
 use super::{ViewData, part::DeltaPart};
 use crate::error::{Error, Result, to_datafusion};
 use crate::snapshot::ViewEntry;
@@ -37,12 +35,6 @@ pub(crate) enum Selection<'a> {
     Bounds(&'a [GroupBound]),
     /// Exactly these group keys, ascending.
     Keys(&'a [Vec<u8>]),
-}
-
-/// A stretch of the output: rows of one segment, or groups finalized from merged states.
-enum Piece {
-    Segment { run: usize, positions: Range<usize> },
-    Merged(Range<usize>),
 }
 
 /// The rows of `view` (its `projection`, all columns when `None`) whose groups `selection`
@@ -73,119 +65,26 @@ pub(crate) fn read(
             finalized: false,
         });
     }
-    let mut merged = Finalizer::new(view, projection).without_default_row();
-    let mut pieces: Vec<Piece> = Vec::new();
-    merge(&runs, |step| {
-        match step {
-            Step::Rows { run, positions } => pieces.push(Piece::Segment { run, positions }),
-            Step::Group { key, states } => {
-                let row = merged.rows();
-                match states.as_slice() {
-                    [one] => merged.push(key, one)?,
-                    [first, rest @ ..] => {
-                        merged.push(key, &state::merge_values(first, rest.iter().copied())?)?
-                    }
-                    [] => unreachable!("a merged group has at least one state"),
-                }
-                match pieces.last_mut() {
-                    Some(Piece::Merged(r)) if r.end == row => r.end = row + 1,
-                    _ => pieces.push(Piece::Merged(row..row + 1)),
-                }
-            }
+    let mut assembly = Assembly::new(view, projection);
+    merge(&runs, |step| match step {
+        Step::Rows { run, positions } => {
+            assembly.copy(run, positions);
+            Ok(())
         }
-        Ok(())
+        Step::Group { key, states } => match states.as_slice() {
+            [one] => assembly.push(key, one),
+            [first, rest @ ..] => {
+                assembly.push(key, &state::merge_values(first, rest.iter().copied())?)
+            }
+            [] => unreachable!("a merged group has at least one state"),
+        },
     })?;
-    if pieces.is_empty() && kinds.is_empty() && matches!(selection, Selection::Bounds(_)) {
+    if kinds.is_empty() && matches!(selection, Selection::Bounds(_)) {
         // Without GROUP BY a view has exactly one row, even before any row matched.
-        merged = Finalizer::new(view, projection);
+        assembly = assembly.with_default_row();
     }
-    let merged = merged.finish()?;
-    if let [Piece::Merged(_)] | [] = pieces.as_slice() {
-        return Ok(merged);
-    }
-    let projection: Vec<usize> =
-        projection.map_or_else(|| (0..view.outputs.len()).collect(), <[usize]>::to_vec);
-    let rows: usize = pieces
-        .iter()
-        .map(|p| match p {
-            Piece::Segment { positions, .. } => positions.len(),
-            Piece::Merged(r) => r.len(),
-        })
-        .sum();
-    let mut columns = Vec::with_capacity(projection.len());
-    for (position, &output) in projection.iter().enumerate() {
-        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(pieces.len());
-        for piece in &pieces {
-            arrays.push(match piece {
-                Piece::Segment { run, positions } => {
-                    let segment = segments[*run];
-                    segment_column(view, segment, &runs[*run].rows, positions, output)?
-                }
-                Piece::Merged(r) => merged.column(position).slice(r.start, r.len()),
-            });
-        }
-        columns.push(match arrays.as_slice() {
-            [one] => Arc::clone(one),
-            _ => {
-                let refs: Vec<&dyn Array> = arrays.iter().map(|a| a.as_ref()).collect();
-                concat(&refs).map_err(|e| Error::arrow("reading a view", e))?
-            }
-        });
-    }
-    RecordBatch::try_new_with_options(
-        merged.schema(),
-        columns,
-        &RecordBatchOptions::new().with_row_count(Some(rows)),
-    )
-    .map_err(|e| Error::arrow(format!("reading view \"{}\"", view.def.name), e))
-}
-
-/// Output column `output` of the candidate `positions` of a segment's `rows`.
-fn segment_column(
-    view: &CompiledView,
-    segment: &StateSegment,
-    rows: &Candidates,
-    positions: &Range<usize>,
-    output: usize,
-) -> Result<ArrayRef> {
-    let indices: UInt32Array = match rows {
-        Candidates::Range(r) => {
-            let start = r.start + positions.start;
-            if let Some(column) = &segment.finalized[output] {
-                return Ok(column.slice(start, positions.len()));
-            }
-            UInt32Array::from_iter_values((start..start + positions.len()).map(|i| i as u32))
-        }
-        Candidates::Rows(list) => UInt32Array::from(list[positions.clone()].to_vec()),
-    };
-    match (&segment.finalized[output], view.outputs[output]) {
-        (Some(column), _) => {
-            take(column.as_ref(), &indices, None).map_err(|e| Error::arrow("reading a view", e))
-        }
-        (None, OutputSource::Sketch(agg)) => {
-            let mut sketches = BinaryBuilder::new();
-            for row in indices.values() {
-                let mut found = false;
-                state::visit(segment.states.value(*row as usize), |i, s| {
-                    if i == agg
-                        && let StateRef::Hll(bytes) = s
-                    {
-                        sketches.append_value(bytes);
-                        found = true;
-                    }
-                    Ok(())
-                })?;
-                if !found {
-                    sketches.append_null();
-                }
-            }
-            Ok(Arc::new(sketches.finish()))
-        }
-        (None, _) => Err(Error::Corrupt(format!(
-            "view \"{}\" segment {} lacks output column {output}",
-            view.def.name, segment.meta.id
-        ))),
-    }
+    let rows: Vec<&Candidates> = runs.iter().map(|r| &r.rows).collect();
+    assemble::to_batch(view, assembly.finish(&segments, &rows)?)
 }
 
 /// Chooses each run's rows for a selection.

@@ -21,7 +21,6 @@ use serde::{Deserialize, Serialize};
 
 use super::definition::{CompiledView, OutputSource};
 use super::key;
-use super::read::Finalizer;
 use crate::error::{Error, Result};
 
 /// A state segment's catalog entry (JSON in `catalog`, key `'w' view_id segment_id`).
@@ -70,22 +69,27 @@ pub(crate) struct StateSegment {
 }
 
 impl StateSegment {
-    /// A segment of sorted `keys` and their `states`, with the finalized outputs computed.
-    pub(crate) fn build(
+    /// A segment of sorted `keys`, their `states` and the finalized values of the
+    /// [`stored_outputs`], in that order.
+    pub(crate) fn with_outputs(
         view: &CompiledView,
         meta: ViewSegmentMeta,
         keys: BinaryArray,
         states: BinaryArray,
+        outputs: Vec<ArrayRef>,
     ) -> Result<StateSegment> {
         let stored = stored_outputs(view);
-        let mut finalizer = Finalizer::new(view, Some(&stored)).without_default_row();
-        for (k, s) in keys.iter().zip(states.iter()) {
-            finalizer.push(k.unwrap_or_default(), s.unwrap_or_default())?;
-        }
-        let batch = finalizer.finish()?;
         let mut finalized: Vec<Option<ArrayRef>> = vec![None; view.outputs.len()];
-        for (column, &index) in batch.columns().iter().zip(&stored) {
-            finalized[index] = Some(Arc::clone(column));
+        for (column, &index) in outputs.into_iter().zip(&stored) {
+            if column.len() != keys.len() {
+                return Err(Error::Corrupt(format!(
+                    "view \"{}\": {} finalized values for {} groups",
+                    view.def.name,
+                    column.len(),
+                    keys.len()
+                )));
+            }
+            finalized[index] = Some(column);
         }
         StateSegment::assemble(view, meta, keys, states, finalized)
     }
@@ -221,7 +225,7 @@ impl StateSegment {
 }
 
 /// The output columns a segment stores finalized (all but the sketch columns).
-fn stored_outputs(view: &CompiledView) -> Vec<usize> {
+pub(crate) fn stored_outputs(view: &CompiledView) -> Vec<usize> {
     view.outputs
         .iter()
         .enumerate()

@@ -9,8 +9,7 @@ use chrono::{DateTime, Datelike, NaiveDate, Timelike};
 use pgwire::api::Type;
 use pgwire::api::results::{FieldFormat, FieldInfo};
 use pgwire::error::PgWireResult;
-use pgwire::messages::data::DataRow;
-use tally_engine::reexports::arrow::array::{Array, AsArray, RecordBatch};
+use tally_engine::reexports::arrow::array::{Array, AsArray};
 use tally_engine::reexports::arrow::datatypes::{
     DataType, Date32Type, Date64Type, Decimal128Type, Decimal256Type, DurationMicrosecondType,
     DurationMillisecondType, DurationNanosecondType, DurationSecondType, Float16Type, Float32Type,
@@ -25,6 +24,10 @@ use tally_engine::reexports::datafusion::common::ScalarValue;
 use super::errors::{self, state};
 
 mod array;
+mod rows;
+
+pub(crate) use rows::ColumnEncoder;
+pub use rows::encode_batch;
 
 /// Microseconds between the Unix epoch and the Postgres epoch (2000-01-01).
 pub(crate) const PG_EPOCH_US: i64 = 946_684_800_000_000;
@@ -100,46 +103,6 @@ pub fn fields(schema: &Schema, binary: impl Fn(usize) -> bool) -> Vec<FieldInfo>
             FieldInfo::new(f.name().clone(), None, None, ty, format).with_type_size(size)
         })
         .collect()
-}
-
-/// Encodes every row of `batch` as DataRows in the formats of `fields`.
-pub fn encode_batch(batch: &RecordBatch, fields: &[FieldInfo]) -> PgWireResult<Vec<DataRow>> {
-    let mut rows = Vec::with_capacity(batch.num_rows());
-    let columns = batch.columns();
-    let mut buf = BytesMut::with_capacity(64 * columns.len().max(1));
-    for row in 0..batch.num_rows() {
-        for (column, field) in columns.iter().zip(fields) {
-            let binary = field.format() == FieldFormat::Binary;
-            encode_value(column.as_ref(), row, binary, &mut buf)?;
-        }
-        rows.push(DataRow::new(buf.split(), columns.len() as i16));
-    }
-    Ok(rows)
-}
-
-/// Appends one value with its length prefix (-1 for NULL).
-fn encode_value(
-    array: &dyn Array,
-    row: usize,
-    binary: bool,
-    out: &mut BytesMut,
-) -> PgWireResult<()> {
-    if is_null(array, row) {
-        out.put_i32(-1);
-        return Ok(());
-    }
-    let at = out.len();
-    out.put_i32(0);
-    if binary {
-        write_binary(array, row, out)?;
-    } else {
-        let mut text = String::new();
-        write_text(array, row, &mut text)?;
-        out.extend_from_slice(text.as_bytes());
-    }
-    let len = (out.len() - at - 4) as i32;
-    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
-    Ok(())
 }
 
 /// Whether a value is NULL (a `NullArray` has no validity buffer, so ask for logical nulls).

@@ -448,20 +448,17 @@ pub fn encode_rows(batches: &[RecordBatch]) -> PgWireResult<Vec<Vec<u8>>> {
     out.put_slice(SIGNATURE);
     out.put_u32(0);
     out.put_u32(0);
+    let mut scratch = String::new();
     for batch in batches {
-        let columns = batch.columns();
+        let encoders: Vec<types::ColumnEncoder<'_>> = batch
+            .columns()
+            .iter()
+            .map(|column| types::ColumnEncoder::new(column.as_ref(), true))
+            .collect();
         for row in 0..batch.num_rows() {
-            out.put_i16(columns.len() as i16);
-            for column in columns {
-                if types::is_null(column.as_ref(), row) {
-                    out.put_i32(-1);
-                    continue;
-                }
-                let at = out.len();
-                out.put_i32(0);
-                types::write_binary(column.as_ref(), row, &mut out)?;
-                let length = (out.len() - at - 4) as i32;
-                out[at..at + 4].copy_from_slice(&length.to_be_bytes());
+            out.put_i16(encoders.len() as i16);
+            for encoder in &encoders {
+                encoder.encode(row, &mut out, &mut scratch)?;
             }
             messages.push(out.split().to_vec());
         }
