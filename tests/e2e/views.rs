@@ -805,3 +805,64 @@ async fn a_damaged_view_segment_fails_the_open_naming_the_file() {
         "{message}"
     );
 }
+
+/// Reads `(segments, delta_parts)` of view `name` from `tally_views`.
+async fn view_runs(db: &Database, name: &str) -> (i64, i64) {
+    let batches = db
+        .sql(&format!(
+            "SELECT segments, delta_parts FROM tally_views WHERE name = '{name}'"
+        ))
+        .await
+        .unwrap();
+    let line = batches.iter().flat_map(batch_lines).next().unwrap();
+    let (segments, parts) = line.split_once('|').unwrap();
+    (segments.parse().unwrap(), parts.parse().unwrap())
+}
+
+/// While ingest goes on, each background pass turns a view's new delta parts into a segment;
+/// once ingest pauses, the compactor merges the view's segments into one.
+#[tokio::test]
+async fn an_idle_view_is_merged_into_one_segment() {
+    let (_dir, db) = temp_db(tally_engine::Options {
+        background_flush: true,
+        compaction_interval: std::time::Duration::from_millis(200),
+        ..test_options()
+    });
+    db.sql(EVENTS_DDL).await.unwrap();
+    db.sql(
+        "CREATE MATERIALIZED VIEW per_page AS SELECT page, count(*) AS n FROM events GROUP BY page",
+    )
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    for b in 0..3 {
+        db.ingest("events", events_batch(b, 200, 2)).await.unwrap();
+        // Ingest again right after a pass made this batch's part a segment: the pass after it
+        // finds new parts, so the view never looks idle.
+        while view_runs(&db, "per_page").await.1 > 0 {
+            assert!(std::time::Instant::now() < deadline, "parts never merged");
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+    let (segments, _) = view_runs(&db, "per_page").await;
+    assert!(
+        segments >= 2,
+        "one segment per pass while ingesting, got {segments}"
+    );
+    while view_runs(&db, "per_page").await != (1, 0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "segments never merged: {:?}",
+            view_runs(&db, "per_page").await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        query_lines(&db, "SELECT page, n FROM per_page ORDER BY page").await,
+        query_lines(
+            &db,
+            "SELECT page, count(*) FROM events GROUP BY page ORDER BY page"
+        )
+        .await
+    );
+}

@@ -4,11 +4,14 @@
 //! Policy: whenever a view has delta parts, they are merged into one new segment. Segments sit
 //! in levels by the log10 of their group count; a level holding [`FAN_IN`] segments has up to
 //! [`MAX_MERGE`] of them merged into one (which lands a level up), so each group is rewritten
-//! O(log groups) times. Order of durability, as for table flushes: the segment file is written
+//! O(log groups) times. Once a view has had no new part for [`QUIET_PASSES`] passes (ingest
+//! paused), all its segments are merged into one, so that reads see a single sorted run.
+//! Order of durability, as for table flushes: the segment file is written
 //! and fsynced first, then one commit registers it and deletes the parts and segments it
 //! replaces; a crash in between leaves a file the catalog does not name, deleted at the next
 //! open. Readers hold segments in memory, so replaced files are deleted right after the commit.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
@@ -102,7 +105,10 @@ impl Compactor {
         *wake.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
         let interval = setup.interval;
         let background = setup.background;
-        let worker = Worker { setup };
+        let mut worker = Worker {
+            setup,
+            quiet: HashMap::new(),
+        };
         let thread = std::thread::Builder::new()
             .name("tally-compact".into())
             .spawn(move || {
@@ -211,23 +217,44 @@ fn plan(entry: &ViewEntry, full: bool) -> Option<Plan> {
 
 struct Worker {
     setup: CompactorSetup,
+    /// Per view id: background passes in a row that found no delta part.
+    quiet: HashMap<u64, u32>,
 }
+
+/// Background passes without new delta parts (about a second at the default interval) after
+/// which a view's segments are merged into one: once ingest pauses, reads see one sorted run
+/// instead of overlapping segments whose shared groups each need a merge.
+const QUIET_PASSES: u32 = 2;
 
 impl Worker {
     /// Runs the policy (or, with `full`, merges everything) over every view until nothing is
     /// left to do.
-    fn compact(&self, full: bool) -> Result<()> {
+    fn compact(&mut self, full: bool) -> Result<()> {
         let snapshot = self.setup.current.get();
         let ids: Vec<u64> = snapshot.views.values().map(|v| v.view.def.id).collect();
+        for entry in snapshot.views.values() {
+            let quiet = self.quiet.entry(entry.view.def.id).or_insert(0);
+            *quiet = if entry.data.parts.is_empty() {
+                quiet.saturating_add(1)
+            } else {
+                0
+            };
+        }
+        self.quiet.retain(|id, _| ids.contains(id));
         drop(snapshot);
         for id in ids {
+            let settled = !full && self.quiet.get(&id).is_some_and(|&q| q == QUIET_PASSES);
             // Each step changes the view's runs: re-read them from the latest snapshot.
             for _ in 0..64 {
                 let snapshot = self.setup.current.get();
                 let Some(entry) = snapshot.views.values().find(|v| v.view.def.id == id) else {
                     break;
                 };
-                let Some(plan) = plan(entry, full) else {
+                let next = match plan(entry, full) {
+                    None if settled => plan(entry, true),
+                    next => next,
+                };
+                let Some(plan) = next else {
                     break;
                 };
                 let entry = Arc::clone(entry);
