@@ -344,6 +344,7 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
     server.stop()?;
     let bytes = dir_bytes(&data)?;
     let segment_bytes = dir_bytes(&data.join("segments"))?;
+    eprintln!("data directory by part: {}", disk_breakdown(&data)?);
     let started = Instant::now();
     let server = ServerProcess::start(&data)?;
     let client = server.wait_ready().await?;
@@ -639,6 +640,46 @@ fn dir_bytes(dir: &Path) -> std::io::Result<u64> {
         };
     }
     Ok(total)
+}
+
+/// The bytes of a data directory by top-level entry, with RocksDB's files by kind (SSTs,
+/// write-ahead log, the rest): where the bytes per event go.
+fn disk_breakdown(data: &Path) -> std::io::Result<String> {
+    let mut parts = Vec::new();
+    for entry in std::fs::read_dir(data)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == "rocksdb" {
+            let (mut sst, mut wal, mut other) = (0u64, 0u64, 0u64);
+            for file in std::fs::read_dir(entry.path())? {
+                let file = file?;
+                let len = file.metadata()?.len();
+                let file_name = file.file_name().to_string_lossy().into_owned();
+                if file_name.ends_with(".sst") {
+                    sst += len;
+                } else if file_name.ends_with(".log") {
+                    wal += len;
+                } else {
+                    other += len;
+                }
+            }
+            parts.push(format!(
+                "rocksdb SSTs {:.1} MB, WAL {:.1} MB, other {:.1} MB",
+                sst as f64 / 1e6,
+                wal as f64 / 1e6,
+                other as f64 / 1e6
+            ));
+        } else {
+            let bytes = if entry.metadata()?.is_dir() {
+                dir_bytes(&entry.path())?
+            } else {
+                entry.metadata()?.len()
+            };
+            parts.push(format!("{name} {:.1} MB", bytes as f64 / 1e6));
+        }
+    }
+    parts.sort();
+    Ok(parts.join(", "))
 }
 
 /// Prints one row per figure, Tally first, then each peer present in `peers`.

@@ -1,14 +1,19 @@
 //! Per-batch maintenance: evaluate a view's filter, group keys and aggregate arguments on an
 //! Arrow batch and pre-aggregate it into one partial state per group (a commit's delta part).
 
+use std::sync::Arc;
+
 use arrow::array::{
     Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Decimal128Array, Float64Array, Int64Array,
-    RecordBatch, StringArray,
+    RecordBatch, StringArray, new_null_array,
 };
-use arrow::compute::cast;
-use arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int64Type};
-use datafusion::common::HashMap;
+use arrow::buffer::NullBuffer;
+use arrow::compute::{cast, filter_record_batch};
+use arrow::datatypes::{DataType, Decimal128Type, Field, Float64Type, Int64Type, Schema};
+use datafusion::logical_expr::EmitTo;
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::aggregates::group_values::new_group_values;
+use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
 use super::definition::{AggKind, CompiledView};
 use super::key::{KeyKind, KeyValue, encode_bytes, encode_value};
@@ -57,53 +62,26 @@ pub(crate) fn accumulate(
 
 /// Pre-aggregates `batch` into one partial state per group key (without the view prefix).
 ///
-/// Two passes: rows are first assigned group numbers (encoding each row's key once), then each
-/// aggregate updates its per-group states in a loop over its argument column.
-fn partial_states(
-    view: &CompiledView,
-    batch: &RecordBatch,
-) -> Result<HashMap<Vec<u8>, Vec<AggState>>> {
-    let rows = batch.num_rows();
-    if rows == 0 {
-        return Ok(HashMap::new());
-    }
-    let selected = match &view.filter {
-        Some(f) => Some(evaluate_mask(f, batch)?),
-        None => None,
+/// Vectorized in three steps: the view's filter selects rows (Arrow's filter kernel), the
+/// group columns are interned by DataFusion's `GroupValues` (the hash table its own
+/// `GROUP BY` uses) into a group number per row, and each aggregate then updates its
+/// per-group states in a loop over its argument column. Group keys are encoded once per
+/// group, not per row.
+fn partial_states(view: &CompiledView, batch: &RecordBatch) -> Result<Groups> {
+    let filtered;
+    let batch = match &view.filter {
+        Some(f) => {
+            let mask = evaluate_mask(f, batch)?;
+            filtered = filter_record_batch(batch, &mask)
+                .map_err(|e| Error::arrow("filtering rows for a view", e))?;
+            &filtered
+        }
+        None => batch,
     };
-    let groups: Vec<Column> = view
-        .groups
-        .iter()
-        .map(|g| Column::new(evaluate(&g.expr, batch)?, g.kind))
-        .collect::<Result<_>>()?;
-
-    const SKIPPED: u32 = u32::MAX;
-    let mut numbers: HashMap<Vec<u8>, u32> = HashMap::new();
-    let mut keys: Vec<Vec<u8>> = Vec::new();
-    let mut group_of_row: Vec<u32> = Vec::with_capacity(rows);
-    let mut key = Vec::with_capacity(32);
-    for row in 0..rows {
-        if let Some(mask) = &selected
-            && !passes(mask, row)
-        {
-            group_of_row.push(SKIPPED);
-            continue;
-        }
-        key.clear();
-        for g in &groups {
-            g.encode_key(row, &mut key);
-        }
-        let number = match numbers.get(key.as_slice()) {
-            Some(&n) => n,
-            None => {
-                let n = keys.len() as u32;
-                numbers.insert(key.clone(), n);
-                keys.push(key.clone());
-                n
-            }
-        };
-        group_of_row.push(number);
+    if batch.num_rows() == 0 {
+        return Ok(Groups::default());
     }
+    let (group_of_row, keys) = assign_groups(view, batch)?;
 
     let mut states_by_agg: Vec<Vec<AggState>> = Vec::with_capacity(view.aggs.len());
     for agg in &view.aggs {
@@ -114,57 +92,175 @@ fn partial_states(
             .map(|f| evaluate_mask(f, batch))
             .transpose()?;
         let mut states = vec![initial_state(agg.kind, agg.arg_kind); keys.len()];
-        for (row, &group) in group_of_row.iter().enumerate() {
-            if group == SKIPPED {
-                continue;
-            }
-            if let Some(mask) = &mask
-                && !passes(mask, row)
-            {
-                continue;
-            }
-            let state = &mut states[group as usize];
-            match (state, &arg) {
-                // Text and bytes are hashed in place, without copying the value.
-                (AggState::Hll(hll), Column::Text(a)) if a.is_valid(row) => {
-                    hll.insert_bytes(a.value(row).as_bytes())
-                }
-                (AggState::Hll(hll), Column::Bytes(a)) if a.is_valid(row) => {
-                    hll.insert_bytes(a.value(row))
-                }
-                (state, arg) => update(state, agg.kind, arg.get(row)),
-            }
-        }
+        update_states(&mut states, agg.kind, &arg, &group_of_row, mask.as_ref());
         states_by_agg.push(states);
     }
 
-    let mut by_group: HashMap<Vec<u8>, Vec<AggState>> = HashMap::with_capacity(keys.len());
+    let mut by_group = Groups::with_capacity(keys.len());
     let mut columns: Vec<std::vec::IntoIter<AggState>> =
         states_by_agg.into_iter().map(Vec::into_iter).collect();
     for key in keys {
-        let states = columns
+        let states: Vec<AggState> = columns
             .iter_mut()
             .map(|c| c.next().expect("one state per group"))
             .collect();
-        by_group.insert(key, states);
+        // Values DataFusion tells apart may share a key (a float's -0.0 and 0.0): one group.
+        match by_group.get_mut(&key) {
+            Some(existing) => {
+                for (a, b) in existing.iter_mut().zip(&states) {
+                    a.merge(b)?;
+                }
+            }
+            None => {
+                by_group.insert(key, states);
+            }
+        }
     }
     Ok(by_group)
+}
+
+/// Numbers the groups of `batch`'s rows: the group of each row, and each group's key (the
+/// memcomparable encoding of its group values), in order of first appearance.
+fn assign_groups(view: &CompiledView, batch: &RecordBatch) -> Result<(Vec<usize>, Vec<Vec<u8>>)> {
+    let rows = batch.num_rows();
+    if view.groups.is_empty() {
+        return Ok((vec![0; rows], vec![Vec::new()]));
+    }
+    let mut arrays = Vec::with_capacity(view.groups.len());
+    for g in &view.groups {
+        arrays.push(Column::new(evaluate(&g.expr, batch)?, g.kind)?.into_array(rows));
+    }
+    let fields: Vec<Field> = arrays
+        .iter()
+        .enumerate()
+        .map(|(i, a)| Field::new(format!("g{i}"), a.data_type().clone(), true))
+        .collect();
+    let grouping = |e| Error::Query(e);
+    let mut values =
+        new_group_values(Arc::new(Schema::new(fields)), &GroupOrdering::None).map_err(grouping)?;
+    let mut group_of_row = Vec::with_capacity(rows);
+    values
+        .intern(&arrays, &mut group_of_row)
+        .map_err(grouping)?;
+    let distinct = values.emit(EmitTo::All).map_err(grouping)?;
+    let count = distinct.first().map_or(0, |a| a.len());
+    let columns: Vec<Column> = distinct
+        .into_iter()
+        .zip(&view.groups)
+        .map(|(array, g)| Column::new(array, g.kind))
+        .collect::<Result<_>>()?;
+    let mut keys = Vec::with_capacity(count);
+    for group in 0..count {
+        let mut key = Vec::with_capacity(16);
+        for column in &columns {
+            column.encode_key(group, &mut key);
+        }
+        keys.push(key);
+    }
+    Ok((group_of_row, keys))
+}
+
+/// Adds the argument values of the rows that pass `mask` to their groups' states. Counts,
+/// sums and averages over numbers, and sketches of text, have loops of their own; other
+/// aggregates go through [`update`].
+fn update_states(
+    states: &mut [AggState],
+    kind: AggKind,
+    arg: &Column,
+    group_of_row: &[usize],
+    mask: Option<&BooleanArray>,
+) {
+    let selected = |row: usize| mask.is_none_or(|m| passes(m, row));
+    let valid = |nulls: Option<&NullBuffer>, row: usize| nulls.is_none_or(|n| n.is_valid(row));
+    match (kind, arg) {
+        (_, Column::Null) => {}
+        (AggKind::Count, _) => {
+            let nulls = arg.nulls();
+            for (row, &group) in group_of_row.iter().enumerate() {
+                if selected(row)
+                    && valid(nulls, row)
+                    && let AggState::Count(n) = &mut states[group]
+                {
+                    *n += 1;
+                }
+            }
+        }
+        (AggKind::Sum | AggKind::Avg, Column::Int(a)) => {
+            let (values, nulls) = (a.values(), a.nulls());
+            for (row, &group) in group_of_row.iter().enumerate() {
+                if !selected(row) || !valid(nulls, row) {
+                    continue;
+                }
+                let v = values[row];
+                match &mut states[group] {
+                    AggState::SumInt(s) => *s = Some(s.unwrap_or(0).wrapping_add(v)),
+                    AggState::Avg { sum, count } => {
+                        *sum += v as f64;
+                        *count += 1;
+                    }
+                    state => update(state, kind, KeyValue::Int(v)),
+                }
+            }
+        }
+        (AggKind::Sum | AggKind::Avg, Column::Float(a)) => {
+            let (values, nulls) = (a.values(), a.nulls());
+            for (row, &group) in group_of_row.iter().enumerate() {
+                if !selected(row) || !valid(nulls, row) {
+                    continue;
+                }
+                let v = values[row];
+                match &mut states[group] {
+                    AggState::SumFloat(s) => *s = Some(s.unwrap_or(0.0) + v),
+                    AggState::Avg { sum, count } => {
+                        *sum += v;
+                        *count += 1;
+                    }
+                    state => update(state, kind, KeyValue::Float(v)),
+                }
+            }
+        }
+        (AggKind::ApproxDistinct, Column::Text(a)) => {
+            for (row, &group) in group_of_row.iter().enumerate() {
+                if selected(row)
+                    && a.is_valid(row)
+                    && let AggState::Hll(hll) = &mut states[group]
+                {
+                    // Hashed in place, without copying the value.
+                    hll.insert_bytes(a.value(row).as_bytes());
+                }
+            }
+        }
+        (AggKind::ApproxDistinct, Column::Bytes(a)) => {
+            for (row, &group) in group_of_row.iter().enumerate() {
+                if selected(row)
+                    && a.is_valid(row)
+                    && let AggState::Hll(hll) = &mut states[group]
+                {
+                    hll.insert_bytes(a.value(row));
+                }
+            }
+        }
+        _ => {
+            for (row, &group) in group_of_row.iter().enumerate() {
+                if selected(row) {
+                    update(&mut states[group], kind, arg.get(row));
+                }
+            }
+        }
+    }
 }
 
 fn passes(mask: &BooleanArray, row: usize) -> bool {
     mask.is_valid(row) && mask.value(row)
 }
 
-fn evaluate(expr: &std::sync::Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Result<ArrayRef> {
+fn evaluate(expr: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Result<ArrayRef> {
     expr.evaluate(batch)
         .and_then(|v| v.into_array(batch.num_rows()))
         .map_err(Error::Query)
 }
 
-fn evaluate_mask(
-    expr: &std::sync::Arc<dyn PhysicalExpr>,
-    batch: &RecordBatch,
-) -> Result<BooleanArray> {
+fn evaluate_mask(expr: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Result<BooleanArray> {
     let array = evaluate(expr, batch)?;
     array.as_boolean_opt().cloned().ok_or_else(|| {
         Error::InvalidDefinition(format!(
@@ -276,6 +372,32 @@ impl Column {
                 _ => Column::Bytes(canon(&DataType::Binary)?.as_binary::<i32>().clone()),
             },
         })
+    }
+
+    /// The column as an array of its canonical type (a NULL literal: 64-bit integer nulls).
+    fn into_array(self, rows: usize) -> ArrayRef {
+        match self {
+            Column::Int(a) => Arc::new(a),
+            Column::Float(a) => Arc::new(a),
+            Column::Decimal(a) => Arc::new(a),
+            Column::Bool(a) => Arc::new(a),
+            Column::Text(a) => Arc::new(a),
+            Column::Bytes(a) => Arc::new(a),
+            Column::Null => new_null_array(&DataType::Int64, rows),
+        }
+    }
+
+    /// The column's null mask (`None`: no nulls, or the NULL literal, handled by callers).
+    fn nulls(&self) -> Option<&NullBuffer> {
+        match self {
+            Column::Int(a) => a.nulls(),
+            Column::Float(a) => a.nulls(),
+            Column::Decimal(a) => a.nulls(),
+            Column::Bool(a) => a.nulls(),
+            Column::Text(a) => a.nulls(),
+            Column::Bytes(a) => a.nulls(),
+            Column::Null => None,
+        }
     }
 
     /// Appends the memcomparable encoding of row `i`'s value to a group key (as
