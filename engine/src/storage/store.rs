@@ -39,6 +39,9 @@ const MAX_TOTAL_WAL_BYTES: u64 = 256 << 20;
 /// Memtable size of the column families of short-lived data (hot rows, delta parts): above
 /// the default table flush threshold (`Options::flush_bytes`, 64 MiB).
 const TRANSIENT_WRITE_BUFFER_BYTES: usize = 128 << 20;
+/// Sliding window (entries) of the deletion-triggered compaction of the short-lived families:
+/// a file with half of any window deleted, or half of all its entries, is compacted.
+const DELETION_WINDOW: usize = 128;
 /// Memtable bytes past which a table flush or view compaction flushes the memtables.
 const RELEASE_WAL_BYTES: u64 = 32 << 20;
 
@@ -80,6 +83,14 @@ impl Store {
                 // SST files first; what does reach SSTs is not worth compressing.
                 cf_opts.set_write_buffer_size(TRANSIENT_WRITE_BUFFER_BYTES);
                 cf_opts.set_compression_type(rocksdb::DBCompressionType::None);
+                // Their values are deleted soon after being written, often once they reached
+                // SST files; a file whose entries are mostly such deletions is compacted at
+                // once, dropping the values it covers, instead of waiting for the level to fill.
+                cf_opts.add_compact_on_deletion_collector_factory(
+                    DELETION_WINDOW,
+                    DELETION_WINDOW / 2,
+                    0.5,
+                );
             } else {
                 cf_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
             }
