@@ -223,19 +223,23 @@ impl QueryEngine {
         if command == "SELECT"
             && let Some(slot) = stream::claim()
         {
-            let (ctx, schema, batches) = self
+            let (state, schema, batches) = self
                 .runtime
                 .run(async move {
-                    let ctx = SessionContext::new_with_state(state);
-                    let frame = ctx.execute_logical_plan(plan).await.map_err(classify)?;
-                    let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-                    let batches = frame.execute_stream().await.map_err(classify)?;
-                    Ok((ctx, schema, batches))
+                    // A query plan runs as DataFusion's `DataFrame` would run it, on this session
+                    // state itself: going through a `SessionContext` copies the state (and its
+                    // function registry) once more per statement.
+                    let physical = state.create_physical_plan(&plan).await.map_err(classify)?;
+                    let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
+                    let batches =
+                        datafusion::physical_plan::execute_stream(physical, state.task_ctx())
+                            .map_err(classify)?;
+                    Ok((state, schema, batches))
                 })
                 .await?;
             // The session (its snapshot) lives as long as the stream: a segment file is
             // deleted only once no snapshot holds it, and the scans open theirs as they go.
-            let batches = stream::BatchStream::start(&self.runtime, schema, batches, ctx);
+            let batches = stream::BatchStream::start(&self.runtime, schema, batches, state);
             let result = StatementResult {
                 command: command.into(),
                 schema: batches.schema(),

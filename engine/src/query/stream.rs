@@ -19,7 +19,6 @@ use std::task::{Context, Poll};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
-use datafusion::execution::context::SessionContext;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
@@ -64,11 +63,11 @@ impl fmt::Debug for BatchStream {
 impl BatchStream {
     /// Starts pulling `stream` (a plan already executing on `runtime`, whose rows have
     /// `schema`) on the query runtime, keeping `session` (what the plan reads) until it ends.
-    pub(crate) fn start(
+    pub(crate) fn start<S: Send + 'static>(
         runtime: &QueryRuntime,
         schema: SchemaRef,
         mut stream: SendableRecordBatchStream,
-        session: SessionContext,
+        session: S,
     ) -> Self {
         let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
         let task = runtime.spawn(async move {
@@ -255,6 +254,7 @@ impl Transaction {
 mod tests {
     use super::*;
     use crate::error::Error;
+    use datafusion::execution::context::SessionContext;
 
     /// A stream over `sql` run on `runtime`, as `run_plan` starts one.
     async fn start(runtime: &QueryRuntime, sql: &str) -> BatchStream {
