@@ -5,7 +5,10 @@
 //!   of distinct non-null values, as BIGINT — the same estimate a view's column gives;
 //! - `hll_sketch(x)`: the HyperLogLog sketch of the values, as BYTEA;
 //! - `hll_union_agg(sketch)`: the union of BYTEA sketches, as BYTEA (like PostgreSQL's `hll`);
-//! - `hll_cardinality(sketch)`: the estimate of one BYTEA sketch, as BIGINT.
+//! - `hll_cardinality(sketch)`: the estimate of one BYTEA sketch, as BIGINT;
+//! - `length(bytea)` and `octet_length(bytea)`: the number of bytes (see [`bytea`]).
+
+mod bytea;
 
 use std::sync::Arc;
 
@@ -50,6 +53,8 @@ pub(crate) fn register(builder: &mut SessionStateBuilder) {
     ))));
     let scalars = builder.scalar_functions().get_or_insert_with(Vec::new);
     scalars.push(Arc::new(ScalarUDF::from(HllCardinality::new())));
+    scalars.push(Arc::new(ScalarUDF::from(bytea::ByteLength::length())));
+    scalars.push(Arc::new(ScalarUDF::from(bytea::ByteLength::octet_length())));
 }
 
 /// What an HLL aggregate reads.

@@ -145,3 +145,34 @@ async fn prepared_statements_report_parameters_and_schema_and_see_new_data() {
     db.execute_prepared(&ddl, vec![]).await.unwrap();
     assert!(db.table("u").is_some());
 }
+
+/// `length` and `octet_length` of BYTEA count bytes, as in PostgreSQL, whatever the bytes; of
+/// text they stay DataFusion's (characters and bytes).
+#[tokio::test]
+async fn length_of_bytea_counts_bytes() {
+    let (_dir, db) = temp_db(test_options());
+    db.sql("CREATE TABLE blobs (ts TIMESTAMP NOT NULL, b BYTEA)")
+        .await
+        .unwrap();
+    db.sql("INSERT INTO blobs VALUES ('2026-01-01', X'00ff10'), ('2026-01-01', X''), ('2026-01-01', NULL)")
+        .await
+        .unwrap();
+    assert_eq!(
+        query_lines(
+            &db,
+            "SELECT length(b), octet_length(b) FROM blobs ORDER BY length(b) NULLS LAST"
+        )
+        .await,
+        vec!["0|0", "3|3", "|"]
+    );
+    assert_eq!(
+        query_lines(
+            &db,
+            "SELECT length(X'ff00'), octet_length(X'ff00'), length('héllo'), octet_length('héllo'), char_length('héllo')"
+        )
+        .await,
+        vec!["2|2|5|6|5"]
+    );
+    let err = db.sql("SELECT octet_length(1.5)").await.unwrap_err();
+    assert!(err.to_string().contains("text or bytea"), "{err}");
+}
