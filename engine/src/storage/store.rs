@@ -314,3 +314,49 @@ impl Store {
         self.scan_prefix(CF_CATALOG, prefix)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bytes of live SST files in the hot column family.
+    fn hot_sst_bytes(store: &Store) -> u64 {
+        store
+            .db
+            .property_int_value_cf(store.cf(CF_HOT), properties::LIVE_SST_FILES_SIZE)
+            .unwrap()
+            .unwrap_or(0)
+    }
+
+    /// Hot rows that reached an SST file and were deleted afterwards leave the disk without
+    /// waiting for their level to fill: the file of deletions is compacted at once.
+    #[test]
+    fn deleted_hot_rows_that_reached_sst_files_are_compacted_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("rocksdb")).unwrap();
+        let key = |i: u64| keys::hot_key(1, i);
+        let mut batch = WriteBatch::default();
+        for i in 0..200 {
+            batch.put_cf(store.cf(CF_HOT), key(i), vec![7u8; 32 << 10]);
+        }
+        store.write(batch, false).unwrap();
+        store.db.flush_cf(store.cf(CF_HOT)).unwrap();
+        let written = hot_sst_bytes(&store);
+        assert!(written > 6 << 20, "{written} bytes of SSTs");
+        let mut batch = WriteBatch::default();
+        for i in 0..200 {
+            batch.delete_cf(store.cf(CF_HOT), key(i));
+        }
+        store.write(batch, false).unwrap();
+        store.db.flush_cf(store.cf(CF_HOT)).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while hot_sst_bytes(&store) > 1 << 20 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} bytes of deleted rows still on disk",
+                hot_sst_bytes(&store)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}

@@ -46,15 +46,21 @@ pub(crate) fn accumulate(
         return Ok(());
     }
     for (key, states) in groups {
-        match into.get_mut(&key) {
-            Some(existing) => {
-                for (a, b) in existing.iter_mut().zip(&states) {
-                    a.merge(b)?;
-                }
+        merge_group(into, key, states)?;
+    }
+    Ok(())
+}
+
+/// Adds one group's states to `groups`: merged into the group's states if it has some.
+fn merge_group(groups: &mut Groups, key: Vec<u8>, states: Vec<AggState>) -> Result<()> {
+    match groups.get_mut(&key) {
+        Some(existing) => {
+            for (a, b) in existing.iter_mut().zip(&states) {
+                a.merge(b)?;
             }
-            None => {
-                into.insert(key, states);
-            }
+        }
+        None => {
+            groups.insert(key, states);
         }
     }
     Ok(())
@@ -104,17 +110,8 @@ fn partial_states(view: &CompiledView, batch: &RecordBatch) -> Result<Groups> {
             .iter_mut()
             .map(|c| c.next().expect("one state per group"))
             .collect();
-        // Values DataFusion tells apart may share a key (a float's -0.0 and 0.0): one group.
-        match by_group.get_mut(&key) {
-            Some(existing) => {
-                for (a, b) in existing.iter_mut().zip(&states) {
-                    a.merge(b)?;
-                }
-            }
-            None => {
-                by_group.insert(key, states);
-            }
-        }
+        // Values DataFusion tells apart may share a key (NaNs of different bits): one group.
+        merge_group(&mut by_group, key, states)?;
     }
     Ok(by_group)
 }
