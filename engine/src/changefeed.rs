@@ -32,7 +32,8 @@ use tokio::sync::watch;
 use crate::error::{Error, Result};
 use crate::snapshot::{Current, Snapshot};
 use crate::views::ViewStatus;
-use crate::views::scan::{self, Selection, ViewTable};
+use crate::views::provider::ViewTable;
+use crate::views::scan::{self, Selection};
 
 /// Most bytes of finished rows one view's ring keeps.
 pub const RING_BYTES: usize = 64 << 20;

@@ -23,7 +23,7 @@ use crate::flush::Flusher;
 use crate::metrics::{Metrics, Recorder};
 use crate::options::Options;
 use crate::query::ddl::{self, Ddl};
-use crate::query::{self, QueryEngine, StatementResult};
+use crate::query::{self, PlanCache, QueryEngine, StatementResult};
 use crate::snapshot::{Current, HotBatch, Snapshot, TableState};
 use crate::storage::reclaim::Reclaimer;
 use crate::storage::store::Store;
@@ -228,7 +228,10 @@ impl Database {
         let mut results = Vec::new();
         let target = self.commit_target();
         for statement in query::parse(sql)? {
-            results.push(self.execute_statement(statement, vec![], &target).await?);
+            results.push(
+                self.execute_statement(statement, vec![], &target, None)
+                    .await?,
+            );
         }
         Ok(results)
     }
@@ -267,6 +270,7 @@ impl Database {
                 command: ddl.command().into(),
                 param_types: vec![],
                 schema: Arc::new(arrow::datatypes::Schema::empty()),
+                plans: Arc::default(),
             });
         }
         let state = self
@@ -281,6 +285,7 @@ impl Database {
             command: command.into(),
             param_types,
             schema,
+            plans: Arc::default(),
         })
     }
 
@@ -307,8 +312,20 @@ impl Database {
                 params.len()
             )));
         }
-        self.execute_statement(prepared.statement.clone(), params, target)
-            .await
+        if prepared.command == "SELECT" {
+            self.inner.check_open()?;
+            let snapshot = target.reads(self.inner.current.get());
+            if let Some(reused) = prepared.plans.get(&params, &snapshot) {
+                return self.inner.engine.run_reused(reused, snapshot).await;
+            }
+        }
+        self.execute_statement(
+            prepared.statement.clone(),
+            params,
+            target,
+            Some(&prepared.plans),
+        )
+        .await
     }
 
     pub(crate) async fn execute_statement(
@@ -316,6 +333,7 @@ impl Database {
         statement: DfStatement,
         params: Vec<ScalarValue>,
         target: &AppendTarget,
+        cache: Option<&PlanCache>,
     ) -> Result<StatementResult> {
         self.inner.check_open()?;
         if let Some(ddl) = classify_statement(&statement)? {
@@ -333,12 +351,13 @@ impl Database {
         let state = engine.state_at(Arc::clone(&snapshot), target.clone());
         let result = async {
             let (plan, command) = engine.plan(&state, statement).await?;
+            let cache = cache.map(|c| (c, params.clone()));
             let plan = if params.is_empty() {
                 plan
             } else {
                 plan.with_param_values(params).map_err(Error::Query)?
             };
-            engine.run_plan(state, plan, command).await
+            engine.run_plan(state, plan, command, cache).await
         }
         .await;
         result.map_err(|e| match &insert {
@@ -751,6 +770,17 @@ pub struct Prepared {
     pub param_types: Vec<Option<DataType>>,
     /// Schema of the rows it returns (empty for commands that return none).
     pub schema: SchemaRef,
+    /// Its physical plans by parameter values, run again while valid (shared by clones).
+    plans: Arc<PlanCache>,
+}
+
+impl Prepared {
+    /// How many physical plans the statement keeps for reuse (one per recent set of parameter
+    /// values; only queries that read views or nothing, without `now()`-like functions, are
+    /// kept: see `docs/architecture.md`, "Prepared plans").
+    pub fn cached_plans(&self) -> usize {
+        self.plans.len()
+    }
 }
 
 /// Rows of `table` in `snapshot`, hot and flushed.

@@ -4,6 +4,7 @@
 pub(crate) mod catalog;
 pub(crate) mod ddl;
 pub(crate) mod extension;
+pub(crate) mod plan_cache;
 pub(crate) mod runtime;
 pub(crate) mod stream;
 pub(crate) mod system;
@@ -14,10 +15,13 @@ use std::sync::Arc;
 
 use arrow::array::{AsArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Schema, SchemaRef, UInt64Type};
+use datafusion::common::ScalarValue;
 use datafusion::config::Dialect;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::{SessionConfig, SessionContext, SessionState};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{DdlStatement, DmlStatement, LogicalPlan, WriteOp};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 
@@ -26,7 +30,9 @@ use crate::options::Options;
 use crate::snapshot::Snapshot;
 use crate::transaction::AppendTarget;
 
+pub(crate) use catalog::ReadSnapshot;
 pub use catalog::{CATALOG, SCHEMA};
+pub(crate) use plan_cache::PlanCache;
 pub use stream::{BatchStream, StreamedResult};
 
 /// The result of one SQL statement.
@@ -177,6 +183,11 @@ impl QueryEngine {
     /// statement then runs without the names it would have added.
     pub(crate) fn state_at(&self, snapshot: Arc<Snapshot>, writer: AppendTarget) -> SessionState {
         let mut state = self.base.clone();
+        // `now()` and its kin are the statement's start time, which planning folds in.
+        state.mark_start_execution();
+        state
+            .config_mut()
+            .set_extension(Arc::new(ReadSnapshot(Arc::clone(&snapshot))));
         state.register_catalog_list(Arc::new(catalog::SnapshotCatalogList::new(
             Arc::clone(&snapshot),
             self.segments_dir.clone(),
@@ -214,41 +225,37 @@ impl QueryEngine {
     /// Runs a plan made by [`QueryEngine::plan`] and collects its result, on the query
     /// runtime. Under a streaming entry point ([`stream`]) a query's batches are not
     /// collected: the plan starts, and its [`stream::BatchStream`] goes to the entry point.
+    /// With `cache`, a query's physical plan is offered to it, under the parameter values
+    /// that were bound.
     pub(crate) async fn run_plan(
         &self,
         mut state: SessionState,
         plan: LogicalPlan,
         command: &str,
+        cache: Option<(&PlanCache, Vec<ScalarValue>)>,
     ) -> Result<StatementResult> {
-        if command == "SELECT"
-            && let Some(slot) = stream::claim()
-        {
-            let (state, schema, batches) = self
+        if command == "SELECT" {
+            let slot = stream::claim();
+            let streaming = slot.is_some();
+            let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
+            let (state, plan, physical, output) = self
                 .runtime
                 .run(async move {
                     // A query plan runs as DataFusion's `DataFrame` would run it, on this session
                     // state itself: going through a `SessionContext` copies the state (and its
                     // function registry) once more per statement.
                     let physical = state.create_physical_plan(&plan).await.map_err(classify)?;
-                    let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
-                    let batches =
-                        datafusion::physical_plan::execute_stream(physical, state.task_ctx())
-                            .map_err(classify)?;
-                    Ok((state, schema, batches))
+                    let output =
+                        execute(Arc::clone(&physical), state.task_ctx(), streaming).await?;
+                    Ok((state, plan, physical, output))
                 })
                 .await?;
+            if let Some((cache, params)) = cache {
+                cache.insert(params, &plan, &physical, Arc::clone(&schema));
+            }
             // The session (its snapshot) lives as long as the stream: a segment file is
             // deleted only once no snapshot holds it, and the scans open theirs as they go.
-            let batches = stream::BatchStream::start(&self.runtime, schema, batches, state);
-            let result = StatementResult {
-                command: command.into(),
-                schema: batches.schema(),
-                batches: vec![],
-                rows: 0,
-                notices: vec![],
-            };
-            stream::fill(&slot, batches);
-            return Ok(result);
+            return Ok(self.finish_query(schema, output, slot, state));
         }
         let scans = (command == "EXPLAIN").then(|| {
             let log = Arc::new(table::ScanLog::default());
@@ -289,6 +296,82 @@ impl QueryEngine {
             notices: vec![],
         })
     }
+
+    /// Runs a query plan kept by a [`PlanCache`] at `snapshot`, as [`QueryEngine::run_plan`]
+    /// runs a fresh one.
+    pub(crate) async fn run_reused(
+        &self,
+        reused: plan_cache::Reusable,
+        snapshot: Arc<Snapshot>,
+    ) -> Result<StatementResult> {
+        let slot = stream::claim();
+        let streaming = slot.is_some();
+        let config = self
+            .base
+            .config()
+            .clone()
+            .with_extension(Arc::new(ReadSnapshot(snapshot)));
+        let task = Arc::new(TaskContext::from(&self.base).with_session_config(config));
+        let run = Arc::clone(&task);
+        let output = self
+            .runtime
+            .run(async move { execute(reused.plan, run, streaming).await })
+            .await?;
+        Ok(self.finish_query(reused.schema, output, slot, task))
+    }
+
+    /// A query's result: its stream handed to the streaming entry point's `slot` (kept alive
+    /// with `owner`), or its collected batches.
+    fn finish_query<O: Send + 'static>(
+        &self,
+        schema: SchemaRef,
+        output: Output,
+        slot: Option<Arc<std::sync::Mutex<stream::Slot>>>,
+        owner: O,
+    ) -> StatementResult {
+        match (output, slot) {
+            (Output::Stream(batches), Some(slot)) => {
+                let batches = stream::BatchStream::start(&self.runtime, schema, batches, owner);
+                let result = StatementResult {
+                    command: "SELECT".into(),
+                    schema: batches.schema(),
+                    batches: vec![],
+                    rows: 0,
+                    notices: vec![],
+                };
+                stream::fill(&slot, batches);
+                result
+            }
+            (Output::Batches(batches), _) => StatementResult {
+                command: "SELECT".into(),
+                schema,
+                rows: batches.iter().map(|b| b.num_rows() as u64).sum(),
+                batches,
+                notices: vec![],
+            },
+            (Output::Stream(_), None) => unreachable!("a stream is only made for a slot"),
+        }
+    }
+}
+
+/// What running a query plan gave: its stream, or its collected batches.
+enum Output {
+    Stream(SendableRecordBatchStream),
+    Batches(Vec<RecordBatch>),
+}
+
+/// Starts a physical plan (`streaming`) or runs it to completion; on the query runtime.
+async fn execute(
+    plan: Arc<dyn ExecutionPlan>,
+    task: Arc<TaskContext>,
+    streaming: bool,
+) -> Result<Output> {
+    use datafusion::physical_plan::{collect, execute_stream};
+    Ok(if streaming {
+        Output::Stream(execute_stream(plan, task).map_err(classify)?)
+    } else {
+        Output::Batches(collect(plan, task).await.map_err(classify)?)
+    })
 }
 
 /// EXPLAIN's extra rows, `segment pruning | <table>: n of m segment(s) scanned …`, one per table

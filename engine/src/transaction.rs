@@ -200,7 +200,7 @@ impl Transaction {
         for statement in query::parse(sql)? {
             results.push(
                 self.db
-                    .execute_statement(statement, vec![], &self.target())
+                    .execute_statement(statement, vec![], &self.target(), None)
                     .await?,
             );
         }

@@ -13,6 +13,7 @@ pub(crate) mod maintain;
 pub(crate) mod merge;
 pub(crate) mod part;
 pub(crate) mod progress;
+pub(crate) mod provider;
 pub(crate) mod read;
 pub(crate) mod scan;
 pub(crate) mod segment;

@@ -18,6 +18,7 @@ mod pg_stream;
 mod pg_tools;
 mod pg_transactions;
 mod pg_views;
+mod prepared_plans;
 mod psql;
 mod retention;
 mod sql;

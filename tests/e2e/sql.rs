@@ -146,6 +146,46 @@ async fn prepared_statements_report_parameters_and_schema_and_see_new_data() {
     assert!(db.table("u").is_some());
 }
 
+/// `now()` is the time the statement started: one value for the whole statement, folded in at
+/// planning (which needs the start time set on the statement's session).
+#[tokio::test]
+async fn now_is_the_time_the_statement_started() {
+    let (_dir, db) = temp_db(test_options());
+    db.sql("CREATE TABLE t (x BIGINT)").await.unwrap();
+    db.sql("INSERT INTO t VALUES (1), (2)").await.unwrap();
+    let before = chrono::Utc::now().timestamp();
+    let lines = query_lines(
+        &db,
+        "SELECT now() = now(), now() > TIMESTAMP '2000-01-01', current_date > DATE '2000-01-01' FROM t",
+    )
+    .await;
+    assert_eq!(lines, ["true|true|true", "true|true|true"]);
+    let now = query_i64(&db, "SELECT to_unixtime(now())").await;
+    let after = chrono::Utc::now().timestamp();
+    assert!(
+        before <= now && now <= after,
+        "{before} <= {now} <= {after}"
+    );
+    let prepared = db
+        .prepare("SELECT x, now() > $1 FROM t ORDER BY x")
+        .await
+        .unwrap();
+    let result = db
+        .execute_prepared(
+            &prepared,
+            vec![
+                tally_engine::reexports::datafusion::common::ScalarValue::TimestampMicrosecond(
+                    Some(0),
+                    None,
+                ),
+            ],
+        )
+        .await
+        .unwrap();
+    let lines: Vec<String> = result.batches.iter().flat_map(batch_lines).collect();
+    assert_eq!(lines, ["1|true", "2|true"]);
+}
+
 /// `length` and `octet_length` of BYTEA count bytes, as in PostgreSQL, whatever the bytes; of
 /// text they stay DataFusion's (characters and bytes).
 #[tokio::test]

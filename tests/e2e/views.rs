@@ -580,6 +580,9 @@ mod property {
         db.sql(&format!("CREATE MATERIALIZED VIEW v AS {query}"))
             .await
             .unwrap_or_else(|e| panic!("{query}: {e}"));
+        // The same read, prepared once: its kept plan runs again at every later snapshot.
+        let read = format!("SELECT {columns} FROM v ORDER BY {order}");
+        let prepared = db.prepare(&read).await.unwrap();
         for (i, (rows, flush, compact)) in std::iter::once(first).chain(rest).enumerate() {
             if i > 0 {
                 db.ingest("t", batch(rows)).await.unwrap();
@@ -590,14 +593,21 @@ mod property {
             if *compact {
                 db.compact_views().await.unwrap();
             }
-            let stored =
-                query_lines(&db, &format!("SELECT {columns} FROM v ORDER BY {order}")).await;
+            let stored = query_lines(&db, &read).await;
             let expected = query_lines(
                 &db,
                 &format!("SELECT * FROM ({query}) AS q ORDER BY {order}"),
             )
             .await;
             assert_eq!(stored, expected, "after batch {i} of {query}");
+            let reused = db.execute_prepared(&prepared, vec![]).await.unwrap();
+            let reused: Vec<String> = reused.batches.iter().flat_map(batch_lines).collect();
+            assert_eq!(reused, expected, "prepared, after batch {i} of {query}");
+            assert_eq!(
+                prepared.cached_plans(),
+                1,
+                "the prepared read's plan is kept"
+            );
         }
         // Filters on group columns narrow the view scan; the rows must not change.
         let mut conjunction = Vec::new();

@@ -16,12 +16,18 @@ use crate::error::to_datafusion;
 use crate::snapshot::Snapshot;
 use crate::transaction::AppendTarget;
 use crate::views::progress::BackfillProgress;
-use crate::views::scan::ViewTable;
+use crate::views::provider::ViewTable;
 
 /// The default (and only) catalog name.
 pub const CATALOG: &str = "tally";
 /// The default (and only) schema name.
 pub const SCHEMA: &str = "public";
+
+/// The snapshot a statement reads, as an extension of its session config (so of every task
+/// context its plan runs with): scans that read when they run, such as a view's, find their
+/// data here, which lets one plan run again at a later snapshot.
+#[derive(Debug)]
+pub(crate) struct ReadSnapshot(pub Arc<Snapshot>);
 
 /// Catalog list holding the single `tally` catalog at one snapshot.
 #[derive(Debug)]

@@ -22,7 +22,8 @@ pub(crate) enum Candidates {
 }
 
 impl Candidates {
-    fn len(&self) -> usize {
+    /// How many rows.
+    pub(crate) fn len(&self) -> usize {
         match self {
             Candidates::Range(r) => r.len(),
             Candidates::Rows(r) => r.len(),

@@ -1,33 +1,20 @@
 //! Reading a view at one snapshot: choose each run's rows (a key range by binary search, a
 //! lookup in a segment's secondary order for an equality on a non-leading group column), merge
 //! the runs, and assemble the output from slices of the segments' finalized columns plus the
-//! groups that deltas touched, finalized afresh. Served to DataFusion as a table.
-
-use std::fmt;
-use std::sync::Arc;
+//! groups that deltas touched, finalized afresh. DataFusion reaches it through
+//! [`super::provider`].
 
 use arrow::array::{Array, RecordBatch};
-use arrow::datatypes::SchemaRef;
-use async_trait::async_trait;
-use datafusion::catalog::{Session, TableProvider};
-use datafusion::datasource::TableType;
-use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::datasource::source::DataSourceExec;
-use datafusion::error::Result as DfResult;
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
-use datafusion::physical_plan::ExecutionPlan;
 
-use super::ViewStatus;
 use super::assemble::{self, Assembly};
-use super::bounds::{GroupBound, Op, bounds_of, key_range};
+use super::bounds::{GroupBound, Op, key_range};
 use super::definition::CompiledView;
 use super::key::{self, KeyKind};
 use super::merge::{Candidates, Run, Step, lower_bound, merge};
 use super::segment::StateSegment;
 use super::state;
 use super::{ViewData, part::DeltaPart};
-use crate::error::{Error, Result, to_datafusion};
-use crate::snapshot::ViewEntry;
+use crate::error::Result;
 
 /// Which groups a read wants.
 pub(crate) enum Selection<'a> {
@@ -85,6 +72,25 @@ pub(crate) fn read(
     }
     let rows: Vec<&Candidates> = runs.iter().map(|r| &r.rows).collect();
     assemble::to_batch(view, assembly.finish(&segments, &rows)?)
+}
+
+/// An upper bound on the rows [`read`] returns for `bounds` (a group in several runs counts
+/// once per run), from the same binary searches but without decoding anything: the row
+/// estimate a planner needs.
+pub(crate) fn estimate_rows(view: &CompiledView, data: &ViewData, bounds: &[GroupBound]) -> usize {
+    let kinds = view.group_kinds();
+    if kinds.is_empty() {
+        return 1;
+    }
+    let selection = Selection::Bounds(bounds);
+    let picker = Picker::new(view, &kinds, &selection);
+    let segments: usize = data
+        .segments
+        .iter()
+        .map(|s| picker.segment_rows(s).len())
+        .sum();
+    let parts: usize = data.parts.iter().map(|p| picker.part_rows(p).len()).sum();
+    segments + parts
 }
 
 /// Chooses each run's rows for a selection.
@@ -207,88 +213,5 @@ impl<'s> Picker<'s> {
             .collect();
         rows.sort_unstable();
         Candidates::Rows(rows)
-    }
-}
-
-/// A view as DataFusion sees it, at one snapshot.
-pub(crate) struct ViewTable {
-    entry: Arc<ViewEntry>,
-}
-
-impl ViewTable {
-    pub(crate) fn new(entry: Arc<ViewEntry>) -> Self {
-        ViewTable { entry }
-    }
-
-    /// The rows of the view whose groups pass `bounds`, projected.
-    pub(crate) fn read(
-        &self,
-        bounds: &[GroupBound],
-        projection: Option<&[usize]>,
-    ) -> Result<RecordBatch> {
-        if self.entry.status != ViewStatus::Ready {
-            return Err(Error::NotSupported(format!(
-                "materialized view \"{}\" is still being backfilled; it can be read once complete",
-                self.entry.view.def.name
-            )));
-        }
-        read(
-            &self.entry.view,
-            &self.entry.data,
-            Selection::Bounds(bounds),
-            projection,
-        )
-    }
-}
-
-impl fmt::Debug for ViewTable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ViewTable({})", self.entry.view.def.name)
-    }
-}
-
-#[async_trait]
-impl TableProvider for ViewTable {
-    fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.entry.view.schema)
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        // Comparisons on group columns narrow the scan; DataFusion still checks every row.
-        Ok(filters
-            .iter()
-            .map(|f| {
-                if bounds_of(&self.entry.view, f).is_empty() {
-                    TableProviderFilterPushDown::Unsupported
-                } else {
-                    TableProviderFilterPushDown::Inexact
-                }
-            })
-            .collect())
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let bounds: Vec<GroupBound> = filters
-            .iter()
-            .flat_map(|f| bounds_of(&self.entry.view, f))
-            .collect();
-        let batch = self
-            .read(&bounds, projection.map(Vec::as_slice))
-            .map_err(to_datafusion)?;
-        let source = MemorySourceConfig::try_new(&[vec![batch.clone()]], batch.schema(), None)?;
-        Ok(DataSourceExec::from_data_source(source))
     }
 }
