@@ -109,6 +109,10 @@ impl QueryEngine {
         // DataFusion 55's min/max dynamic filter prunes rows while an accumulator is still NULL
         // (`min(x), max(ts)` skipped the rows holding x): a wrong answer, so it stays off.
         o.optimizer.enable_aggregate_dynamic_filter_pushdown = false;
+        // A view scan's row count is an estimate (its plan may run at a later snapshot): let it
+        // keep a small read in one partition instead of a round-robin repartition and a merge.
+        o.execution
+            .use_row_number_estimates_to_optimize_partitioning = true;
         let mut builder = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features();
