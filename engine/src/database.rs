@@ -273,11 +273,11 @@ impl Database {
                 plans: Arc::default(),
             });
         }
-        let state = self
-            .inner
-            .engine
-            .state_at(self.inner.current.get(), self.commit_target());
-        let (plan, command) = self.inner.engine.plan(&state, statement.clone()).await?;
+        let snapshot = self.inner.current.get();
+        let mut planned = statement.clone();
+        query::hide_sketch_columns(&mut planned, &snapshot);
+        let state = self.inner.engine.state_at(snapshot, self.commit_target());
+        let (plan, command) = self.inner.engine.plan(&state, planned).await?;
         let param_types = parameter_types(&plan)?;
         let schema = Arc::new(plan.schema().as_arrow().clone());
         Ok(Prepared {
@@ -330,7 +330,7 @@ impl Database {
 
     pub(crate) async fn execute_statement(
         &self,
-        statement: DfStatement,
+        mut statement: DfStatement,
         params: Vec<ScalarValue>,
         target: &AppendTarget,
         cache: Option<&PlanCache>,
@@ -340,6 +340,7 @@ impl Database {
             return self.run_ddl(ddl).await;
         }
         let snapshot = target.reads(self.inner.current.get());
+        query::hide_sketch_columns(&mut statement, &snapshot);
         let insert = match &statement {
             DfStatement::Statement(s) => match s.as_ref() {
                 ast::Statement::Insert(insert) => Some(insert.clone()),

@@ -4,6 +4,7 @@
 pub(crate) mod catalog;
 pub(crate) mod ddl;
 pub(crate) mod extension;
+pub(crate) mod hidden;
 pub(crate) mod plan_cache;
 pub(crate) mod runtime;
 pub(crate) mod stream;
@@ -68,6 +69,14 @@ pub(crate) fn parse(sql: &str) -> Result<Vec<DfStatement>> {
     DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {})
         .map(Vec::from)
         .map_err(|e| Error::Syntax(strip_prefix(e.to_string())))
+}
+
+/// Leaves the sketch columns of the views in `snapshot` out of `statement`'s wildcards
+/// (see [`hidden`]).
+pub(crate) fn hide_sketch_columns(statement: &mut DfStatement, snapshot: &Snapshot) {
+    hidden::hide_sketch_columns(statement, &|name| {
+        snapshot.views.get(name).map(|v| v.view.sketch_columns())
+    });
 }
 
 fn strip_prefix(message: String) -> String {

@@ -83,6 +83,16 @@ pub(crate) struct CompiledView {
 
 impl CompiledView {
     /// The key kinds of the group columns, in key order.
+    /// Names of its `<column>_sketch` columns, in schema order.
+    pub(crate) fn sketch_columns(&self) -> Vec<String> {
+        self.outputs
+            .iter()
+            .zip(self.schema.fields())
+            .filter(|(source, _)| matches!(source, OutputSource::Sketch(_)))
+            .map(|(_, field)| field.name().clone())
+            .collect()
+    }
+
     pub(crate) fn group_kinds(&self) -> Vec<KeyKind> {
         self.groups.iter().map(|g| g.kind).collect()
     }
