@@ -229,7 +229,12 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
         return report(&settings, rows, Value::Object(tally));
     }
 
-    // 3: dashboard queries, prepared, over the extended protocol.
+    // 3: dashboard queries, prepared, over the extended protocol. They are steady-state reads:
+    // first the compactor merges the views' delta parts from the loads (each view ends as one
+    // segment); the read racing a burst of small COPYs is figure 7.
+    let settled = settle_views(&client, VIEWS_SETTLE_BUDGET).await?;
+    eprintln!("views settled {settled:.1} s after the loads");
+    tally.insert("views_settle_seconds".into(), json!(settled));
     eprintln!("dashboard queries, {} runs each …", settings.runs);
     let pages: Vec<String> = (1..=20).map(|k| format!("/p/{k}")).collect();
     let days: Vec<chrono::NaiveDateTime> = (1..=7)
@@ -579,6 +584,29 @@ pub async fn time_query(
     Ok(())
 }
 
+/// How long the dashboard queries wait at most for the views' compaction to settle.
+const VIEWS_SETTLE_BUDGET: Duration = Duration::from_secs(60);
+
+/// Waits until no view has delta parts and each is one segment (or `budget` runs out);
+/// seconds waited.
+async fn settle_views(client: &Client, budget: Duration) -> Result<f64, BoxError> {
+    let begun = Instant::now();
+    loop {
+        let row = client
+            .query_one(
+                "SELECT CAST(coalesce(sum(delta_parts), 0) AS BIGINT), \
+                 CAST(coalesce(max(segments), 0) AS BIGINT) FROM tally_views",
+                &[],
+            )
+            .await?;
+        let (parts, segments): (i64, i64) = (row.get(0), row.get(1));
+        if (parts == 0 && segments <= 1) || begun.elapsed() > budget {
+            return Ok(begun.elapsed().as_secs_f64());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Runs a prepared statement `runs` times, or fewer when `budget` runs out first (at least
 /// 10 runs); p50/p99 latency in ms and the number of runs made.
 async fn time_prepared(
@@ -758,6 +786,14 @@ fn print_table(rows: usize, tally: &Value, peers: &Value) {
         (
             "  chunk commit p50 / p99 (ms)",
             Box::new(|p| ms(&p["load_chunks"]["views"])),
+        ),
+        (
+            "views settled after the loads, before the queries (s)",
+            Box::new(|p| {
+                p["views_settle_seconds"]
+                    .as_f64()
+                    .map(|v| format!("{v:.1}"))
+            }),
         ),
         (
             "`page_hourly WHERE page = $1` p50 / p99 (ms)",

@@ -147,7 +147,7 @@ impl Server {
                         let session = self.shared.metrics().session();
                         connections.spawn(async move {
                             let _session = session;
-                            if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
+                            if let Err(e) = pg::connection::serve(socket, tls, handlers).await {
                                 tracing::debug!("connection from {peer} ended: {e}");
                             }
                         });

@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod connection;
 pub mod copy;
 pub mod errors;
 pub mod refuse;
