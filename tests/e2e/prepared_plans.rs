@@ -57,6 +57,14 @@ async fn a_kept_plan_reads_the_snapshot_of_each_run() {
     );
     assert_eq!(run(&db, &by_key, vec![text("c")]).await, ["c|1|1"]);
     assert_eq!(by_key.cached_plans(), 2, "one plan per parameter values");
+    // A dashboard cycling through a few dozen values keeps a plan for each.
+    for round in 0..2 {
+        for i in 0..30 {
+            let key = format!("k{i}");
+            assert!(run(&db, &by_key, vec![text(&key)]).await.is_empty(), "{round}");
+        }
+    }
+    assert_eq!(by_key.cached_plans(), 32);
     // A flush and the compaction of the view's parts change where the rows live, not them.
     db.flush().await.unwrap();
     db.sql("INSERT INTO t VALUES ('c', 4)").await.unwrap();

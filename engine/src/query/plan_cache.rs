@@ -35,8 +35,10 @@ use datafusion::physical_plan::placeholder_row::PlaceholderRowExec;
 use crate::snapshot::Snapshot;
 use crate::views::provider::{ViewScanExec, ViewTable};
 
-/// Plans kept per prepared statement.
-const CAPACITY: usize = 16;
+/// Plans kept per prepared statement: enough for a dashboard panel's parameter values (a
+/// least-recently-used list cycled by more values than it holds would never hit). A plan is a
+/// few KiB.
+const CAPACITY: usize = 64;
 
 /// Parameters larger than this (bytes, all together) are not worth a cache entry.
 const MAX_PARAMS_BYTES: usize = 4096;
