@@ -61,7 +61,10 @@ async fn a_kept_plan_reads_the_snapshot_of_each_run() {
     for round in 0..2 {
         for i in 0..30 {
             let key = format!("k{i}");
-            assert!(run(&db, &by_key, vec![text(&key)]).await.is_empty(), "{round}");
+            assert!(
+                run(&db, &by_key, vec![text(&key)]).await.is_empty(),
+                "{round}"
+            );
         }
     }
     assert_eq!(by_key.cached_plans(), 32);
