@@ -204,3 +204,20 @@ async fn overlapping_runs_of_a_kept_plan_each_get_every_row() {
         assert_eq!(lines, first);
     }
 }
+
+/// A view scan reports its row estimate and the optimizer trusts it: a read of a few groups
+/// stays in one partition (no round-robin repartition and merge; checked to fail without
+/// `use_row_number_estimates_to_optimize_partitioning`). EXPLAIN names the view and its bounds.
+#[tokio::test]
+async fn a_small_view_read_is_planned_in_one_partition() {
+    let (_dir, db) = setup().await;
+    db.sql("CREATE MATERIALIZED VIEW w AS SELECT k, x, count(*) AS n FROM t GROUP BY k, x")
+        .await
+        .unwrap();
+    let plan = query_lines(&db, "EXPLAIN SELECT k, n FROM w WHERE x = 1 ORDER BY k")
+        .await
+        .join("\n");
+    assert!(plan.contains("ViewScan: view=w, 1 bound(s)"), "{plan}");
+    assert!(!plan.contains("RepartitionExec"), "{plan}");
+    assert!(!plan.contains("SortPreservingMergeExec"), "{plan}");
+}
