@@ -132,6 +132,14 @@ async fn plans_that_depend_on_when_they_were_made_are_not_kept() {
     assert_eq!(run(&db, &clock, vec![text("a")]).await, ["a|true"]);
     assert_eq!(clock.cached_plans(), 0, "now() is folded at planning");
 
+    // Parameters too large to be worth a cache entry (over 4 KiB) are planned every time.
+    let by_key = db.prepare("SELECT n FROM v WHERE k = $1").await.unwrap();
+    let huge = "x".repeat(10_000);
+    assert!(run(&db, &by_key, vec![text(&huge)]).await.is_empty());
+    assert_eq!(by_key.cached_plans(), 0, "a 10 kB parameter is not kept");
+    assert_eq!(run(&db, &by_key, vec![text("a")]).await, ["4"]);
+    assert_eq!(by_key.cached_plans(), 1);
+
     let constant = db.prepare("SELECT 1 + 1").await.unwrap();
     assert_eq!(run(&db, &constant, vec![]).await, ["2"]);
     assert_eq!(
