@@ -83,6 +83,16 @@ impl ServerProcess {
         }
     }
 
+    /// CPU seconds the server has used so far (user + system, from `/proc/PID/stat`).
+    fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // Fields after the command name (which is in parentheses and may hold spaces).
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+        // utime and stime are fields 14 and 15 of the line; clock ticks are 1/100 s on Linux.
+        Some((ticks(11)? + ticks(12)?) / 100.0)
+    }
+
     /// The server's peak resident set (VmHWM), in bytes.
     fn peak_rss(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
@@ -111,7 +121,6 @@ impl Drop for ServerProcess {
     }
 }
 
-/// Runs the workload and prints the table.
 /// Time allowed to the full reads of `page_hourly` (each returns every group), so that the
 /// whole benchmark stays within 10 minutes on a 2-core machine; the table says how many ran.
 const FULL_READ_BUDGET: Duration = Duration::from_secs(90);
@@ -122,6 +131,11 @@ const SMALL_COPY_ROWS: usize = 50;
 /// Full reads timed right after the small COPYs.
 const SMALL_COPY_READS: usize = 20;
 
+/// `page_hourly`'s defined columns, as the peers read them (not `users_sketch`).
+const FULL_READ: &str =
+    "SELECT hour, page, views, bytes, avg_latency, max_latency, users FROM page_hourly";
+
+/// Runs the workload and prints the table.
 pub async fn run(settings: Settings) -> Result<(), BoxError> {
     let csv_path = settings.data.join("events.csv");
     if !csv_path.exists() {
@@ -262,17 +276,26 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
         })
         .await?,
     );
+    // The full read twice: rows collected into a `Vec<Row>` (what `Client::query` does), and
+    // streamed, each row dropped once counted (what a client rendering or forwarding rows
+    // does). On two cores the client's work bounds both; the server's CPU per read is beside.
+    let cpu_before = server.cpu_seconds();
+    let mut full = time_prepared(
+        &client,
+        FULL_READ,
+        settings.runs,
+        Some(FULL_READ_BUDGET),
+        |_| vec![],
+    )
+    .await?;
+    if let (Some(before), Some(after)) = (cpu_before, server.cpu_seconds()) {
+        let runs = full["runs"].as_f64().unwrap_or(1.0).max(1.0);
+        full["server_cpu_ms"] = json!((after - before) * 1e3 / runs);
+    }
+    queries.insert("page_hourly_full".into(), full);
     queries.insert(
-        "page_hourly_full".into(),
-        time_prepared(
-            &client,
-            // The defined columns, as the peers read them (not `users_sketch`).
-            "SELECT hour, page, views, bytes, avg_latency, max_latency, users FROM page_hourly",
-            settings.runs,
-            Some(FULL_READ_BUDGET),
-            |_| vec![],
-        )
-        .await?,
+        "page_hourly_full_streamed".into(),
+        time_streamed(&client, FULL_READ, settings.runs, FULL_READ_BUDGET).await?,
     );
     queries.insert(
         "select_1".into(),
@@ -373,14 +396,8 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
         )
         .await?
         .get(0);
-    let mut after_small = time_prepared(
-        &client,
-        "SELECT hour, page, views, bytes, avg_latency, max_latency, users FROM page_hourly",
-        SMALL_COPY_READS,
-        None,
-        |_| vec![],
-    )
-    .await?;
+    let mut after_small =
+        time_prepared(&client, FULL_READ, SMALL_COPY_READS, None, |_| vec![]).await?;
     after_small["copies"] = json!(small.len());
     after_small["copy_rows"] = json!(SMALL_COPY_ROWS);
     after_small["copies_seconds"] = json!(small_seconds);
@@ -646,6 +663,42 @@ async fn time_prepared(
     )
 }
 
+/// Runs a prepared statement without parameters `runs` times (or until `budget` runs out,
+/// at least 10 runs), consuming its rows as a stream: each row is dropped once counted, so
+/// the client never holds the result. p50/p99 latency in ms and the number of runs.
+async fn time_streamed(
+    client: &Client,
+    sql: &str,
+    runs: usize,
+    budget: Duration,
+) -> Result<Value, BoxError> {
+    let statement = client.prepare(sql).await?;
+    let mut times = Vec::with_capacity(runs);
+    let mut rows = 0;
+    let begun = Instant::now();
+    for i in 0..runs {
+        if i >= 10 && begun.elapsed() > budget {
+            eprintln!("  {sql} (streamed): stopped after {i} runs (time budget)");
+            break;
+        }
+        let started = Instant::now();
+        rows = client
+            .query_raw(&statement, std::iter::empty::<&(dyn ToSql + Sync)>())
+            .await?
+            .try_fold(0usize, |n, row| async move {
+                Ok(n + usize::from(!row.is_empty()))
+            })
+            .await?;
+        times.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(
+        json!({"p50_ms": percentile(&times, 0.5), "p99_ms": percentile(&times, 0.99),
+              "runs": times.len(), "prepared": true, "streamed": true, "sql": sql,
+              "result_rows_min": rows, "result_rows_max": rows}),
+    )
+}
+
 /// The `q` quantile of sorted values.
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
@@ -806,6 +859,18 @@ fn print_table(rows: usize, tally: &Value, peers: &Value) {
         (
             "full read of `page_hourly` p50 / p99 (ms)",
             Box::new(|p| ms(&p["queries"]["page_hourly_full"])),
+        ),
+        (
+            "  the same, rows streamed (not collected) p50 / p99 (ms)",
+            Box::new(|p| ms(&p["queries"]["page_hourly_full_streamed"])),
+        ),
+        (
+            "  server CPU per full read (ms)",
+            Box::new(|p| {
+                p["queries"]["page_hourly_full"]["server_cpu_ms"]
+                    .as_f64()
+                    .map(|v| format!("{v:.1}"))
+            }),
         ),
         (
             "  right after many small COPYs p50 / p99 (ms)",

@@ -35,6 +35,32 @@ impl Hll {
         Hll(HllSketch::new(HLL_LG_K, HllType::Hll8).expect("HLL_LG_K is a valid lg_k"))
     }
 
+    /// An empty sketch that keeps the stored register width (4 bits) once dense: the small
+    /// per-commit sketches of views, serialized as they are (no conversion per state).
+    pub fn for_storage() -> Hll {
+        Hll(HllSketch::new(HLL_LG_K, HLL_STORED_TYPE).expect("HLL_LG_K is a valid lg_k"))
+    }
+
+    /// The union of `sketches` in the stored register width, through one DataSketches union
+    /// for all of them (pairwise [`Hll::merge`]s build one per pair): what merging a group's
+    /// states from many parts needs. The same registers as merging them one by one.
+    pub fn union_all<'a>(sketches: impl IntoIterator<Item = &'a Hll>) -> Hll {
+        let mut non_empty = sketches.into_iter().filter(|s| !s.is_empty());
+        let Some(first) = non_empty.next() else {
+            return Hll::for_storage();
+        };
+        let Some(second) = non_empty.next() else {
+            return first.clone();
+        };
+        let mut union = HllUnion::new(HLL_LG_K).expect("HLL_LG_K is a valid lg_k");
+        union.update(&first.0);
+        union.update(&second.0);
+        for sketch in non_empty {
+            union.update(&sketch.0);
+        }
+        Hll(union.to_sketch(HLL_STORED_TYPE))
+    }
+
     /// Adds one non-null value.
     pub fn insert(&mut self, value: &KeyValue) {
         let mut buf = [0u8; 16];
@@ -307,6 +333,33 @@ mod tests {
             let round_trip = Hll::from_bytes(&merged.to_bytes()).unwrap();
             assert_eq!(round_trip.estimate(), one_pass.estimate(), "n = {n}");
         }
+    }
+
+    /// One union of all pieces (what compaction uses) holds what pairwise merges hold, in
+    /// either register width, from the first sketch built in either width.
+    #[test]
+    fn a_union_of_all_pieces_estimates_like_pairwise_merges() {
+        for n in [0i64, 1, 10, 3000, 5000, 40_000] {
+            let one_pass = ints(0..n);
+            let pieces: Vec<Hll> = (0..5)
+                .map(|piece| {
+                    let mut hll = if piece % 2 == 0 {
+                        Hll::for_storage()
+                    } else {
+                        Hll::new()
+                    };
+                    for v in (0..n).filter(|v| v % 5 == piece) {
+                        hll.insert(&KeyValue::Int(v));
+                    }
+                    Hll::from_bytes(&hll.to_bytes()).unwrap()
+                })
+                .collect();
+            let union = Hll::union_all(&pieces);
+            assert_eq!(union.estimate(), one_pass.estimate(), "n = {n}");
+            let round_trip = Hll::from_bytes(&union.to_bytes()).unwrap();
+            assert_eq!(round_trip.estimate(), one_pass.estimate(), "n = {n}");
+        }
+        assert!(Hll::union_all([]).is_empty());
     }
 
     #[test]

@@ -237,6 +237,57 @@ fn update_states(
                 }
             }
         }
+        (AggKind::ApproxDistinct, Column::Int(a)) => {
+            let (values, nulls) = (a.values(), a.nulls());
+            for (row, &group) in group_of_row.iter().enumerate() {
+                if selected(row)
+                    && valid(nulls, row)
+                    && let AggState::Hll(hll) = &mut states[group]
+                {
+                    // The canonical bytes of an integer (see `sketch::canonical_bytes`).
+                    hll.insert_bytes(&values[row].to_le_bytes());
+                }
+            }
+        }
+        (AggKind::Min | AggKind::Max, Column::Int(a)) => {
+            let want = extreme(kind);
+            let (values, nulls) = (a.values(), a.nulls());
+            for (row, &group) in group_of_row.iter().enumerate() {
+                if !selected(row) || !valid(nulls, row) {
+                    continue;
+                }
+                let v = values[row];
+                match &mut states[group] {
+                    AggState::Min(Some(KeyValue::Int(cur)))
+                    | AggState::Max(Some(KeyValue::Int(cur))) => {
+                        if v.cmp(cur) == want {
+                            *cur = v;
+                        }
+                    }
+                    state => update(state, kind, KeyValue::Int(v)),
+                }
+            }
+        }
+        (AggKind::Min | AggKind::Max, Column::Float(a)) => {
+            let want = extreme(kind);
+            let (values, nulls) = (a.values(), a.nulls());
+            for (row, &group) in group_of_row.iter().enumerate() {
+                if !selected(row) || !valid(nulls, row) {
+                    continue;
+                }
+                let v = values[row];
+                match &mut states[group] {
+                    // The order `state::compare` uses for floats.
+                    AggState::Min(Some(KeyValue::Float(cur)))
+                    | AggState::Max(Some(KeyValue::Float(cur))) => {
+                        if v.total_cmp(cur) == want {
+                            *cur = v;
+                        }
+                    }
+                    state => update(state, kind, KeyValue::Float(v)),
+                }
+            }
+        }
         _ => {
             for (row, &group) in group_of_row.iter().enumerate() {
                 if selected(row) {
@@ -244,6 +295,14 @@ fn update_states(
                 }
             }
         }
+    }
+}
+
+/// The order a new value must have against the kept one to replace it (min: less).
+fn extreme(kind: AggKind) -> std::cmp::Ordering {
+    match kind {
+        AggKind::Min => std::cmp::Ordering::Less,
+        _ => std::cmp::Ordering::Greater,
     }
 }
 
@@ -279,7 +338,7 @@ pub(crate) fn initial_state(kind: AggKind, arg: KeyKind) -> AggState {
         AggKind::Min => AggState::Min(None),
         AggKind::Max => AggState::Max(None),
         AggKind::Avg => AggState::Avg { sum: 0.0, count: 0 },
-        AggKind::ApproxDistinct => AggState::Hll(Hll::new()),
+        AggKind::ApproxDistinct => AggState::Hll(Hll::for_storage()),
         AggKind::CountDistinct => AggState::Distinct(DistinctSet::default()),
     }
 }

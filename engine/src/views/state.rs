@@ -364,18 +364,6 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Merges two encoded values.
-pub(crate) fn merge_encoded(into: &mut [AggState], bytes: &[u8]) -> Result<()> {
-    let other = decode(bytes)?;
-    if other.len() != into.len() {
-        return Err(Error::Corrupt("view states of different lengths".into()));
-    }
-    for (a, b) in into.iter_mut().zip(&other) {
-        a.merge(b)?;
-    }
-    Ok(())
-}
-
 /// Merges encoded values into one: decodes `first`, merges each of `rest` into it state by
 /// state, and encodes the result.
 pub(crate) fn merge_values<'a>(
@@ -383,8 +371,35 @@ pub(crate) fn merge_values<'a>(
     rest: impl IntoIterator<Item = &'a [u8]>,
 ) -> Result<Vec<u8>> {
     let mut states = decode(first)?;
-    for value in rest {
-        merge_encoded(&mut states, value)?;
+    let others = rest
+        .into_iter()
+        .map(decode)
+        .collect::<Result<Vec<Vec<AggState>>>>()?;
+    if others.iter().any(|o| o.len() != states.len()) {
+        return Err(Error::Corrupt("view states of different lengths".into()));
+    }
+    for (i, state) in states.iter_mut().enumerate() {
+        if let AggState::Hll(hll) = state {
+            // One union for all the sketches of this state, not one per pair.
+            let mut sketches = vec![&*hll];
+            for other in &others {
+                match &other[i] {
+                    AggState::Hll(h) => sketches.push(h),
+                    b => {
+                        return Err(Error::Corrupt(format!(
+                            "cannot merge view states {:?} and {b:?}",
+                            AggState::Hll(hll.clone())
+                        )));
+                    }
+                }
+            }
+            let merged = Hll::union_all(sketches);
+            *hll = merged;
+        } else {
+            for other in &others {
+                state.merge(&other[i])?;
+            }
+        }
     }
     Ok(encode(&states))
 }
@@ -414,8 +429,7 @@ mod tests {
             AggState::Avg { sum: 1.0, count: 1 },
         ];
         assert_eq!(decode(&encode(&a)).unwrap(), a);
-        let mut merged = a.clone();
-        merge_encoded(&mut merged, &encode(&b)).unwrap();
+        let merged = decode(&merge_values(&encode(&a), [encode(&b).as_slice()]).unwrap()).unwrap();
         assert_eq!(
             merged,
             vec![
@@ -429,7 +443,8 @@ mod tests {
             ]
         );
         assert!(decode(&encode(&a)[..5]).is_err());
-        assert!(merge_encoded(&mut merged, &encode(&b[..2])).is_err());
+        assert!(merge_values(&encode(&a), [encode(&b[..2]).as_slice()]).is_err());
+        assert!(merge_values(&encode(&b[..2]), [encode(&a).as_slice()]).is_err());
     }
 
     /// Found by fuzzing (fuzz/fuzz_targets/view_state.rs): merging two stored `avg` states
