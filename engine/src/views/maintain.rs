@@ -17,7 +17,7 @@ use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
 use super::definition::{AggKind, CompiledView};
 use super::key::{KeyKind, KeyValue, encode_bytes, encode_value};
-use super::part::{DeltaPart, Groups};
+use super::part::{DeltaPart, Entry, Groups};
 use super::state::AggState;
 use crate::error::{Error, Result};
 use crate::sketch::{DistinctSet, Hll};
@@ -27,25 +27,25 @@ pub(crate) fn delta_part<'b>(
     view: &CompiledView,
     batches: impl IntoIterator<Item = &'b RecordBatch>,
 ) -> Result<DeltaPart> {
-    let mut groups = Groups::default();
+    // The groups of every batch in one list, sorted and merged by key once: no hash map per
+    // commit (a group in several batches of the commit is merged in batch order).
+    let mut entries = Vec::new();
     for batch in batches {
-        accumulate(view, batch, &mut groups)?;
+        entries.extend(partial_states(view, batch)?);
     }
-    Ok(DeltaPart::from_groups(groups))
+    DeltaPart::from_entries(entries)
 }
 
-/// Partial states of `batch` per group key (without the view prefix), merged into `into`.
+/// Partial states of `batch` per group key (without the view prefix), merged into `into`
+/// (bulk loads and backfills, which gather many batches before writing a part).
 pub(crate) fn accumulate(
     view: &CompiledView,
     batch: &RecordBatch,
     into: &mut Groups,
 ) -> Result<()> {
-    let groups = partial_states(view, batch)?;
-    if into.is_empty() {
-        *into = groups;
-        return Ok(());
-    }
-    for (key, states) in groups {
+    let entries = partial_states(view, batch)?;
+    into.reserve(entries.len());
+    for (key, states) in entries {
         merge_group(into, key, states)?;
     }
     Ok(())
@@ -66,14 +66,16 @@ fn merge_group(groups: &mut Groups, key: Vec<u8>, states: Vec<AggState>) -> Resu
     Ok(())
 }
 
-/// Pre-aggregates `batch` into one partial state per group key (without the view prefix).
+/// Pre-aggregates `batch` into partial states per group key (without the view prefix), in
+/// order of first appearance. A key may appear twice (values DataFusion tells apart that
+/// encode alike, such as NaNs of different bits): callers merge by key.
 ///
 /// Vectorized in three steps: the view's filter selects rows (Arrow's filter kernel), the
 /// group columns are interned by DataFusion's `GroupValues` (the hash table its own
 /// `GROUP BY` uses) into a group number per row, and each aggregate then updates its
 /// per-group states in a loop over its argument column. Group keys are encoded once per
 /// group, not per row.
-fn partial_states(view: &CompiledView, batch: &RecordBatch) -> Result<Groups> {
+fn partial_states(view: &CompiledView, batch: &RecordBatch) -> Result<Vec<Entry>> {
     let filtered;
     let batch = match &view.filter {
         Some(f) => {
@@ -85,7 +87,7 @@ fn partial_states(view: &CompiledView, batch: &RecordBatch) -> Result<Groups> {
         None => batch,
     };
     if batch.num_rows() == 0 {
-        return Ok(Groups::default());
+        return Ok(Vec::new());
     }
     let (group_of_row, keys) = assign_groups(view, batch)?;
 
@@ -102,18 +104,18 @@ fn partial_states(view: &CompiledView, batch: &RecordBatch) -> Result<Groups> {
         states_by_agg.push(states);
     }
 
-    let mut by_group = Groups::with_capacity(keys.len());
     let mut columns: Vec<std::vec::IntoIter<AggState>> =
         states_by_agg.into_iter().map(Vec::into_iter).collect();
-    for key in keys {
-        let states: Vec<AggState> = columns
-            .iter_mut()
-            .map(|c| c.next().expect("one state per group"))
-            .collect();
-        // Values DataFusion tells apart may share a key (NaNs of different bits): one group.
-        merge_group(&mut by_group, key, states)?;
-    }
-    Ok(by_group)
+    Ok(keys
+        .into_iter()
+        .map(|key| {
+            let states: Vec<AggState> = columns
+                .iter_mut()
+                .map(|c| c.next().expect("one state per group"))
+                .collect();
+            (key, states)
+        })
+        .collect())
 }
 
 /// Numbers the groups of `batch`'s rows: the group of each row, and each group's key (the

@@ -34,16 +34,42 @@ pub(crate) struct DeltaPart {
 /// The groups of a delta before it is a part: group key → partial states.
 pub(crate) type Groups = HashMap<Vec<u8>, Vec<AggState>>;
 
+/// One group of a delta before it is a part: its key and partial states.
+pub(crate) type Entry = (Vec<u8>, Vec<AggState>);
+
 impl DeltaPart {
     /// A part of `groups`, sorted by key (its id is assigned at commit).
     pub(crate) fn from_groups(groups: Groups) -> DeltaPart {
-        let mut entries: Vec<(Vec<u8>, Vec<AggState>)> = groups.into_iter().collect();
+        let mut entries: Vec<Entry> = groups.into_iter().collect();
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        DeltaPart::from_sorted(&entries)
+    }
+
+    /// A part of `entries`, in which a key may appear more than once: sorted by key (stably,
+    /// so equal keys merge in the order given) and merged into one group per key.
+    pub(crate) fn from_entries(mut entries: Vec<Entry>) -> Result<DeltaPart> {
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut merged: Vec<Entry> = Vec::with_capacity(entries.len());
+        for (key, states) in entries {
+            match merged.last_mut() {
+                Some((last, existing)) if *last == key => {
+                    for (a, b) in existing.iter_mut().zip(&states) {
+                        a.merge(b)?;
+                    }
+                }
+                _ => merged.push((key, states)),
+            }
+        }
+        Ok(DeltaPart::from_sorted(&merged))
+    }
+
+    /// A part of entries sorted by key, each key once.
+    fn from_sorted(entries: &[Entry]) -> DeltaPart {
         let key_bytes = entries.iter().map(|(k, _)| k.len()).sum();
         let mut keys = BinaryBuilder::with_capacity(entries.len(), key_bytes);
         let mut states = BinaryBuilder::with_capacity(entries.len(), entries.len() * 16);
         let mut scratch = Vec::new();
-        for (key, group_states) in &entries {
+        for (key, group_states) in entries {
             keys.append_value(key);
             scratch.clear();
             state::encode_into(group_states, &mut scratch);
@@ -169,6 +195,37 @@ mod tests {
             state::decode(back.states.value(2)).unwrap(),
             vec![AggState::Count(2)]
         );
+    }
+
+    #[test]
+    fn entries_with_repeated_keys_merge_into_one_group_each() {
+        let entries: Vec<Entry> = vec![
+            (
+                b"\x01b".to_vec(),
+                vec![AggState::Count(1), AggState::SumFloat(Some(0.1))],
+            ),
+            (
+                b"\x01a".to_vec(),
+                vec![AggState::Count(2), AggState::SumFloat(None)],
+            ),
+            (
+                b"\x01b".to_vec(),
+                vec![AggState::Count(4), AggState::SumFloat(Some(0.2))],
+            ),
+        ];
+        let p = DeltaPart::from_entries(entries).unwrap();
+        let keys: Vec<&[u8]> = p.keys.iter().map(Option::unwrap).collect();
+        assert_eq!(keys, vec![&b"\x01a"[..], b"\x01b"]);
+        assert_eq!(
+            state::decode(p.states.value(1)).unwrap(),
+            vec![AggState::Count(5), AggState::SumFloat(Some(0.1 + 0.2))]
+        );
+        // States of different aggregates under one key are a damaged input, not a panic.
+        let clash: Vec<Entry> = vec![
+            (b"k".to_vec(), vec![AggState::Count(1)]),
+            (b"k".to_vec(), vec![AggState::SumInt(Some(1))]),
+        ];
+        assert!(DeltaPart::from_entries(clash).is_err());
     }
 
     #[test]
