@@ -169,27 +169,16 @@ fn update_states(
     group_of_row: &[usize],
     mask: Option<&BooleanArray>,
 ) {
-    let selected = |row: usize| mask.is_none_or(|m| passes(m, row));
-    let valid = |nulls: Option<&NullBuffer>, row: usize| nulls.is_none_or(|n| n.is_valid(row));
     match (kind, arg) {
         (_, Column::Null) => {}
-        (AggKind::Count, _) => {
-            let nulls = arg.nulls();
-            for (row, &group) in group_of_row.iter().enumerate() {
-                if selected(row)
-                    && valid(nulls, row)
-                    && let AggState::Count(n) = &mut states[group]
-                {
-                    *n += 1;
-                }
+        (AggKind::Count, _) => each_value(group_of_row, mask, arg.nulls(), |_, group| {
+            if let AggState::Count(n) = &mut states[group] {
+                *n += 1;
             }
-        }
+        }),
         (AggKind::Sum | AggKind::Avg, Column::Int(a)) => {
-            let (values, nulls) = (a.values(), a.nulls());
-            for (row, &group) in group_of_row.iter().enumerate() {
-                if !selected(row) || !valid(nulls, row) {
-                    continue;
-                }
+            let values = a.values();
+            each_value(group_of_row, mask, a.nulls(), |row, group| {
                 let v = values[row];
                 match &mut states[group] {
                     AggState::SumInt(s) => *s = Some(s.unwrap_or(0).wrapping_add(v)),
@@ -199,14 +188,11 @@ fn update_states(
                     }
                     state => update(state, kind, KeyValue::Int(v)),
                 }
-            }
+            })
         }
         (AggKind::Sum | AggKind::Avg, Column::Float(a)) => {
-            let (values, nulls) = (a.values(), a.nulls());
-            for (row, &group) in group_of_row.iter().enumerate() {
-                if !selected(row) || !valid(nulls, row) {
-                    continue;
-                }
+            let values = a.values();
+            each_value(group_of_row, mask, a.nulls(), |row, group| {
                 let v = values[row];
                 match &mut states[group] {
                     AggState::SumFloat(s) => *s = Some(s.unwrap_or(0.0) + v),
@@ -216,48 +202,35 @@ fn update_states(
                     }
                     state => update(state, kind, KeyValue::Float(v)),
                 }
-            }
+            })
         }
+        // Sketches hash text and bytes in place, integers from their canonical bytes (see
+        // `sketch::canonical_bytes`), without building a `KeyValue`.
         (AggKind::ApproxDistinct, Column::Text(a)) => {
-            for (row, &group) in group_of_row.iter().enumerate() {
-                if selected(row)
-                    && a.is_valid(row)
-                    && let AggState::Hll(hll) = &mut states[group]
-                {
-                    // Hashed in place, without copying the value.
+            each_value(group_of_row, mask, a.nulls(), |row, group| {
+                if let AggState::Hll(hll) = &mut states[group] {
                     hll.insert_bytes(a.value(row).as_bytes());
                 }
-            }
+            })
         }
         (AggKind::ApproxDistinct, Column::Bytes(a)) => {
-            for (row, &group) in group_of_row.iter().enumerate() {
-                if selected(row)
-                    && a.is_valid(row)
-                    && let AggState::Hll(hll) = &mut states[group]
-                {
+            each_value(group_of_row, mask, a.nulls(), |row, group| {
+                if let AggState::Hll(hll) = &mut states[group] {
                     hll.insert_bytes(a.value(row));
                 }
-            }
+            })
         }
         (AggKind::ApproxDistinct, Column::Int(a)) => {
-            let (values, nulls) = (a.values(), a.nulls());
-            for (row, &group) in group_of_row.iter().enumerate() {
-                if selected(row)
-                    && valid(nulls, row)
-                    && let AggState::Hll(hll) = &mut states[group]
-                {
-                    // The canonical bytes of an integer (see `sketch::canonical_bytes`).
+            let values = a.values();
+            each_value(group_of_row, mask, a.nulls(), |row, group| {
+                if let AggState::Hll(hll) = &mut states[group] {
                     hll.insert_bytes(&values[row].to_le_bytes());
                 }
-            }
+            })
         }
         (AggKind::Min | AggKind::Max, Column::Int(a)) => {
-            let want = extreme(kind);
-            let (values, nulls) = (a.values(), a.nulls());
-            for (row, &group) in group_of_row.iter().enumerate() {
-                if !selected(row) || !valid(nulls, row) {
-                    continue;
-                }
+            let (want, values) = (extreme(kind), a.values());
+            each_value(group_of_row, mask, a.nulls(), |row, group| {
                 let v = values[row];
                 match &mut states[group] {
                     AggState::Min(Some(KeyValue::Int(cur)))
@@ -268,15 +241,11 @@ fn update_states(
                     }
                     state => update(state, kind, KeyValue::Int(v)),
                 }
-            }
+            })
         }
         (AggKind::Min | AggKind::Max, Column::Float(a)) => {
-            let want = extreme(kind);
-            let (values, nulls) = (a.values(), a.nulls());
-            for (row, &group) in group_of_row.iter().enumerate() {
-                if !selected(row) || !valid(nulls, row) {
-                    continue;
-                }
+            let (want, values) = (extreme(kind), a.values());
+            each_value(group_of_row, mask, a.nulls(), |row, group| {
                 let v = values[row];
                 match &mut states[group] {
                     // The order `state::compare` uses for floats.
@@ -288,14 +257,26 @@ fn update_states(
                     }
                     state => update(state, kind, KeyValue::Float(v)),
                 }
-            }
+            })
         }
-        _ => {
-            for (row, &group) in group_of_row.iter().enumerate() {
-                if selected(row) {
-                    update(&mut states[group], kind, arg.get(row));
-                }
-            }
+        // NULLs are skipped by `update`.
+        _ => each_value(group_of_row, mask, None, |row, group| {
+            update(&mut states[group], kind, arg.get(row))
+        }),
+    }
+}
+
+/// Calls `f(row, group)` for each row that passes `mask` and is not NULL in `nulls`.
+#[inline(always)]
+fn each_value(
+    group_of_row: &[usize],
+    mask: Option<&BooleanArray>,
+    nulls: Option<&NullBuffer>,
+    mut f: impl FnMut(usize, usize),
+) {
+    for (row, &group) in group_of_row.iter().enumerate() {
+        if mask.is_none_or(|m| passes(m, row)) && nulls.is_none_or(|n| n.is_valid(row)) {
+            f(row, group);
         }
     }
 }
