@@ -438,3 +438,32 @@ fn refuse(plan: &LogicalPlan) -> Error {
         "{what} cannot be maintained incrementally; a materialized view is SELECT <group expressions>, <aggregates> FROM <table> [WHERE …] [GROUP BY …]"
     ))
 }
+
+/// `query` compiled as view `id` over a table `t` of `schema`, planned by a plain DataFusion
+/// session (for unit tests that need a view without a database).
+#[cfg(test)]
+pub(crate) fn compile_for_tests(query: &str, schema: &SchemaRef, id: u64) -> CompiledView {
+    use datafusion::datasource::MemTable;
+    use datafusion::prelude::SessionContext;
+
+    let ctx = SessionContext::new();
+    let table = MemTable::try_new(Arc::clone(schema), vec![vec![]]).expect("an empty table");
+    ctx.register_table("t", Arc::new(table))
+        .expect("registering t");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    let plan = runtime
+        .block_on(ctx.state().create_logical_plan(query))
+        .expect("a plannable query");
+    let def = ViewDef {
+        v: crate::catalog::CATALOG_ENTRY_VERSION,
+        id,
+        name: "v".into(),
+        table_id: 1,
+        query: query.into(),
+        status: super::ViewStatus::Ready,
+        indexed: false,
+    };
+    compile(def, &plan, &ctx.state()).expect("a view query")
+}

@@ -285,3 +285,62 @@ impl ExecutionPlan for ViewScanExec {
         Ok(Arc::new(statistics))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::prelude::SessionConfig;
+    use futures::StreamExt;
+
+    use super::*;
+    use crate::views::ViewData;
+    use crate::views::definition::compile_for_tests;
+
+    /// Runs a scan planned against view `v` id 1 at `snapshot`: the error of its first poll.
+    fn run_at(snapshot: Snapshot) -> String {
+        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, true)]));
+        let view = Arc::new(compile_for_tests(
+            "SELECT k, count(*) AS n FROM t GROUP BY k",
+            &schema,
+            1,
+        ));
+        let scan = ViewScanExec::new(Arc::clone(&view), vec![], None, Arc::clone(&view.schema), 0);
+        let config =
+            SessionConfig::new().with_extension(Arc::new(ReadSnapshot(Arc::new(snapshot))));
+        let context = Arc::new(TaskContext::default().with_session_config(config));
+        match scan.execute(0, context) {
+            Err(e) => e.to_string(),
+            Ok(mut stream) => {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .expect("a runtime");
+                match runtime.block_on(stream.next()) {
+                    Some(Err(e)) => e.to_string(),
+                    other => panic!("expected an error, got {other:?}"),
+                }
+            }
+        }
+    }
+
+    /// A plan that outlives its view (dropped, or dropped and created again under the same
+    /// name) fails with an error that says so, not a panic and not the new view's rows.
+    #[test]
+    fn a_scan_of_a_dropped_or_replaced_view_is_refused() {
+        let dropped = run_at(Snapshot::default());
+        assert!(dropped.contains("dropped or replaced"), "{dropped}");
+
+        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, true)]));
+        let newer = compile_for_tests("SELECT k, count(*) AS n FROM t GROUP BY k", &schema, 2);
+        let mut replaced = Snapshot::default();
+        replaced.views.insert(
+            "v".into(),
+            Arc::new(ViewEntry {
+                view: Arc::new(newer),
+                status: ViewStatus::Ready,
+                data: ViewData::default(),
+            }),
+        );
+        let replaced = run_at(replaced);
+        assert!(replaced.contains("dropped or replaced"), "{replaced}");
+    }
+}
