@@ -112,10 +112,9 @@ impl Hll {
     pub fn from_bytes(bytes: &[u8]) -> Result<Hll> {
         let sketch = HllSketch::deserialize(bytes)
             .map_err(|e| Error::Corrupt(format!("invalid HLL sketch: {e}")))?;
-        // DataSketches 0.6 reads a LIST-mode sketch (mode byte 7, low bits 0; at most 8
-        // coupons) whose coupon count includes empty slots, then writes one it cannot read:
-        // such a sketch is refused here, by writing it back (a few bytes at most).
-        if bytes[7] & 0b11 == 0 && HllSketch::deserialize(&sketch.serialize()).is_err() {
+        // DataSketches 0.6 reads a LIST-mode sketch whose coupon count includes empty slots,
+        // then writes one it cannot read: such a sketch is refused here.
+        if !list_coupons_match_count(bytes) {
             return Err(Error::Corrupt(
                 "invalid HLL sketch: LIST mode coupon count counts empty slots".into(),
             ));
@@ -128,6 +127,34 @@ impl Hll {
         union.update(&sketch);
         Ok(Hll(union.to_sketch(HllType::Hll8)))
     }
+}
+
+/// Whether a sketch that DataSketches read is not a LIST-mode one (mode byte 7, low bits 0)
+/// whose coupon count (byte 6) differs from the number of non-empty coupons it holds: after the
+/// 8-byte preamble, `count` coupons (u32 LE, 0 = empty) when compact (flag 8 of byte 5), else
+/// all 8 slots. `HllSketch::deserialize` has checked that those bytes are there.
+fn list_coupons_match_count(bytes: &[u8]) -> bool {
+    const LIST_PREAMBLE: usize = 8;
+    const LIST_SLOTS: usize = 8;
+    const COMPACT_FLAG: u8 = 8;
+    if bytes.len() < LIST_PREAMBLE || bytes[7] & 0b11 != 0 {
+        return true;
+    }
+    let count = usize::from(bytes[6]);
+    if count == 0 {
+        return true;
+    }
+    let stored = if bytes[5] & COMPACT_FLAG != 0 {
+        count
+    } else {
+        LIST_SLOTS
+    };
+    let filled = bytes[LIST_PREAMBLE..]
+        .chunks_exact(4)
+        .take(stored)
+        .filter(|coupon| *coupon != [0u8; 4])
+        .count();
+    filled == count
 }
 
 impl Default for Hll {
@@ -418,5 +445,29 @@ mod tests {
         let good = Hll::from_bytes(&with(coupon(1, 7))).unwrap();
         assert_eq!(good.estimate(), 3);
         assert_eq!(Hll::from_bytes(&good.to_bytes()).unwrap(), good);
+
+        // The updatable (not compact) image holds all 8 slots: as many non-empty ones as the
+        // count reads; one more or one fewer is refused.
+        let updatable = |filled: &[u32]| -> Vec<u8> {
+            let mut bytes = vec![2u8, 1, 7, HLL_LG_K, 3, 0, 3, 0];
+            for slot in 0..8 {
+                let c = filled.get(slot).map_or(0, |&s| (1 << 26) | s);
+                bytes.extend_from_slice(&c.to_le_bytes());
+            }
+            bytes
+        };
+        let read = Hll::from_bytes(&updatable(&[11, 22, 33])).unwrap();
+        assert_eq!(read.estimate(), 3);
+        assert_eq!(Hll::from_bytes(&read.to_bytes()).unwrap(), read);
+        assert!(Hll::from_bytes(&updatable(&[11, 22])).is_err());
+        assert!(Hll::from_bytes(&updatable(&[11, 22, 33, 44])).is_err());
+        // Every sketch this crate writes in LIST mode reads back.
+        for n in 0..8i64 {
+            let mut sketch = Hll::for_storage();
+            for v in 0..n {
+                sketch.insert_bytes(&v.to_le_bytes());
+            }
+            assert_eq!(Hll::from_bytes(&sketch.to_bytes()).unwrap(), sketch, "{n}");
+        }
     }
 }
