@@ -241,17 +241,20 @@ fn secondary_orders(view: &CompiledView, keys: &BinaryArray) -> Result<Vec<Optio
     if kinds.len() < 2 {
         return Ok(vec![None; kinds.len()]);
     }
-    let split: Vec<Vec<&[u8]>> = keys
-        .iter()
-        .map(|k| {
-            key::split(k.unwrap_or_default(), &kinds)
-                .ok_or_else(|| Error::Corrupt("malformed view group key".into()))
-        })
-        .collect::<Result<_>>()?;
-    let orders = (1..kinds.len()).map(|group| {
+    // The encoded values of each group column after the first, one list per column.
+    let mut columns: Vec<Vec<&[u8]>> = vec![Vec::with_capacity(keys.len()); kinds.len() - 1];
+    for k in keys.iter() {
+        let values = key::split(k.unwrap_or_default(), &kinds)
+            .ok_or_else(|| Error::Corrupt("malformed view group key".into()))?;
+        for (column, value) in columns.iter_mut().zip(&values[1..]) {
+            column.push(value);
+        }
+    }
+    let orders = columns.iter().map(|values| {
         let mut rows: Vec<u32> = (0..keys.len() as u32).collect();
-        // Stable: equal values stay in key order.
-        rows.sort_by(|&a, &b| split[a as usize][group].cmp(split[b as usize][group]));
+        // Stable: equal values stay in key order (rows are in key order, in runs sorted by
+        // each later column, which the stable sort merges).
+        rows.sort_by(|&a, &b| values[a as usize].cmp(values[b as usize]));
         Some(UInt32Array::from(rows))
     });
     Ok(std::iter::once(None).chain(orders).collect())
