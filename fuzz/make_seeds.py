@@ -169,6 +169,37 @@ def state_seeds():
     write("view_state", "truncated", b"\x05" + first[:9])
 
 
+def part_seeds():
+    # A delta part (format 2): version 1, group count n (u32 LE), then keys and states as two
+    # binary columns (n + 1 offsets u32 LE, then the bytes), keys strictly ascending.
+    def column(values):
+        offsets, at = [], 0
+        for v in [b""] + values:
+            at += len(v)
+            offsets.append(at)
+        return b"".join(struct.pack("<I", o) for o in offsets) + b"".join(values)
+
+    def part(groups):
+        keys = [k for k, _ in groups]
+        states = [v for _, v in groups]
+        return b"\x01" + struct.pack("<I", len(groups)) + column(keys) + column(states)
+
+    value = lambda *states: bytes([1]) + struct.pack("<H", len(states)) + b"".join(states)
+    count = lambda n: b"\x01" + struct.pack("<q", n)
+    avg = lambda s, c: b"\x07" + struct.pack("<dq", s, c)
+    coupons = [(3 << 26) | 12345, (1 << 26) | 7]
+    hll = bytes([2, 1, 7, 15, 3, 8, len(coupons), 0]) + b"".join(
+        struct.pack("<I", c) for c in coupons)
+    sketch = b"\x08" + struct.pack("<I", len(hll)) + hll
+    text_key = lambda t: b"\x01" + t + b"\x00\x00"
+    write("view_part", "two_groups", part([
+        (text_key(b"/a"), value(count(2), avg(3.5, 2), sketch)),
+        (text_key(b"/b"), value(count(1), avg(1.0, 1), sketch)),
+    ]))
+    write("view_part", "no_group_key", part([(b"", value(count(7)))]))
+    write("view_part", "empty", part([]))
+
+
 def key_seeds():
     def int_(v):
         return b"\x01" + ((v % (1 << 64)) ^ (1 << 63)).to_bytes(8, "big")
@@ -213,5 +244,6 @@ if __name__ == "__main__":
     copy_seeds()
     pg_seeds()
     state_seeds()
+    part_seeds()
     key_seeds()
     catalog_seeds()

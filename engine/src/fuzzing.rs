@@ -61,8 +61,12 @@ pub fn compare_values(a: &KeyValue, b: &KeyValue) -> std::cmp::Ordering {
     state::compare(a, b)
 }
 
-/// Decodes a view's delta part as `Database::open` reads it from `view_parts`; returns its
-/// number of groups.
+/// Decodes a view's delta part as `Database::open` reads it from `view_parts`, then walks each
+/// group's states as view reads do; returns its number of groups.
 pub fn decode_delta_part(bytes: &[u8]) -> Result<usize> {
-    crate::views::part::DeltaPart::decode(1, bytes).map(|p| p.len())
+    let part = crate::views::part::DeltaPart::decode(1, bytes)?;
+    for i in 0..part.len() {
+        state::visit(part.states.value(i), |_, _| Ok(()))?;
+    }
+    Ok(part.len())
 }

@@ -340,3 +340,20 @@ async fn a_directory_from_a_newer_format_is_refused() {
     );
     assert!(err.to_string().contains("upgrade Tally"), "{err}");
 }
+
+/// The checked-in fuzz seeds of the delta-part codec (`fuzz/corpus/view_part`, written by
+/// `fuzz/make_seeds.py`) are valid parts whose states walk as reads walk them: fuzzing starts
+/// from the real layout. Cut short by one byte, each is refused, not a panic.
+#[test]
+fn the_delta_part_fuzz_seeds_decode() {
+    use tally_engine::fuzzing::decode_delta_part;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus/view_part");
+    for (name, groups) in [("two_groups", 2), ("no_group_key", 1), ("empty", 0)] {
+        let bytes = std::fs::read(format!("{dir}/{name}")).unwrap();
+        assert_eq!(decode_delta_part(&bytes).unwrap(), groups, "{name}");
+        assert!(
+            decode_delta_part(&bytes[..bytes.len() - 1]).is_err(),
+            "{name}"
+        );
+    }
+}
