@@ -129,10 +129,10 @@ impl Hll {
     }
 }
 
-/// Whether a sketch that DataSketches read is not a LIST-mode one (mode byte 7, low bits 0)
-/// whose coupon count (byte 6) differs from the number of non-empty coupons it holds: after the
-/// 8-byte preamble, `count` coupons (u32 LE, 0 = empty) when compact (flag 8 of byte 5), else
-/// all 8 slots. `HllSketch::deserialize` has checked that those bytes are there.
+/// `false` for a LIST-mode sketch (mode byte 7, low bits 0) whose coupon count (byte 6) is not
+/// the number of non-empty coupons it holds, `true` for every other sketch. The coupons follow
+/// the 8-byte preamble as u32 LE (0 = empty): `count` of them when compact (flag 8 of byte 5),
+/// else all 8 slots. `HllSketch::deserialize` has already checked that those bytes are there.
 fn list_coupons_match_count(bytes: &[u8]) -> bool {
     const LIST_PREAMBLE: usize = 8;
     const LIST_SLOTS: usize = 8;
