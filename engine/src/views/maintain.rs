@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Decimal128Array, Float64Array, Int64Array,
-    RecordBatch, StringArray, new_null_array,
+    Array, ArrayRef, AsArray, BinaryArray, BinaryBuilder, BooleanArray, Decimal128Array,
+    Float64Array, Int64Array, RecordBatch, StringArray, new_null_array,
 };
 use arrow::buffer::NullBuffer;
 use arrow::compute::{cast, filter_record_batch};
@@ -18,7 +18,7 @@ use datafusion::physical_plan::aggregates::order::GroupOrdering;
 use super::definition::{AggKind, CompiledView};
 use super::key::{KeyKind, KeyValue, encode_bytes, encode_value};
 use super::part::{DeltaPart, Entry, Groups};
-use super::state::AggState;
+use super::state::{self, AggState};
 use crate::error::{Error, Result};
 use crate::sketch::{DistinctSet, Hll};
 
@@ -27,11 +27,20 @@ pub(crate) fn delta_part<'b>(
     view: &CompiledView,
     batches: impl IntoIterator<Item = &'b RecordBatch>,
 ) -> Result<DeltaPart> {
+    let mut batches = batches.into_iter();
+    let Some(first) = batches.next() else {
+        return BatchGroups::default().into_part();
+    };
+    let first = partial_states(view, first)?;
+    let Some(second) = batches.next() else {
+        // One batch (every library ingest and INSERT): sorted from its columns directly.
+        return first.into_part();
+    };
     // The groups of every batch in one list, sorted and merged by key once: no hash map per
     // commit (a group in several batches of the commit is merged in batch order).
-    let mut entries = Vec::new();
-    for batch in batches {
-        entries.extend(partial_states(view, batch)?);
+    let mut entries = first.into_entries();
+    for batch in std::iter::once(second).chain(batches) {
+        entries.extend(partial_states(view, batch)?.into_entries());
     }
     DeltaPart::from_entries(entries)
 }
@@ -43,12 +52,101 @@ pub(crate) fn accumulate(
     batch: &RecordBatch,
     into: &mut Groups,
 ) -> Result<()> {
-    let entries = partial_states(view, batch)?;
+    let entries = partial_states(view, batch)?.into_entries();
     into.reserve(entries.len());
     for (key, states) in entries {
         merge_group(into, key, states)?;
     }
     Ok(())
+}
+
+/// One batch pre-aggregated, column by column: each group's key (memcomparable, without the
+/// view prefix) in one buffer, in order of first appearance, and per aggregate each group's
+/// state. A key may appear twice (values DataFusion tells apart that encode alike, such as
+/// NaNs of different bits): consumers merge by key.
+#[derive(Default)]
+struct BatchGroups {
+    key_bytes: Vec<u8>,
+    /// End of each group's key in `key_bytes`.
+    key_ends: Vec<usize>,
+    /// Per aggregate, one state per group.
+    states_by_agg: Vec<Vec<AggState>>,
+}
+
+impl BatchGroups {
+    fn len(&self) -> usize {
+        self.key_ends.len()
+    }
+
+    fn key(&self, group: usize) -> &[u8] {
+        let start = if group == 0 {
+            0
+        } else {
+            self.key_ends[group - 1]
+        };
+        &self.key_bytes[start..self.key_ends[group]]
+    }
+
+    /// The groups as (key, states) entries, in order of first appearance.
+    fn into_entries(self) -> Vec<Entry> {
+        let keys: Vec<Vec<u8>> = (0..self.len()).map(|g| self.key(g).to_vec()).collect();
+        let mut columns: Vec<std::vec::IntoIter<AggState>> =
+            self.states_by_agg.into_iter().map(Vec::into_iter).collect();
+        keys.into_iter()
+            .map(|key| {
+                let states: Vec<AggState> = columns
+                    .iter_mut()
+                    .map(|c| c.next().expect("one state per group"))
+                    .collect();
+                (key, states)
+            })
+            .collect()
+    }
+
+    /// The delta part of these groups: an order of group numbers sorted by key (stably, so
+    /// that equal keys merge in the order they appeared), each group's states encoded straight
+    /// from their columns. No key or state list is allocated per group.
+    fn into_part(self) -> Result<DeltaPart> {
+        let n = self.len();
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        order.sort_by(|&a, &b| self.key(a as usize).cmp(self.key(b as usize)));
+        let mut keys = BinaryBuilder::with_capacity(n, self.key_bytes.len());
+        let mut states = BinaryBuilder::with_capacity(n, n * 16);
+        let mut scratch = Vec::new();
+        let mut i = 0;
+        while i < n {
+            let first = order[i] as usize;
+            let key = self.key(first);
+            let mut end = i + 1;
+            while end < n && self.key(order[end] as usize) == key {
+                end += 1;
+            }
+            scratch.clear();
+            if end == i + 1 {
+                state::encode_into(self.states_by_agg.iter().map(|c| &c[first]), &mut scratch);
+            } else {
+                let mut merged: Vec<AggState> = self
+                    .states_by_agg
+                    .iter()
+                    .map(|c| c[first].clone())
+                    .collect();
+                for &group in &order[i + 1..end] {
+                    for (state, column) in merged.iter_mut().zip(&self.states_by_agg) {
+                        state.merge(&column[group as usize])?;
+                    }
+                }
+                state::encode_into(merged.iter(), &mut scratch);
+            }
+            keys.append_value(key);
+            states.append_value(&scratch);
+            i = end;
+        }
+        Ok(DeltaPart {
+            id: 0,
+            keys: keys.finish(),
+            states: states.finish(),
+        })
+    }
 }
 
 /// Adds one group's states to `groups`: merged into the group's states if it has some.
@@ -66,16 +164,14 @@ fn merge_group(groups: &mut Groups, key: Vec<u8>, states: Vec<AggState>) -> Resu
     Ok(())
 }
 
-/// Pre-aggregates `batch` into partial states per group key (without the view prefix), in
-/// order of first appearance. A key may appear twice (values DataFusion tells apart that
-/// encode alike, such as NaNs of different bits): callers merge by key.
+/// Pre-aggregates `batch` into partial states per group.
 ///
 /// Vectorized in three steps: the view's filter selects rows (Arrow's filter kernel), the
 /// group columns are interned by DataFusion's `GroupValues` (the hash table its own
 /// `GROUP BY` uses) into a group number per row, and each aggregate then updates its
 /// per-group states in a loop over its argument column. Group keys are encoded once per
 /// group, not per row.
-fn partial_states(view: &CompiledView, batch: &RecordBatch) -> Result<Vec<Entry>> {
+fn partial_states(view: &CompiledView, batch: &RecordBatch) -> Result<BatchGroups> {
     let filtered;
     let batch = match &view.filter {
         Some(f) => {
@@ -87,9 +183,9 @@ fn partial_states(view: &CompiledView, batch: &RecordBatch) -> Result<Vec<Entry>
         None => batch,
     };
     if batch.num_rows() == 0 {
-        return Ok(Vec::new());
+        return Ok(BatchGroups::default());
     }
-    let (group_of_row, keys) = assign_groups(view, batch)?;
+    let (group_of_row, key_bytes, key_ends) = assign_groups(view, batch)?;
 
     let mut states_by_agg: Vec<Vec<AggState>> = Vec::with_capacity(view.aggs.len());
     for agg in &view.aggs {
@@ -99,31 +195,27 @@ fn partial_states(view: &CompiledView, batch: &RecordBatch) -> Result<Vec<Entry>
             .as_ref()
             .map(|f| evaluate_mask(f, batch))
             .transpose()?;
-        let mut states = vec![initial_state(agg.kind, agg.arg_kind); keys.len()];
+        let mut states = vec![initial_state(agg.kind, agg.arg_kind); key_ends.len()];
         update_states(&mut states, agg.kind, &arg, &group_of_row, mask.as_ref());
         states_by_agg.push(states);
     }
-
-    let mut columns: Vec<std::vec::IntoIter<AggState>> =
-        states_by_agg.into_iter().map(Vec::into_iter).collect();
-    Ok(keys
-        .into_iter()
-        .map(|key| {
-            let states: Vec<AggState> = columns
-                .iter_mut()
-                .map(|c| c.next().expect("one state per group"))
-                .collect();
-            (key, states)
-        })
-        .collect())
+    Ok(BatchGroups {
+        key_bytes,
+        key_ends,
+        states_by_agg,
+    })
 }
 
 /// Numbers the groups of `batch`'s rows: the group of each row, and each group's key (the
-/// memcomparable encoding of its group values), in order of first appearance.
-fn assign_groups(view: &CompiledView, batch: &RecordBatch) -> Result<(Vec<usize>, Vec<Vec<u8>>)> {
+/// memcomparable encoding of its group values) in order of first appearance, as one buffer
+/// and the end of each key in it.
+fn assign_groups(
+    view: &CompiledView,
+    batch: &RecordBatch,
+) -> Result<(Vec<usize>, Vec<u8>, Vec<usize>)> {
     let rows = batch.num_rows();
     if view.groups.is_empty() {
-        return Ok((vec![0; rows], vec![Vec::new()]));
+        return Ok((vec![0; rows], Vec::new(), vec![0]));
     }
     let mut arrays = Vec::with_capacity(view.groups.len());
     for g in &view.groups {
@@ -148,15 +240,15 @@ fn assign_groups(view: &CompiledView, batch: &RecordBatch) -> Result<(Vec<usize>
         .zip(&view.groups)
         .map(|(array, g)| Column::new(array, g.kind))
         .collect::<Result<_>>()?;
-    let mut keys = Vec::with_capacity(count);
+    let mut key_bytes = Vec::with_capacity(count * 16);
+    let mut key_ends = Vec::with_capacity(count);
     for group in 0..count {
-        let mut key = Vec::with_capacity(16);
         for column in &columns {
-            column.encode_key(group, &mut key);
+            column.encode_key(group, &mut key_bytes);
         }
-        keys.push(key);
+        key_ends.push(key_bytes.len());
     }
-    Ok((group_of_row, keys))
+    Ok((group_of_row, key_bytes, key_ends))
 }
 
 /// Adds the argument values of the rows that pass `mask` to their groups' states. Counts,

@@ -72,7 +72,7 @@ impl DeltaPart {
         for (key, group_states) in entries {
             keys.append_value(key);
             scratch.clear();
-            state::encode_into(group_states, &mut scratch);
+            state::encode_into(group_states.iter(), &mut scratch);
             states.append_value(&scratch);
         }
         DeltaPart {

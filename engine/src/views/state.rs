@@ -115,12 +115,15 @@ pub(crate) fn compare(a: &KeyValue, b: &KeyValue) -> Ordering {
 /// Encodes the states of one group.
 pub(crate) fn encode(states: &[AggState]) -> Vec<u8> {
     let mut out = Vec::with_capacity(3 + states.len() * 10);
-    encode_into(states, &mut out);
+    encode_into(states.iter(), &mut out);
     out
 }
 
 /// Appends the encoding of the states of one group to `out`.
-pub(crate) fn encode_into(states: &[AggState], out: &mut Vec<u8>) {
+pub(crate) fn encode_into<'a>(
+    states: impl ExactSizeIterator<Item = &'a AggState>,
+    out: &mut Vec<u8>,
+) {
     let out = &mut *out;
     out.push(STATE_VERSION);
     out.extend_from_slice(&(states.len() as u16).to_le_bytes());
