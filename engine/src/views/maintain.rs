@@ -611,6 +611,51 @@ mod tests {
         states
     }
 
+    /// A one-batch delta part (sorted from the batch's columns) is byte for byte the part of
+    /// the same groups as entries, sorted and merged: including keys that appear twice in the
+    /// batch (NaNs of different bits, -0.0 and 0.0), which become one group.
+    #[test]
+    fn a_one_batch_part_equals_the_part_of_its_entries() {
+        use arrow::datatypes::{Field, Schema};
+
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Float64, true),
+            Field::new("x", DataType::Int64, true),
+        ]));
+        let view = crate::views::definition::compile_for_tests(
+            "SELECT k, count(*) AS n, sum(x) AS s, max(x) AS m FROM t GROUP BY k",
+            &schema,
+            1,
+        );
+        let negative_nan = f64::from_bits(f64::NAN.to_bits() | (1 << 63));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Float64Array::from(vec![
+                    Some(1.5),
+                    Some(f64::NAN),
+                    Some(negative_nan),
+                    Some(0.0),
+                    Some(-0.0),
+                    None,
+                    Some(1.5),
+                ])),
+                Arc::new(Int64Array::from(vec![1, 2, 3, 4, 5, 6, 7])),
+            ],
+        )
+        .expect("a batch");
+        let part = delta_part(&view, [&batch]).expect("a part");
+        let expected = DeltaPart::from_entries(
+            partial_states(&view, &batch)
+                .expect("states")
+                .into_entries(),
+        )
+        .expect("a part");
+        assert_eq!(part.len(), 4, "groups NULL, 0, 1.5, NaN");
+        assert_eq!(part.keys, expected.keys);
+        assert_eq!(part.states, expected.states);
+    }
+
     /// Every typed loop keeps exactly the states of the generic path: NULLs and masked-out
     /// rows skipped, floats ordered as `state::compare` orders them (NaN above infinity, -0.0
     /// below 0.0), integers hashed from their canonical bytes.
