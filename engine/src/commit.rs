@@ -290,6 +290,8 @@ impl Writer {
         };
         let thread = std::thread::Builder::new()
             .name("tally-commit".into())
+            // View maintenance evaluates the views' expressions here.
+            .stack_size(crate::query::depth::THREAD_STACK)
             .spawn(move || committer.run(rx))
             .map_err(|e| Error::io("starting the commit thread", e))?;
         Ok(Writer {

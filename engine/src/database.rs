@@ -760,15 +760,20 @@ fn run_on_own_runtime<F>(future: F) -> Result<()>
 where
     F: std::future::Future<Output = Result<()>> + Send + 'static,
 {
-    std::thread::spawn(move || {
+    let thread = std::thread::Builder::new()
+        .name("tally-backfill".into())
+        .stack_size(crate::query::depth::THREAD_STACK);
+    let thread = thread.spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| Error::io("starting a runtime for backfill", e))?;
         runtime.block_on(future)
-    })
-    .join()
-    .map_err(|_| Error::Corrupt("backfill thread panicked".into()))?
+    });
+    thread
+        .map_err(|e| Error::io("starting the backfill thread", e))?
+        .join()
+        .map_err(|_| Error::Corrupt("backfill thread panicked".into()))?
 }
 
 /// Deletes segment files and table directories that the catalog does not name.

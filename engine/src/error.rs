@@ -87,6 +87,16 @@ pub enum Error {
     /// The SQL text could not be parsed.
     #[error("syntax error: {0}")]
     Syntax(String),
+    /// The statement nests deeper than Tally runs (see [`crate::depth`]).
+    #[error("{}", too_deep_message(*depth, *limit, *subqueries))]
+    TooDeep {
+        /// How deep it nests, as counted until the limit was passed.
+        depth: usize,
+        /// The limit.
+        limit: usize,
+        /// Whether the limit is the one on subqueries nested in expressions.
+        subqueries: bool,
+    },
     /// Planning or executing a query failed.
     #[error("{0}")]
     Query(#[from] datafusion::error::DataFusionError),
@@ -171,6 +181,8 @@ pub enum ErrorKind {
     NotSupported,
     /// Syntax error.
     Syntax,
+    /// A statement too deep to run (54001, as PostgreSQL's stack depth limit).
+    TooDeep,
     /// Invalid definition.
     InvalidDefinition,
     /// Dependent objects still exist (2BP01).
@@ -208,6 +220,7 @@ impl Error {
             Error::InvalidData { class, .. } => ErrorKind::Data(*class),
             Error::NotSupported(_) => ErrorKind::NotSupported,
             Error::Syntax(_) => ErrorKind::Syntax,
+            Error::TooDeep { .. } => ErrorKind::TooDeep,
             Error::InvalidDefinition(_) => ErrorKind::InvalidDefinition,
             Error::DependentObjects(_) => ErrorKind::DependentObjects,
             Error::NoSuchSavepoint(_) => ErrorKind::NoSuchSavepoint,
@@ -333,5 +346,29 @@ mod tests {
             reason: "No space left on device".into(),
         };
         assert_eq!(data.kind(), ErrorKind::Data(DataErrorClass::InvalidText));
+    }
+}
+
+impl From<crate::depth::TooDeep> for Error {
+    fn from(e: crate::depth::TooDeep) -> Self {
+        Error::TooDeep {
+            depth: e.depth,
+            limit: e.limit,
+            subqueries: e.subqueries,
+        }
+    }
+}
+
+fn too_deep_message(depth: usize, limit: usize, subqueries: bool) -> String {
+    if subqueries {
+        format!(
+            "stack depth limit exceeded: subqueries nest at least {depth} deep in an expression, \
+             more than the limit of {limit}"
+        )
+    } else {
+        format!(
+            "stack depth limit exceeded: the statement nests at least {depth} levels deep, more \
+             than the limit of {limit}"
+        )
     }
 }

@@ -42,6 +42,7 @@ pub use database::{Database, Prepared, TableStats};
 pub use error::{DataErrorClass, Error, ErrorKind, Result};
 pub use metrics::Metrics;
 pub use options::Options;
+pub use query::depth;
 pub use query::extension::{CatalogSnapshot, SessionExtension, TableInfo, ViewInfo};
 pub use query::{BatchStream, CATALOG, SCHEMA, StatementResult, StreamedResult};
 pub use retention::{RetentionReport, format_period};

@@ -3,6 +3,7 @@
 
 pub(crate) mod catalog;
 pub(crate) mod ddl;
+pub mod depth;
 pub(crate) mod extension;
 pub(crate) mod hidden;
 pub(crate) mod plan_cache;
@@ -23,8 +24,10 @@ use datafusion::execution::context::{SessionConfig, SessionContext, SessionState
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{DdlStatement, DmlStatement, LogicalPlan, WriteOp};
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::sql::parser::{DFParser, Statement as DfStatement};
+use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::ParserError;
+use datafusion::sql::sqlparser::tokenizer::Tokenizer;
 
 use crate::error::{Error, Result, from_datafusion};
 use crate::options::Options;
@@ -64,11 +67,47 @@ impl StatementResult {
     }
 }
 
-/// Parses SQL text into statements (PostgreSQL dialect).
+/// Parses SQL text into statements (PostgreSQL dialect), after checking that it nests no
+/// deeper than [`depth::MAX_DEPTH`]. Run it, and whatever holds its statements, on a stack
+/// sized by [`statement_depth`] ([`depth::on_big_stack`]).
 pub(crate) fn parse(sql: &str) -> Result<Vec<DfStatement>> {
-    DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {})
+    statement_depth(sql)?;
+    DFParserBuilder::new(sql)
+        .with_dialect(&PostgreSqlDialect {})
+        // The depth check above is the limit that counts; sqlparser's own (50 levels by
+        // default, about 15 nested subqueries) would refuse what PostgreSQL runs.
+        .with_recursion_limit(PARSER_RECURSION_LIMIT)
+        .build()
+        .and_then(|mut parser| parser.parse_statements())
         .map(Vec::from)
-        .map_err(|e| Error::Syntax(strip_prefix(e.to_string())))
+        .map_err(parse_error)
+}
+
+/// sqlparser's recursion limit: several of its frames make one level of [`depth::bound`].
+pub const PARSER_RECURSION_LIMIT: usize = 8 * depth::MAX_DEPTH;
+
+/// How deep the statements in `sql` nest ([`depth::bound`]), or why they are too deep to run.
+/// A string that does not tokenize counts as shallow: parsing it reports the syntax error.
+pub fn statement_depth(sql: &str) -> Result<usize> {
+    match Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize() {
+        Ok(tokens) => Ok(depth::check(&tokens)?),
+        Err(_) => Ok(0),
+    }
+}
+
+fn parse_error(e: datafusion::error::DataFusionError) -> Error {
+    match &e {
+        datafusion::error::DataFusionError::SQL(p, _)
+            if matches!(**p, ParserError::RecursionLimitExceeded) =>
+        {
+            Error::TooDeep {
+                depth: PARSER_RECURSION_LIMIT,
+                limit: PARSER_RECURSION_LIMIT,
+                subqueries: false,
+            }
+        }
+        _ => Error::Syntax(strip_prefix(e.to_string())),
+    }
 }
 
 /// Leaves the sketch columns of the views in `snapshot` out of `statement`'s wildcards

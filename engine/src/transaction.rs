@@ -196,15 +196,19 @@ impl Transaction {
 
     /// Runs SQL statements like [`Database::execute`], holding the rows of every INSERT.
     pub async fn execute(&self, sql: &str) -> Result<Vec<StatementResult>> {
-        let mut results = Vec::new();
-        for statement in query::parse(sql)? {
-            results.push(
-                self.db
-                    .execute_statement(statement, vec![], &self.target(), None)
-                    .await?,
-            );
-        }
-        Ok(results)
+        let depth = query::statement_depth(sql)?;
+        query::depth::on_big_stack(depth, async {
+            let mut results = Vec::new();
+            for statement in query::parse(sql)? {
+                results.push(
+                    self.db
+                        .execute_statement(statement, vec![], &self.target(), None)
+                        .await?,
+                );
+            }
+            Ok(results)
+        })
+        .await
     }
 
     /// Runs a prepared statement like [`Database::execute_prepared`], holding an INSERT's rows.

@@ -185,20 +185,9 @@ pub struct Parser {
     blocks: Arc<tokio::sync::Mutex<transaction::Blocks>>,
 }
 
-#[async_trait]
-impl QueryParser for Parser {
-    type Statement = Parsed;
-
-    async fn parse_sql<C>(
-        &self,
-        _client: &C,
-        sql: &str,
-        _types: &[Option<Type>],
-    ) -> PgWireResult<Option<Parsed>>
-    where
-        C: ClientInfo + Unpin + Send + Sync,
-    {
-        let mut pieces = statement::split(sql)?;
+impl Parser {
+    /// Classifies and prepares the one statement of an extended-protocol Parse.
+    async fn parse_pieces(&self, mut pieces: Vec<String>) -> PgWireResult<Option<Parsed>> {
         if pieces.len() > 1 {
             return Err(errors::pg(
                 state::SYNTAX,
@@ -235,6 +224,24 @@ impl QueryParser for Parser {
             declared_params: statement::placeholders(&piece),
             sql: piece,
         }))
+    }
+}
+
+#[async_trait]
+impl QueryParser for Parser {
+    type Statement = Parsed;
+
+    async fn parse_sql<C>(
+        &self,
+        _client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<Parsed>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let split = statement::split(sql)?;
+        tally_engine::depth::on_big_stack(split.depth, self.parse_pieces(split.pieces)).await
     }
 
     fn get_parameter_types(&self, stmt: &Parsed) -> PgWireResult<Vec<Type>> {
@@ -957,11 +964,30 @@ impl SimpleQueryHandler for Connection {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let mut responses = Vec::new();
-        let pieces = match statement::split(query) {
-            Ok(pieces) => pieces,
+        let split = match statement::split(query) {
+            Ok(split) => split,
             Err(e) => return Ok(vec![Response::Error(Box::new(e.into()))]),
         };
+        tally_engine::depth::on_big_stack(split.depth, self.answer_pieces(client, split.pieces))
+            .await
+    }
+}
+
+impl Connection {
+    /// Answers the statements of a simple-protocol query string, one after another, until one
+    /// fails or starts a COPY FROM STDIN.
+    async fn answer_pieces<C>(
+        &self,
+        client: &mut C,
+        pieces: Vec<String>,
+    ) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let mut responses = Vec::new();
         let last = pieces.len().saturating_sub(1);
         for (i, piece) in pieces.into_iter().enumerate() {
             self.registration.activity().start(&piece);

@@ -12,6 +12,7 @@ use datafusion::sql::sqlparser::ast;
 use super::Database;
 use crate::error::{DataErrorClass, Error, Result};
 use crate::query::ddl::{self, Ddl};
+use crate::query::depth;
 use crate::query::{self, PlanCache, StatementResult};
 use crate::snapshot::Snapshot;
 use crate::transaction::AppendTarget;
@@ -31,15 +32,19 @@ impl Database {
     /// Runs one or more SQL statements in order and returns each statement's result.
     /// Execution stops at the first error; statements before it stay committed.
     pub async fn execute(&self, sql: &str) -> Result<Vec<StatementResult>> {
-        let mut results = Vec::new();
-        let target = self.commit_target();
-        for statement in query::parse(sql)? {
-            results.push(
-                self.execute_statement(statement, vec![], &target, None)
-                    .await?,
-            );
-        }
-        Ok(results)
+        let depth = query::statement_depth(sql)?;
+        depth::on_big_stack(depth, async {
+            let mut results = Vec::new();
+            let target = self.commit_target();
+            for statement in query::parse(sql)? {
+                results.push(
+                    self.execute_statement(statement, vec![], &target, None)
+                        .await?,
+                );
+            }
+            Ok(results)
+        })
+        .await
     }
 
     /// Parses and plans one statement without running it: its parameter types (`$1`, `$2` …)
@@ -48,6 +53,11 @@ impl Database {
     /// plan per parameter values for the runs after; anything else is planned again.
     pub async fn prepare(&self, sql: &str) -> Result<Prepared> {
         self.inner.check_open()?;
+        let depth = query::statement_depth(sql)?;
+        depth::on_big_stack(depth, self.prepare_at_depth(sql, depth)).await
+    }
+
+    async fn prepare_at_depth(&self, sql: &str, depth: usize) -> Result<Prepared> {
         let mut statements = query::parse(sql)?;
         if statements.len() != 1 {
             return Err(Error::Syntax(format!(
@@ -58,7 +68,8 @@ impl Database {
         let statement = statements.pop().expect("one statement");
         if let Some(ddl) = classify_statement(&statement)? {
             return Ok(Prepared {
-                statement,
+                statement: Some(statement),
+                depth,
                 command: ddl.command().into(),
                 param_types: vec![],
                 schema: Arc::new(arrow::datatypes::Schema::empty()),
@@ -73,7 +84,8 @@ impl Database {
         let param_types = parameter_types(&plan)?;
         let schema = Arc::new(plan.schema().as_arrow().clone());
         Ok(Prepared {
-            statement,
+            statement: Some(statement),
+            depth,
             command: command.into(),
             param_types,
             schema,
@@ -97,6 +109,19 @@ impl Database {
         params: Vec<ScalarValue>,
         target: &AppendTarget,
     ) -> Result<StatementResult> {
+        depth::on_big_stack(
+            prepared.depth,
+            self.execute_prepared_on_stack(prepared, params, target),
+        )
+        .await
+    }
+
+    async fn execute_prepared_on_stack(
+        &self,
+        prepared: &Prepared,
+        params: Vec<ScalarValue>,
+        target: &AppendTarget,
+    ) -> Result<StatementResult> {
         if params.len() != prepared.param_types.len() {
             return Err(Error::Syntax(format!(
                 "the statement takes {} parameter(s) but {} were given",
@@ -112,7 +137,7 @@ impl Database {
             }
         }
         self.execute_statement(
-            prepared.statement.clone(),
+            prepared.statement().clone(),
             params,
             target,
             Some(&prepared.plans),
@@ -163,7 +188,11 @@ impl Database {
 /// A planned statement with its parameter types and result schema, from [`Database::prepare`].
 #[derive(Debug, Clone)]
 pub struct Prepared {
-    statement: DfStatement,
+    /// `None` only while it is dropped (see `Drop`).
+    statement: Option<DfStatement>,
+    /// How deep the statement nests ([`depth::bound`]): deep ones run and drop on a stack of
+    /// their own.
+    depth: usize,
     /// The command it runs (`SELECT`, `INSERT`, `CREATE TABLE` …).
     pub command: String,
     /// Types of `$1`, `$2` …, as inferred from their use (`None` where nothing constrains one).
@@ -175,11 +204,26 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    fn statement(&self) -> &DfStatement {
+        self.statement
+            .as_ref()
+            .expect("a prepared statement keeps its statement until dropped")
+    }
+
     /// How many physical plans the statement keeps for reuse (one per recent set of parameter
     /// values; only queries that read views or nothing, without `now()`-like functions, are
     /// kept: see `docs/architecture.md`, "Prepared plans").
     pub fn cached_plans(&self) -> usize {
         self.plans.len()
+    }
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        // Dropping a statement's tree recurses as deep as it nests.
+        if let Some(statement) = self.statement.take() {
+            depth::with_big_stack(self.depth, move || drop(statement));
+        }
     }
 }
 

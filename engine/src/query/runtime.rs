@@ -29,6 +29,8 @@ impl QueryRuntime {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))
             .thread_name("tally-query")
+            // Plans execute here: evaluating a deep expression recurses as deep as it nests.
+            .thread_stack_size(super::depth::THREAD_STACK)
             .enable_all()
             .build()
             .map_err(|e| Error::io("starting the query runtime", e))?;

@@ -84,12 +84,16 @@ pub(crate) fn load_views(
         let table_name = table.def.name.clone();
         let (status, id, name) = (def.status, def.id, def.name.clone());
         let tables = snapshot.tables.clone();
-        let compiled =
-            futures::executor::block_on(engine.compile_view(&tables, def)).map_err(|e| {
-                Error::Corrupt(format!(
-                    "materialized view \"{name}\" over \"{table_name}\" no longer compiles: {e}"
-                ))
-            })?;
+        // A deep definition plans on a stack of its own, whatever thread opens the database.
+        let depth = crate::query::statement_depth(&def.query).unwrap_or(0);
+        let compiled = crate::query::depth::with_big_stack(depth, || {
+            futures::executor::block_on(engine.compile_view(&tables, def))
+        })
+        .map_err(|e| {
+            Error::Corrupt(format!(
+                "materialized view \"{name}\" over \"{table_name}\" no longer compiles: {e}"
+            ))
+        })?;
         let metas = segment_metas.remove(&id).unwrap_or_default();
         let stored_parts = parts.remove(&id).unwrap_or_default();
         let mut data = ViewData::default();

@@ -39,6 +39,8 @@ pub mod state {
     pub const NO_ACTIVE_TRANSACTION: &str = "25P01";
     /// BEGIN inside a transaction block.
     pub const ACTIVE_TRANSACTION: &str = "25001";
+    /// A statement nested too deep (PostgreSQL's stack depth limit).
+    pub const TOO_DEEP: &str = "54001";
 }
 
 /// The SQLSTATE of an engine error: the single mapping from [`ErrorKind`] to Postgres codes.
@@ -54,6 +56,7 @@ pub fn sqlstate(kind: ErrorKind) -> &'static str {
         ErrorKind::Data(DataErrorClass::WrongType) => "42804",
         ErrorKind::NotSupported => state::NOT_SUPPORTED,
         ErrorKind::Syntax => state::SYNTAX,
+        ErrorKind::TooDeep => state::TOO_DEEP,
         ErrorKind::InvalidDefinition => "42P16",
         ErrorKind::DependentObjects => "2BP01",
         ErrorKind::NoSuchSavepoint => "3B001",
@@ -76,6 +79,13 @@ pub fn engine_error(err: &Error) -> ErrorInfo {
         code = refine_query_error(&message);
     }
     let mut info = ErrorInfo::new(SEVERITY_ERROR.into(), code.into(), clean(&message));
+    if kind == ErrorKind::TooDeep {
+        info.hint = Some(
+            "Simplify the statement: split long chains of operators (a list of OR'ed equalities \
+             can be one IN list), or nest fewer subqueries and parentheses."
+                .into(),
+        );
+    }
     if kind == ErrorKind::DiskFull {
         info.hint = Some(
             "Free space on the data directory's disk; nothing of this statement was kept. \

@@ -14,6 +14,8 @@ mod subscribe;
 pub use copy::{CopyFormat, CopyIn, CopyOut};
 pub use subscribe::Subscribe;
 
+use tally_engine::depth;
+
 use super::catalog;
 use super::errors::{self, state};
 use pgwire::error::PgWireResult;
@@ -76,12 +78,26 @@ pub enum Statement {
     },
 }
 
-/// Splits SQL text at top-level semicolons (string literals and comments respected).
-pub fn split(sql: &str) -> PgWireResult<Vec<String>> {
+/// SQL text split into statements.
+#[derive(Debug, Clone, Default)]
+pub struct Split {
+    /// The statements, without their semicolons (blank ones left out).
+    pub pieces: Vec<String>,
+    /// How deep the deepest of them nests ([`depth::bound`]): handle them on a stack sized
+    /// for it ([`depth::on_big_stack`]).
+    pub depth: usize,
+}
+
+/// Splits SQL text at top-level semicolons (string literals and comments respected), and
+/// refuses text that nests deeper than Tally runs (54001) before anything parses it.
+pub fn split(sql: &str) -> PgWireResult<Split> {
     let dialect = PostgreSqlDialect {};
     let tokens = Tokenizer::new(&dialect, sql)
         .tokenize_with_location()
         .map_err(|e| errors::pg(state::SYNTAX, format!("syntax error: {e}")))?;
+    let plain: Vec<Token> = tokens.iter().map(|t| t.token.clone()).collect();
+    let depth = depth::check(&plain).map_err(|e| errors::engine(&e.into()))?;
+    drop(plain);
     let offset = byte_offsets(sql);
     let mut pieces = Vec::new();
     let mut begin = 0;
@@ -99,7 +115,10 @@ pub fn split(sql: &str) -> PgWireResult<Vec<String>> {
         }
     }
     pieces.push(sql[begin..].to_string());
-    Ok(pieces.into_iter().filter(|p| !is_blank(p)).collect())
+    Ok(Split {
+        pieces: pieces.into_iter().filter(|p| !is_blank(p)).collect(),
+        depth,
+    })
 }
 
 /// Converts the tokenizer's 1-based (line, column in characters) locations into byte offsets
