@@ -71,7 +71,13 @@ impl Database {
         let state = self.inner.engine.state_at(snapshot, self.commit_target());
         let (plan, command) = self.inner.engine.plan(&state, planned).await?;
         let param_types = parameter_types(&plan)?;
-        let schema = Arc::new(plan.schema().as_arrow().clone());
+        // An INSERT's plan yields its row count, which PostgreSQL reports in the command tag,
+        // never as a row: a client's Describe must get no columns for it (NoData).
+        let schema = if returns_rows(command) {
+            Arc::new(plan.schema().as_arrow().clone())
+        } else {
+            Arc::new(arrow::datatypes::Schema::empty())
+        };
         Ok(Prepared {
             statement,
             command: command.into(),
@@ -168,19 +174,31 @@ pub struct Prepared {
     pub command: String,
     /// Types of `$1`, `$2` …, as inferred from their use (`None` where nothing constrains one).
     pub param_types: Vec<Option<DataType>>,
-    /// Schema of the rows it returns (empty for commands that return none).
+    /// Schema of the rows it returns (empty for commands that return none: INSERT, DDL …;
+    /// see [`Prepared::returns_rows`]).
     pub schema: SchemaRef,
     /// Its physical plans by parameter values, run again while valid (shared by clones).
     plans: Arc<PlanCache>,
 }
 
 impl Prepared {
+    /// Whether running it returns rows (a query or EXPLAIN), so that a client's Describe gets
+    /// a row description; every other command answers only with its command tag.
+    pub fn returns_rows(&self) -> bool {
+        returns_rows(&self.command)
+    }
+
     /// How many physical plans the statement keeps for reuse (one per recent set of parameter
     /// values; only queries that read views or nothing, without `now()`-like functions, are
     /// kept: see `docs/architecture.md`, "Prepared plans").
     pub fn cached_plans(&self) -> usize {
         self.plans.len()
     }
+}
+
+/// Whether a statement with this command tag returns rows.
+fn returns_rows(command: &str) -> bool {
+    matches!(command, "SELECT" | "EXPLAIN")
 }
 
 /// Statements Tally runs itself (DDL), or refuses before planning.
