@@ -13,6 +13,7 @@ mod pg_clients;
 mod pg_copy;
 mod pg_copy_binary;
 mod pg_extended;
+mod pg_jdbc;
 mod pg_psycopg;
 mod pg_robustness;
 mod pg_stream;
