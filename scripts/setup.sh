@@ -13,6 +13,10 @@ command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
 # Python 3 with venv support: the psycopg end-to-end test runs in a virtualenv (below).
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
+# A JRE (its modules include the compiler that source-file mode needs) and pgjdbc: the JDBC
+# end-to-end test runs tests/java/JdbcSession.java with them (tests/e2e/pg_jdbc.rs).
+command -v java >/dev/null 2>&1 || need+=(default-jre-headless)
+[ -f /usr/share/java/postgresql.jar ] || need+=(libpostgresql-jdbc-java)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2

@@ -22,6 +22,7 @@ pub mod subscribe;
 pub mod transaction;
 pub mod types;
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -34,16 +35,14 @@ use futures::stream::BoxStream;
 use futures::{Sink, SinkExt, Stream, StreamExt, stream};
 use pgwire::api::auth::StartupHandler;
 use pgwire::api::cancel::DefaultCancelHandler;
-use pgwire::api::copy::{
-    CopyHandler, send_copy_both_response, send_copy_in_response, send_copy_out_response,
-};
+use pgwire::api::copy::{CopyHandler, send_copy_both_response, send_copy_in_response};
 use pgwire::api::portal::{Format, Portal, PortalExecutionState};
 use pgwire::api::query::{
     ExtendedQueryHandler, SimpleQueryHandler, send_execution_response, send_ready_for_query,
 };
 use pgwire::api::results::{CopyResponse, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
-use pgwire::api::store::PortalStore;
+use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{
     ClientInfo, ClientPortalStore, ConnectionHandle, ConnectionManager, PgWireConnectionState,
     PgWireServerHandlers, Type,
@@ -51,8 +50,10 @@ use pgwire::api::{
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
-use pgwire::messages::data::{DataRow, RowDescription};
-use pgwire::messages::extendedquery::Execute;
+use pgwire::messages::data::{DataRow, NoData, ParameterDescription, RowDescription};
+use pgwire::messages::extendedquery::{
+    Describe, Execute, TARGET_TYPE_BYTE_PORTAL, TARGET_TYPE_BYTE_STATEMENT,
+};
 use pgwire::messages::response::EmptyQueryResponse;
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::ParameterStatus;
@@ -120,6 +121,7 @@ impl ConnectionHandlers {
                 }),
                 session: Mutex::new(Session::default()),
                 copy: tokio::sync::Mutex::new(None),
+                copy_out_rows: Mutex::new(VecDeque::new()),
                 blocks,
                 registration: shared.sessions.register(),
                 metrics: Arc::clone(&shared.metrics),
@@ -158,6 +160,9 @@ pub struct Connection {
     parser: Arc<Parser>,
     session: Mutex<Session>,
     copy: tokio::sync::Mutex<Option<copy::CopyIn>>,
+    /// The row counts of the `COPY … TO STDOUT` answers made and not yet sent, in order
+    /// ([`copy::send_out`] tags each with its count).
+    copy_out_rows: Mutex<VecDeque<u64>>,
     /// The open transaction block, if any.
     blocks: Arc<tokio::sync::Mutex<transaction::Blocks>>,
     /// This session in `tally_sessions`.
@@ -610,6 +615,10 @@ impl Connection {
                     .ok_or_else(|| errors::pg(state::SYNTAX, "COPY needs a query"))?;
                 let lines = copy::encode_rows(&result.batches, &result.schema, &copy.format)?;
                 self.metrics.copy_rows(Direction::Out, result.rows);
+                self.copy_out_rows
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push_back(result.rows);
                 let data = lines
                     .into_iter()
                     .map(|line| Ok(CopyData::new(Bytes::from(line))));
@@ -938,7 +947,7 @@ impl SimpleQueryHandler for Connection {
                         send_copy_in_response(client, copy).await?;
                         client.set_state(PgWireConnectionState::CopyInProgress(false));
                     }
-                    Response::CopyOut(copy) => send_copy_out_response(client, copy).await?,
+                    Response::CopyOut(copy) => self.send_copy_out(client, copy).await?,
                     Response::CopyBoth(copy) => {
                         send_copy_both_response(client, copy).await?;
                         client.set_state(PgWireConnectionState::CopyInProgress(false));
@@ -964,6 +973,7 @@ impl SimpleQueryHandler for Connection {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        self.forget_copy_out_rows();
         let split = match statement::split(query) {
             Ok(split) => split,
             Err(e) => return Ok(vec![Response::Error(Box::new(e.into()))]),
@@ -1025,6 +1035,44 @@ impl ExtendedQueryHandler for Connection {
         Arc::clone(&self.parser)
     }
 
+    /// pgwire's Describe, except that a statement or portal without result rows (INSERT,
+    /// DDL, SET, COPY …) answers NoData, as PostgreSQL does: pgwire sends an empty
+    /// RowDescription for a statement that has parameters, which JDBC takes for a result
+    /// ("A result was returned when none was expected").
+    async fn on_describe<C>(&self, client: &mut C, message: Describe) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME);
+        let store = client.portal_store();
+        match message.target_type {
+            TARGET_TYPE_BYTE_STATEMENT => {
+                let Some(Entry::Value(stmt)) = store.get_statement(name) else {
+                    return self._on_describe(client, message).await;
+                };
+                let described = self.do_describe_statement(client, &stmt).await?;
+                let parameters = described.parameters.iter().map(|t| t.oid()).collect();
+                client
+                    .feed(PgWireBackendMessage::ParameterDescription(
+                        ParameterDescription::new(parameters),
+                    ))
+                    .await?;
+                send_row_description(client, &stmt.statement, &described.fields).await
+            }
+            TARGET_TYPE_BYTE_PORTAL => {
+                let Some(Entry::Value(portal)) = store.get_portal(name) else {
+                    return self._on_describe(client, message).await;
+                };
+                let described = self.do_describe_portal(client, &portal).await?;
+                send_row_description(client, &portal.statement.statement, &described.fields).await
+            }
+            _ => self._on_describe(client, message).await,
+        }
+    }
+
     /// pgwire's Execute, then the transaction status set from the connection's block (the
     /// status goes out with the ReadyForQuery that answers Sync).
     async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
@@ -1037,7 +1085,7 @@ impl ExtendedQueryHandler for Connection {
         self.identify(client);
         let portal_name = message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME);
         let portal = match client.portal_store().get_portal(portal_name) {
-            Some(pgwire::api::store::Entry::Value(portal)) => Some(portal),
+            Some(Entry::Value(portal)) => Some(portal),
             _ => None,
         };
         if let Some(portal) = &portal {
@@ -1046,7 +1094,7 @@ impl ExtendedQueryHandler for Connection {
                 .start(&portal.statement.statement.sql);
         }
         let result = match portal {
-            Some(portal) if message.max_rows == 0 && streams(&portal).await => {
+            Some(portal) if takes_over(&portal, message.max_rows).await => {
                 if matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
                     self.execute_whole(client, &portal).await
                 } else {
@@ -1110,23 +1158,83 @@ impl ExtendedQueryHandler for Connection {
     }
 }
 
-/// Whether Execute without a row limit sends the portal's rows as they are read
-/// ([`Connection::execute_whole`]): a query's portal not yet run. pgwire's Execute collects
-/// every row of such a portal before it sends the first.
-async fn streams(portal: &Portal<Parsed>) -> bool {
+/// The second half of a Describe's answer: `fields` as a RowDescription if `parsed` returns
+/// rows, else NoData.
+async fn send_row_description<C>(
+    client: &mut C,
+    parsed: &Parsed,
+    fields: &[FieldInfo],
+) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let message = if returns_rows(parsed) {
+        PgWireBackendMessage::RowDescription(RowDescription::new(
+            fields.iter().map(Into::into).collect(),
+        ))
+    } else {
+        PgWireBackendMessage::NoData(NoData::new())
+    };
+    client.send(message).await?;
+    Ok(())
+}
+
+/// Whether executing `parsed` sends rows: a query or EXPLAIN for the engine, or SHOW. Every
+/// other statement answers with its command tag alone (COPY with its copy messages).
+fn returns_rows(parsed: &Parsed) -> bool {
+    match (&parsed.statement, &parsed.prepared) {
+        (Statement::Engine(_), Some(prepared)) => prepared.returns_rows(),
+        (Statement::Show(_), _) => true,
+        _ => false,
+    }
+}
+
+/// Whether Execute is answered by [`Connection::execute_whole`] rather than pgwire: a query's
+/// portal not yet run, without a row limit (pgwire's Execute collects every row of such a
+/// portal before it sends the first), and `COPY … TO STDOUT` (whose tag pgwire miscounts).
+async fn takes_over(portal: &Portal<Parsed>, max_rows: i32) -> bool {
     let parsed = &portal.statement.statement;
-    matches!(parsed.statement, Statement::Engine(_))
+    let query = matches!(parsed.statement, Statement::Engine(_))
+        && max_rows == 0
         && parsed
             .prepared
             .as_ref()
-            .is_some_and(|p| p.command == "SELECT")
-        && matches!(*portal.state.lock().await, PortalExecutionState::Initial)
+            .is_some_and(|p| p.command == "SELECT");
+    let copy_out = matches!(parsed.statement, Statement::CopyOut(_));
+    (query || copy_out) && matches!(*portal.state.lock().await, PortalExecutionState::Initial)
 }
 
 impl Connection {
-    /// Execute without a row limit of a query's portal ([`streams`]): pgwire's Execute, with
-    /// the rows sent as they are read and the cancel request covering them. An error while
-    /// sending is returned: pgwire reports it and skips to Sync.
+    /// Drops the counts of COPY answers never sent (a statement canceled after its answer was
+    /// made), so that the next COPY is not tagged with one of them.
+    fn forget_copy_out_rows(&self) {
+        self.copy_out_rows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// Sends the answer to a `COPY … TO STDOUT`, tagged with the count its statement made.
+    async fn send_copy_out<C>(&self, client: &mut C, response: CopyResponse) -> PgWireResult<()>
+    where
+        C: Sink<PgWireBackendMessage> + Unpin,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let rows = self
+            .copy_out_rows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front()
+            .ok_or_else(|| errors::pg(state::INTERNAL, "a COPY TO STDOUT without its row count"))?;
+        copy::send_out(client, response, rows).await
+    }
+
+    /// Execute of a portal that [`takes_over`] says is answered here: pgwire's Execute, with
+    /// a query's rows sent as they are read and the cancel request covering them. An error
+    /// while sending is returned: pgwire reports it and skips to Sync.
     async fn execute_whole<C>(&self, client: &mut C, portal: &Portal<Parsed>) -> PgWireResult<()>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -1135,6 +1243,7 @@ impl Connection {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         client.set_state(PgWireConnectionState::QueryInProgress);
+        self.forget_copy_out_rows();
         let cancel = match client.session_extensions().get::<Arc<ConnectionHandle>>() {
             Some(handle) => Some(handle.start_query().await),
             None => None,
@@ -1167,6 +1276,7 @@ impl Connection {
                 }
             }
             Response::Execution(tag) => send_execution_response(client, tag).await?,
+            Response::CopyOut(copy) => self.send_copy_out(client, copy).await?,
             Response::EmptyQuery => {
                 client
                     .feed(PgWireBackendMessage::EmptyQueryResponse(

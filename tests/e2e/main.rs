@@ -12,6 +12,8 @@ mod pg_auth;
 mod pg_clients;
 mod pg_copy;
 mod pg_copy_binary;
+mod pg_extended;
+mod pg_jdbc;
 mod pg_psycopg;
 mod pg_robustness;
 mod pg_stream;

@@ -82,7 +82,13 @@ impl Database {
         let state = self.inner.engine.state_at(snapshot, self.commit_target());
         let (plan, command) = self.inner.engine.plan(&state, planned).await?;
         let param_types = parameter_types(&plan)?;
-        let schema = Arc::new(plan.schema().as_arrow().clone());
+        // An INSERT's plan yields its row count, which PostgreSQL reports in the command tag,
+        // never as a row: a client's Describe must get no columns for it (NoData).
+        let schema = if returns_rows(command) {
+            Arc::new(plan.schema().as_arrow().clone())
+        } else {
+            Arc::new(arrow::datatypes::Schema::empty())
+        };
         Ok(Prepared {
             statement: Some(statement),
             depth,
@@ -197,7 +203,8 @@ pub struct Prepared {
     pub command: String,
     /// Types of `$1`, `$2` …, as inferred from their use (`None` where nothing constrains one).
     pub param_types: Vec<Option<DataType>>,
-    /// Schema of the rows it returns (empty for commands that return none).
+    /// Schema of the rows it returns (empty for commands that return none: INSERT, DDL …;
+    /// see [`Prepared::returns_rows`]).
     pub schema: SchemaRef,
     /// Its physical plans by parameter values, run again while valid (shared by clones).
     plans: Arc<PlanCache>,
@@ -208,6 +215,12 @@ impl Prepared {
         self.statement
             .as_ref()
             .expect("a prepared statement keeps its statement until dropped")
+    }
+
+    /// Whether running it returns rows (a query or EXPLAIN), so that a client's Describe gets
+    /// a row description; every other command answers only with its command tag.
+    pub fn returns_rows(&self) -> bool {
+        returns_rows(&self.command)
     }
 
     /// How many physical plans the statement keeps for reuse (one per recent set of parameter
@@ -225,6 +238,11 @@ impl Drop for Prepared {
             depth::with_big_stack(self.depth, move || drop(statement));
         }
     }
+}
+
+/// Whether a statement with this command tag returns rows.
+fn returns_rows(command: &str) -> bool {
+    matches!(command, "SELECT" | "EXPLAIN")
 }
 
 /// Statements Tally runs itself (DDL), or refuses before planning.

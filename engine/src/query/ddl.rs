@@ -112,6 +112,13 @@ pub(crate) fn classify(statement: &Statement) -> Result<Option<Ddl>> {
         Statement::Drop { object_type, .. } => Err(Error::NotSupported(format!(
             "DROP {object_type} is not supported"
         ))),
+        // DataFusion 55 plans no RETURNING: refuse it by name rather than with its planning
+        // error, so a client sees 0A000 and what to do instead.
+        Statement::Insert(insert) if insert.returning.is_some() => Err(Error::NotSupported(
+            "INSERT … RETURNING is not supported: read the inserted rows back with a SELECT \
+             (JDBC: prepare the statement without RETURN_GENERATED_KEYS)"
+                .into(),
+        )),
         Statement::Update(_) => Err(Error::NotSupported(
             "UPDATE is not supported: tables are append-only".into(),
         )),

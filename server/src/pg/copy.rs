@@ -5,9 +5,14 @@
 //! A decoder keeps only the unfinished last record and up to [`BATCH_ROWS`] decoded rows; full
 //! batches go to the engine's `BulkIngest`, which bounds memory on its side.
 
+use std::fmt::Debug;
 use std::sync::Arc;
 
-use pgwire::error::ErrorInfo;
+use futures::{Sink, SinkExt, StreamExt};
+use pgwire::api::results::{CopyResponse, Tag};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::copy::{CopyDone, CopyOutResponse};
 use tally_engine::reexports::arrow::array::RecordBatch;
 use tally_engine::reexports::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
@@ -23,6 +28,38 @@ pub mod text;
 
 pub use encode::encode_rows;
 pub use pipeline::CopyIn;
+
+/// Sends the answer to a `COPY … TO STDOUT`: CopyOutResponse, its CopyData messages, CopyDone
+/// and `COPY rows`. pgwire's own sender counts messages for the tag, which a CSV header or the
+/// one message of an empty binary COPY (header and trailer) would add to.
+pub async fn send_out<C>(client: &mut C, response: CopyResponse, rows: u64) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let formats = response.column_formats();
+    client
+        .send(PgWireBackendMessage::CopyOutResponse(CopyOutResponse::new(
+            response.format,
+            response.columns as i16,
+            formats,
+        )))
+        .await?;
+    let mut data_stream = response.data_stream;
+    while let Some(data) = data_stream.next().await {
+        client.feed(PgWireBackendMessage::CopyData(data?)).await?;
+    }
+    client
+        .feed(PgWireBackendMessage::CopyDone(CopyDone::new()))
+        .await?;
+    client
+        .feed(PgWireBackendMessage::CommandComplete(
+            Tag::new("COPY").with_rows(rows as usize).into(),
+        ))
+        .await?;
+    Ok(())
+}
 
 /// Rows per batch handed to the engine.
 pub const BATCH_ROWS: usize = 8192;

@@ -676,6 +676,13 @@ fn arr<const N: usize>(bytes: &[u8]) -> [u8; N] {
 
 /// Parses a value's text form into `target`.
 pub fn from_text(text: &str, target: &DataType, index: usize) -> PgWireResult<ScalarValue> {
+    // PostgreSQL reads `'… 03:04:05-05'` as the timestamp 03:04:05: the offset of a value for
+    // a column without time zone is dropped, not applied (JDBC's setTimestamp sends the JVM's
+    // offset with every value).
+    let text = match target {
+        DataType::Timestamp(_, None) => without_offset(text),
+        _ => text,
+    };
     match target {
         DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
             let bytes = parse_bytea(text).ok_or_else(|| {
@@ -708,6 +715,19 @@ pub fn from_text(text: &str, target: &DataType, index: usize) -> PgWireResult<Sc
                 ),
             )
         }),
+    }
+}
+
+/// A timestamp's text without its UTC offset (`+05:30`, `-05`, `Z`) if it has one.
+fn without_offset(text: &str) -> &str {
+    let text = text.trim();
+    // The offset follows the time of day, which follows the date after a space or a `T`.
+    let Some(time) = text.find([' ', 'T']).map(|at| at + 1) else {
+        return text;
+    };
+    match text[time..].find(['+', '-', 'Z', 'z']) {
+        Some(offset) => text[..time + offset].trim_end(),
+        None => text,
     }
 }
 
@@ -761,6 +781,28 @@ mod tests {
             let norm = |s: &str| s.parse::<f64>().unwrap();
             assert_eq!(norm(&back), norm(text), "{text} -> {back}");
         }
+    }
+
+    #[test]
+    fn a_timestamp_parameter_drops_its_offset_as_postgres_does() {
+        let plain = DataType::Timestamp(TimeUnit::Microsecond, None);
+        let at = |text: &str| from_text(text, &plain, 0).unwrap();
+        let expected = at("2026-01-02 03:04:05.123456");
+        for text in [
+            "2026-01-02 03:04:05.123456-05",
+            "2026-01-02 03:04:05.123456+05:30",
+            "2026-01-02T03:04:05.123456Z",
+            " 2026-01-02 03:04:05.123456 +00 ",
+        ] {
+            assert_eq!(at(text), expected, "{text}");
+        }
+        assert_eq!(without_offset("2026-01-02"), "2026-01-02");
+        // With a time zone the offset is the instant's.
+        let utc = DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC")));
+        assert_eq!(
+            from_text("2026-01-02 03:00:00-05", &utc, 0).unwrap(),
+            from_text("2026-01-02 08:00:00+00", &utc, 0).unwrap()
+        );
     }
 
     #[test]
