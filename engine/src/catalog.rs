@@ -54,7 +54,7 @@ impl TableDef {
         let fields: Vec<Field> = self
             .columns
             .iter()
-            .map(|c| Field::new(&c.name, c.column_type.arrow_type(), c.nullable))
+            .map(|c| c.column_type.field(&c.name, c.nullable))
             .collect();
         Arc::new(Schema::new(fields))
     }

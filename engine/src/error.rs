@@ -164,6 +164,8 @@ pub enum DataErrorClass {
     BadEncoding,
     /// A value whose type cannot be stored in the column (42804).
     WrongType,
+    /// A string longer than its column's declared length (22001).
+    TooLong,
 }
 
 /// A coarse classification of errors, used at the server edge to choose a SQLSTATE.

@@ -12,6 +12,7 @@ use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 
 use crate::catalog::{ColumnDef, TableDef};
 use crate::error::{DataErrorClass, Error, Result};
+use crate::types::ColumnType;
 
 /// Returns `batch` in the table's schema: columns matched by name, missing nullable columns
 /// filled with NULL, safe widenings applied. `first_row` is the statement-wide index of the
@@ -41,6 +42,7 @@ pub(crate) fn conform(
         };
         let array = match batch.column_by_name(&column.name) {
             Some(array) => coerce(column, array, field.data_type())
+                .and_then(|array| constrain(column.column_type, array))
                 .map_err(|(row, class, reason)| invalid(row, class, reason))?,
             None if column.nullable => new_null_array(field.data_type(), batch.num_rows()),
             None => {
@@ -111,6 +113,63 @@ fn coerce(
         ));
     }
     cast(array, target).map_err(|e| (None, DataErrorClass::OutOfRange, e.to_string()))
+}
+
+/// Applies a column type's constraints beyond its Arrow type: CHAR(n) values lose their trailing
+/// blanks (insignificant in PostgreSQL's `character`), and CHAR(n)/VARCHAR(n) values may have
+/// at most n characters. As in PostgreSQL, a value that is too long only because of trailing
+/// blanks is truncated to n instead of refused.
+fn constrain(column_type: ColumnType, array: ArrayRef) -> Result<ArrayRef, CoerceError> {
+    let (limit, strip) = match column_type {
+        ColumnType::Char { length } => (length, true),
+        ColumnType::Varchar { length } => (Some(length), false),
+        _ => return Ok(array),
+    };
+    let Some(strings) = array.as_string_opt::<i32>() else {
+        return Ok(array);
+    };
+    let limit = limit.map_or(usize::MAX, |n| n as usize);
+    let fits = |s: &str| s.len() <= limit || s.chars().count() <= limit;
+    // Most values need no change: check first, and rebuild the array only when one does.
+    let unchanged = strings
+        .iter()
+        .flatten()
+        .all(|s| fits(s) && !(strip && s.ends_with(' ')));
+    if unchanged {
+        return Ok(array);
+    }
+    let mut values = Vec::with_capacity(strings.len());
+    for (row, value) in strings.iter().enumerate() {
+        let Some(value) = value else {
+            values.push(None);
+            continue;
+        };
+        let value = if strip {
+            value.trim_end_matches(' ')
+        } else {
+            value
+        };
+        if fits(value) {
+            values.push(Some(value));
+            continue;
+        }
+        let cut = value
+            .char_indices()
+            .nth(limit)
+            .map_or(value.len(), |(at, _)| at);
+        if !value[cut..].bytes().all(|b| b == b' ') {
+            return Err((
+                Some(row),
+                DataErrorClass::TooLong,
+                format!(
+                    "value too long for type {}",
+                    column_type.sql_name().unwrap_or_default()
+                ),
+            ));
+        }
+        values.push(Some(&value[..cut]));
+    }
+    Ok(Arc::new(StringArray::from(values)))
 }
 
 fn is_binary(ty: &DataType) -> bool {
@@ -196,7 +255,6 @@ mod tests {
     use arrow::datatypes::{Field, Schema};
 
     use super::*;
-    use crate::types::ColumnType;
 
     fn table() -> TableDef {
         TableDef {
@@ -323,5 +381,34 @@ mod tests {
             conform(&def, &def.arrow_schema(), &input, 0),
             Err(Error::ColumnNotFound { .. })
         ));
+    }
+
+    #[test]
+    fn character_lengths_are_enforced_in_characters() {
+        let strings = |v: Vec<Option<&str>>| Arc::new(StringArray::from(v)) as ArrayRef;
+        let char3 = ColumnType::Char { length: Some(3) };
+        let out = constrain(
+            char3,
+            strings(vec![Some("ab  "), Some("éèà"), None, Some("R")]),
+        )
+        .unwrap();
+        let out = out.as_string::<i32>();
+        assert_eq!(out.value(0), "ab");
+        assert_eq!(out.value(1), "éèà");
+        assert!(out.is_null(2));
+        assert_eq!(out.value(3), "R");
+        let (row, class, reason) =
+            constrain(char3, strings(vec![Some("ok"), Some("abcd")])).unwrap_err();
+        assert_eq!((row, class), (Some(1), DataErrorClass::TooLong));
+        assert_eq!(reason, "value too long for type character(3)");
+
+        let varchar2 = ColumnType::Varchar { length: 2 };
+        // Trailing blanks are kept in VARCHAR, and cut (not refused) beyond the length.
+        let out = constrain(varchar2, strings(vec![Some("a "), Some("ab   ")])).unwrap();
+        let out = out.as_string::<i32>();
+        assert_eq!((out.value(0), out.value(1)), ("a ", "ab"));
+        let (row, class, reason) = constrain(varchar2, strings(vec![Some("abc")])).unwrap_err();
+        assert_eq!((row, class), (Some(0), DataErrorClass::TooLong));
+        assert_eq!(reason, "value too long for type character varying(2)");
     }
 }

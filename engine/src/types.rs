@@ -2,7 +2,9 @@
 
 use std::fmt;
 
-use arrow::datatypes::{DataType, TimeUnit};
+use std::collections::HashMap;
+
+use arrow::datatypes::{DataType, Field, TimeUnit};
 use datafusion::sql::sqlparser::ast::{self, ExactNumberInfo, TimezoneInfo};
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +15,11 @@ pub const UTC: &str = "UTC";
 
 /// Precision and scale used for a NUMERIC column declared without them.
 pub const DEFAULT_NUMERIC: (u8, i8) = (38, 10);
+
+/// Arrow field metadata key naming the SQL type of a column whose Arrow type alone does not say
+/// it (CHAR(n), VARCHAR(n)): the value is the catalog's spelling, e.g. `character(25)`. The
+/// server reads it to report the PostgreSQL type and modifier of a column.
+pub const SQL_TYPE_KEY: &str = "tally.sql_type";
 
 /// A column type, as declared in `CREATE TABLE`.
 ///
@@ -39,8 +46,20 @@ pub enum ColumnType {
         /// Digits after the decimal point, 0..=precision.
         scale: i8,
     },
-    /// TEXT / VARCHAR → Utf8.
+    /// TEXT / VARCHAR without a length → Utf8.
     Text,
+    /// CHAR(n) / CHARACTER(n) / BPCHAR → Utf8, stored with trailing blanks stripped (they are
+    /// insignificant in PostgreSQL's `character` type), at most `length` characters.
+    Char {
+        /// The declared length in characters; `None` for BPCHAR without one (no limit).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        length: Option<u32>,
+    },
+    /// VARCHAR(n) / CHARACTER VARYING(n) → Utf8, at most `length` characters.
+    Varchar {
+        /// The declared length in characters.
+        length: u32,
+    },
     /// BYTEA → Binary.
     Bytea,
     /// DATE → Date32.
@@ -62,11 +81,53 @@ impl ColumnType {
             ColumnType::Real => DataType::Float32,
             ColumnType::Double => DataType::Float64,
             ColumnType::Numeric { precision, scale } => DataType::Decimal128(precision, scale),
-            ColumnType::Text => DataType::Utf8,
+            ColumnType::Text | ColumnType::Char { .. } | ColumnType::Varchar { .. } => {
+                DataType::Utf8
+            }
             ColumnType::Bytea => DataType::Binary,
             ColumnType::Date => DataType::Date32,
             ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
             ColumnType::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())),
+        }
+    }
+
+    /// The Arrow field of a column of this type: [`ColumnType::arrow_type`], and the
+    /// [`SQL_TYPE_KEY`] metadata for types that the Arrow type alone does not name.
+    pub fn field(self, name: &str, nullable: bool) -> Field {
+        let field = Field::new(name, self.arrow_type(), nullable);
+        match self.sql_name() {
+            Some(sql) => field.with_metadata(HashMap::from([(SQL_TYPE_KEY.to_string(), sql)])),
+            None => field,
+        }
+    }
+
+    /// The PostgreSQL spelling of a type its Arrow type does not name (`character(25)`,
+    /// `character varying(10)`, `bpchar`), as stored under [`SQL_TYPE_KEY`].
+    pub fn sql_name(self) -> Option<String> {
+        match self {
+            ColumnType::Char { length: Some(n) } => Some(format!("character({n})")),
+            ColumnType::Char { length: None } => Some("bpchar".into()),
+            ColumnType::Varchar { length } => Some(format!("character varying({length})")),
+            _ => None,
+        }
+    }
+
+    /// The column type a field's [`SQL_TYPE_KEY`] metadata names, if it names one.
+    pub fn from_field(field: &Field) -> Option<ColumnType> {
+        let sql = field.metadata().get(SQL_TYPE_KEY)?;
+        let length = |prefix: &str| {
+            sql.strip_prefix(prefix)?
+                .strip_prefix('(')?
+                .strip_suffix(')')?
+                .parse::<u32>()
+                .ok()
+        };
+        if sql == "bpchar" {
+            Some(ColumnType::Char { length: None })
+        } else if let Some(n) = length("character varying") {
+            Some(ColumnType::Varchar { length: n })
+        } else {
+            length("character").map(|n| ColumnType::Char { length: Some(n) })
         }
     }
 
@@ -93,7 +154,31 @@ impl ColumnType {
                 _ => ColumnType::Double,
             },
             D::Numeric(info) | D::Decimal(info) => numeric(info)?,
-            D::Text | D::Varchar(_) | D::CharacterVarying(_) | D::String(_) => ColumnType::Text,
+            D::Text | D::String(_) => ColumnType::Text,
+            D::Varchar(len) | D::CharacterVarying(len) | D::CharVarying(len) => match len {
+                None => ColumnType::Text,
+                Some(len) => ColumnType::Varchar {
+                    length: char_length(len, "VARCHAR")?,
+                },
+            },
+            // PostgreSQL: CHAR without a length is CHAR(1).
+            D::Char(len) | D::Character(len) => ColumnType::Char {
+                length: Some(match len {
+                    None => 1,
+                    Some(len) => char_length(len, "CHAR")?,
+                }),
+            },
+            D::Custom(name, modifiers) if name.to_string().eq_ignore_ascii_case("bpchar") => {
+                match modifiers.as_slice() {
+                    [] => ColumnType::Char { length: None },
+                    [n] => ColumnType::Char {
+                        length: Some(length_value(n.parse::<u64>().ok(), "BPCHAR")?),
+                    },
+                    _ => {
+                        return Err(Error::InvalidDefinition("BPCHAR takes one length".into()));
+                    }
+                }
+            }
             D::Bytea => ColumnType::Bytea,
             D::Date => ColumnType::Date,
             D::Timestamp(precision, tz) => {
@@ -111,11 +196,34 @@ impl ColumnType {
             }
             other => {
                 return Err(Error::NotSupported(format!(
-                    "column type {other} is not supported; supported types: BOOLEAN, SMALLINT, INTEGER, BIGINT, REAL, DOUBLE PRECISION, NUMERIC(p,s), TEXT, VARCHAR, BYTEA, DATE, TIMESTAMP, TIMESTAMPTZ"
+                    "column type {other} is not supported; supported types: BOOLEAN, SMALLINT, INTEGER, BIGINT, REAL, DOUBLE PRECISION, NUMERIC(p,s), TEXT, VARCHAR(n), CHAR(n), BYTEA, DATE, TIMESTAMP, TIMESTAMPTZ"
                 )));
             }
         };
         Ok(ty)
+    }
+}
+
+/// PostgreSQL's limit on a declared character length (`MaxAttrSize` in characters).
+const MAX_CHAR_LENGTH: u64 = 10_485_760;
+
+fn char_length(len: &ast::CharacterLength, what: &str) -> Result<u32> {
+    match len {
+        ast::CharacterLength::IntegerLength { length, .. } => length_value(Some(*length), what),
+        ast::CharacterLength::Max => Err(Error::InvalidDefinition(format!(
+            "{what}(MAX) is not supported; use TEXT"
+        ))),
+    }
+}
+
+fn length_value(length: Option<u64>, what: &str) -> Result<u32> {
+    match length {
+        Some(n) if (1..=MAX_CHAR_LENGTH).contains(&n) => {
+            Ok(u32::try_from(n).expect("bounded by MAX_CHAR_LENGTH"))
+        }
+        _ => Err(Error::InvalidDefinition(format!(
+            "length for type {what} must be between 1 and {MAX_CHAR_LENGTH}"
+        ))),
     }
 }
 
@@ -153,6 +261,9 @@ impl fmt::Display for ColumnType {
             ColumnType::Double => f.write_str("DOUBLE PRECISION"),
             ColumnType::Numeric { precision, scale } => write!(f, "NUMERIC({precision},{scale})"),
             ColumnType::Text => f.write_str("TEXT"),
+            ColumnType::Char { length: Some(n) } => write!(f, "CHAR({n})"),
+            ColumnType::Char { length: None } => f.write_str("BPCHAR"),
+            ColumnType::Varchar { length } => write!(f, "VARCHAR({length})"),
             ColumnType::Bytea => f.write_str("BYTEA"),
             ColumnType::Date => f.write_str("DATE"),
             ColumnType::Timestamp => f.write_str("TIMESTAMP"),
@@ -179,6 +290,9 @@ mod tests {
                 scale: 2,
             },
             ColumnType::Text,
+            ColumnType::Char { length: Some(25) },
+            ColumnType::Char { length: None },
+            ColumnType::Varchar { length: 10 },
             ColumnType::Bytea,
             ColumnType::Date,
             ColumnType::Timestamp,
@@ -200,5 +314,58 @@ mod tests {
             .unwrap(),
             r#"{"type":"numeric","precision":12,"scale":2}"#
         );
+        assert_eq!(
+            serde_json::to_string(&ColumnType::Char { length: Some(25) }).unwrap(),
+            r#"{"type":"char","length":25}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&ColumnType::Char { length: None }).unwrap(),
+            r#"{"type":"char"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&ColumnType::Varchar { length: 10 }).unwrap(),
+            r#"{"type":"varchar","length":10}"#
+        );
+        for ty in all {
+            assert_eq!(
+                ColumnType::from_field(&ty.field("c", true)),
+                ty.sql_name().map(|_| ty),
+                "{ty}"
+            );
+        }
+    }
+
+    #[test]
+    fn character_types_parse_with_their_lengths() {
+        let parse = |sql: &str| {
+            let sql = format!("CREATE TABLE t (c {sql})");
+            let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
+            let statements =
+                datafusion::sql::sqlparser::parser::Parser::parse_sql(&dialect, &sql).unwrap();
+            let ast::Statement::CreateTable(table) = &statements[0] else {
+                panic!("{sql}")
+            };
+            ColumnType::from_sql(&table.columns[0].data_type)
+        };
+        assert_eq!(
+            parse("CHAR(25)").unwrap(),
+            ColumnType::Char { length: Some(25) }
+        );
+        assert_eq!(
+            parse("CHARACTER(3)").unwrap(),
+            ColumnType::Char { length: Some(3) }
+        );
+        assert_eq!(parse("CHAR").unwrap(), ColumnType::Char { length: Some(1) });
+        assert_eq!(parse("BPCHAR").unwrap(), ColumnType::Char { length: None });
+        assert_eq!(
+            parse("VARCHAR(44)").unwrap(),
+            ColumnType::Varchar { length: 44 }
+        );
+        assert_eq!(
+            parse("CHARACTER VARYING(5)").unwrap(),
+            ColumnType::Varchar { length: 5 }
+        );
+        assert_eq!(parse("VARCHAR").unwrap(), ColumnType::Text);
+        assert!(parse("VARCHAR(0)").is_err());
     }
 }

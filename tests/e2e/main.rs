@@ -19,6 +19,7 @@ mod pg_robustness;
 mod pg_stream;
 mod pg_tools;
 mod pg_transactions;
+mod pg_types;
 mod pg_views;
 mod prepared_plans;
 mod psql;

@@ -171,7 +171,11 @@ pub(crate) fn compile(
             OutputSource::Agg(index - group_count)
         });
         let field = plan.schema().field(i);
-        fields.push(Field::new(field.name(), field.data_type().clone(), true));
+        // The metadata says which declared type a group column has (CHAR(n) …).
+        fields.push(
+            Field::new(field.name(), field.data_type().clone(), true)
+                .with_metadata(field.metadata().clone()),
+        );
     }
     // Every sketch is also exposed as BYTEA, so that rollups can union sketches.
     for i in 0..outputs.len() {

@@ -17,6 +17,8 @@ pub mod state {
     pub const INVALID_PARAMETER: &str = "22023";
     /// Invalid text representation.
     pub const INVALID_TEXT: &str = "22P02";
+    /// String data right truncation: a value longer than its column's declared length.
+    pub const TOO_LONG: &str = "22001";
     /// Numeric value out of range.
     pub const OUT_OF_RANGE: &str = "22003";
     /// NOT NULL violation.
@@ -54,6 +56,7 @@ pub fn sqlstate(kind: ErrorKind) -> &'static str {
         ErrorKind::Data(DataErrorClass::NotNull) => state::NOT_NULL,
         ErrorKind::Data(DataErrorClass::BadEncoding) => state::BAD_ENCODING,
         ErrorKind::Data(DataErrorClass::WrongType) => "42804",
+        ErrorKind::Data(DataErrorClass::TooLong) => state::TOO_LONG,
         ErrorKind::NotSupported => state::NOT_SUPPORTED,
         ErrorKind::Syntax => state::SYNTAX,
         ErrorKind::TooDeep => state::TOO_DEEP,

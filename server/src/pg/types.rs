@@ -9,11 +9,12 @@ use chrono::{DateTime, Datelike, NaiveDate, Timelike};
 use pgwire::api::Type;
 use pgwire::api::results::{FieldFormat, FieldInfo};
 use pgwire::error::PgWireResult;
+use tally_engine::ColumnType;
 use tally_engine::reexports::arrow::array::{Array, AsArray};
 use tally_engine::reexports::arrow::datatypes::{
     DataType, Date32Type, Date64Type, Decimal128Type, Decimal256Type, DurationMicrosecondType,
-    DurationMillisecondType, DurationNanosecondType, DurationSecondType, Float16Type, Float32Type,
-    Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, IntervalDayTimeType,
+    DurationMillisecondType, DurationNanosecondType, DurationSecondType, Field, Float16Type,
+    Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, IntervalDayTimeType,
     IntervalMonthDayNanoType, IntervalUnit, IntervalYearMonthType, Schema, Time32MillisecondType,
     Time32SecondType, Time64MicrosecondType, Time64NanosecondType, TimeUnit, UInt8Type, UInt16Type,
     UInt32Type, UInt64Type,
@@ -60,6 +61,16 @@ pub fn pg_type(data_type: &DataType) -> Type {
     }
 }
 
+/// The Postgres type of a result column: the declared SQL type its metadata names (CHAR(n),
+/// VARCHAR(n) columns read straight from a table), else the type of its Arrow values.
+pub fn field_type(field: &Field) -> Type {
+    match ColumnType::from_field(field) {
+        Some(ColumnType::Char { .. }) => Type::BPCHAR,
+        Some(ColumnType::Varchar { .. }) => Type::VARCHAR,
+        _ => pg_type(field.data_type()),
+    }
+}
+
 /// The Arrow type a Postgres parameter type decodes to.
 fn arrow_type_of(pg: &Type) -> DataType {
     match *pg {
@@ -91,7 +102,7 @@ pub fn fields(schema: &Schema, binary: impl Fn(usize) -> bool) -> Vec<FieldInfo>
             } else {
                 FieldFormat::Text
             };
-            let ty = pg_type(f.data_type());
+            let ty = field_type(f);
             let size = match ty {
                 Type::BOOL => 1,
                 Type::INT2 => 2,

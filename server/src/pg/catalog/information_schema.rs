@@ -266,7 +266,7 @@ fn columns(catalog: &CatalogSnapshot) -> Vec<Vec<ScalarValue>> {
         for (i, field) in r.schema.fields().iter().enumerate() {
             let (type_oid, modifier) = match r.types.as_ref().and_then(|t| t.get(i)) {
                 Some(declared) => (*declared, -1),
-                None => oids::column_type(field.data_type()),
+                None => oids::column_type(field),
             };
             let nullable = !r.not_null.iter().any(|n| n == field.name());
             rows.push(column_row(
@@ -313,6 +313,8 @@ fn column_row(
         _ => None,
     };
     let opt = |v: Option<i64>| v.map_or_else(null, int);
+    let char_length =
+        (matches!(type_oid, 1042 | 1043) && modifier >= 4).then(|| i64::from(modifier - 4));
     vec![
         text(oids::DATABASE_NAME),
         text(schema),
@@ -322,12 +324,13 @@ fn column_row(
         null(),
         text(if nullable { "YES" } else { "NO" }),
         text(type_name),
-        null(),
-        // PostgreSQL reports the maximum octet length of unbounded text as 1 GiB.
-        if matches!(type_oid, 25 | 1043) {
-            int(1_073_741_824)
-        } else {
-            null()
+        opt(char_length),
+        // PostgreSQL reports the maximum octet length of unbounded text as 1 GiB, and of a
+        // declared length as 4 bytes (UTF-8's widest character) per character.
+        match (type_oid, char_length) {
+            (1042 | 1043, Some(n)) => int(4 * n),
+            (25 | 1042 | 1043, None) => int(1_073_741_824),
+            _ => null(),
         },
         opt(precision),
         opt(radix),
@@ -400,7 +403,9 @@ mod tests {
         assert_eq!(row[27], text("timestamp"));
         assert_eq!(row[6], text("NO"));
         assert_eq!(row[4], int(2));
-        let (oid, modifier) = oids::column_type(&DataType::Decimal128(12, 3));
+        use tally_engine::reexports::arrow::datatypes::Field;
+        let (oid, modifier) =
+            oids::column_type(&Field::new("n", DataType::Decimal128(12, 3), true));
         let row = column_row(
             "public",
             "t",

@@ -363,7 +363,7 @@ fn pg_attribute(catalog: &CatalogSnapshot) -> Vec<Vec<ScalarValue>> {
         for (i, field) in r.schema.fields().iter().enumerate() {
             let (type_oid, modifier) = match r.types.as_ref().and_then(|t| t.get(i)) {
                 Some(declared) => (*declared, -1),
-                None => oids::column_type(field.data_type()),
+                None => oids::column_type(field),
             };
             let len = oids::pg_type(type_oid).map_or(-1, |t| t.len);
             let varlena = len < 0;

@@ -2,7 +2,8 @@
 //! tables and views derived from their engine ids (stable for the life of the database, so a
 //! client may look an OID up in one query and use it in the next), and the built-in types.
 
-use tally_engine::reexports::arrow::datatypes::DataType;
+use tally_engine::ColumnType;
+use tally_engine::reexports::arrow::datatypes::{DataType, Field};
 
 use crate::pg::types;
 
@@ -102,6 +103,7 @@ pub const TYPES: &[PgType] = &[
     base(26, "oid", "oid", 4, "N", 1028),
     base(700, "float4", "real", 4, "N", 1021),
     base(701, "float8", "double precision", 8, "N", 1022),
+    base(1042, "bpchar", "character", -1, "S", 1014),
     base(1043, "varchar", "character varying", -1, "S", 1015),
     base(1082, "date", "date", 4, "D", 1182),
     base(1083, "time", "time without time zone", 8, "D", 1183),
@@ -134,6 +136,7 @@ pub const TYPES: &[PgType] = &[
     array(1007, "_int4", 23),
     array(1008, "_regproc", 24),
     array(1009, "_text", 25),
+    array(1014, "_bpchar", 1042),
     array(1015, "_varchar", 1043),
     array(1016, "_int8", 20),
     array(1021, "_float4", 700),
@@ -155,9 +158,17 @@ pub fn pg_type(oid: u32) -> Option<&'static PgType> {
     TYPES.iter().find(|t| t.oid == oid)
 }
 
-/// The type OID and type modifier (`atttypmod`) of a column of this Arrow type.
-pub fn column_type(data_type: &DataType) -> (u32, i32) {
-    match data_type {
+/// The type OID and type modifier (`atttypmod`) of a column: from the declared SQL type the
+/// field's metadata names (CHAR(n), VARCHAR(n)), else from its Arrow type.
+pub fn column_type(field: &Field) -> (u32, i32) {
+    // A character type's modifier is its length plus 4 (`VARHDRSZ`), as in PostgreSQL.
+    let char_modifier = |n: u32| i32::try_from(n).map_or(-1, |n| n + 4);
+    match ColumnType::from_field(field) {
+        Some(ColumnType::Char { length }) => return (1042, length.map_or(-1, char_modifier)),
+        Some(ColumnType::Varchar { length }) => return (1043, char_modifier(length)),
+        _ => {}
+    }
+    match field.data_type() {
         DataType::Decimal128(precision, scale) | DataType::Decimal256(precision, scale) => {
             let modifier = ((i32::from(*precision) << 16) | i32::from(*scale as u8)) + 4;
             (1700, modifier)
@@ -182,6 +193,7 @@ pub fn format_type(oid: u32, modifier: Option<i32>) -> String {
             format!("numeric({},{})", (m >> 16) & 0xffff, m & 0xffff)
         }
         (1043, Some(m)) if m >= 4 => format!("character varying({})", m - 4),
+        (1042, Some(m)) if m >= 4 => format!("character({})", m - 4),
         (1114, Some(p)) => format!("timestamp({p}) without time zone"),
         (1184, Some(p)) => format!("timestamp({p}) with time zone"),
         _ => t.display.to_string(),
@@ -194,8 +206,17 @@ mod tests {
 
     #[test]
     fn types_format_like_postgres() {
-        let (oid, modifier) = column_type(&DataType::Decimal128(10, 2));
+        let (oid, modifier) = column_type(&Field::new("n", DataType::Decimal128(10, 2), true));
         assert_eq!(format_type(oid, Some(modifier)), "numeric(10,2)");
+        for (ty, name) in [
+            (ColumnType::Char { length: Some(25) }, "character(25)"),
+            (ColumnType::Char { length: None }, "character"),
+            (ColumnType::Varchar { length: 44 }, "character varying(44)"),
+            (ColumnType::Text, "text"),
+        ] {
+            let (oid, modifier) = column_type(&ty.field("c", true));
+            assert_eq!(format_type(oid, Some(modifier)), name);
+        }
         assert_eq!(format_type(20, Some(-1)), "bigint");
         assert_eq!(format_type(1009, None), "text[]");
         assert_eq!(format_type(1114, None), "timestamp without time zone");
