@@ -320,6 +320,30 @@ pub(crate) fn from_datafusion(err: datafusion::error::DataFusionError) -> Error 
     }
 }
 
+impl From<crate::depth::TooDeep> for Error {
+    fn from(e: crate::depth::TooDeep) -> Self {
+        Error::TooDeep {
+            depth: e.depth,
+            limit: e.limit,
+            subqueries: e.subqueries,
+        }
+    }
+}
+
+fn too_deep_message(depth: usize, limit: usize, subqueries: bool) -> String {
+    if subqueries {
+        format!(
+            "stack depth limit exceeded: subqueries nest at least {depth} deep in an expression, \
+             more than the limit of {limit}"
+        )
+    } else {
+        format!(
+            "stack depth limit exceeded: the statement nests at least {depth} levels deep, more \
+             than the limit of {limit}"
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,29 +372,5 @@ mod tests {
             reason: "No space left on device".into(),
         };
         assert_eq!(data.kind(), ErrorKind::Data(DataErrorClass::InvalidText));
-    }
-}
-
-impl From<crate::depth::TooDeep> for Error {
-    fn from(e: crate::depth::TooDeep) -> Self {
-        Error::TooDeep {
-            depth: e.depth,
-            limit: e.limit,
-            subqueries: e.subqueries,
-        }
-    }
-}
-
-fn too_deep_message(depth: usize, limit: usize, subqueries: bool) -> String {
-    if subqueries {
-        format!(
-            "stack depth limit exceeded: subqueries nest at least {depth} deep in an expression, \
-             more than the limit of {limit}"
-        )
-    } else {
-        format!(
-            "stack depth limit exceeded: the statement nests at least {depth} levels deep, more \
-             than the limit of {limit}"
-        )
     }
 }
