@@ -274,7 +274,7 @@ async fn bad_definitions_are_rejected() {
         ),
         (
             "CREATE TABLE t (a INT) WITH (colour = 'red')",
-            ErrorKind::InvalidDefinition,
+            ErrorKind::InvalidArgument,
         ),
         (
             "CREATE TABLE t (a NUMERIC(50, 2))",
@@ -290,6 +290,16 @@ async fn bad_definitions_are_rejected() {
         ("SELECT * FROM missing", ErrorKind::UndefinedTable),
         ("DROP TABLE missing", ErrorKind::UndefinedTable),
         ("CREATE VIEW v AS SELECT 1", ErrorKind::NotSupported),
+        // A misspelled parameter is refused by name, never dropped without a word (22023).
+        (
+            "CREATE MATERIALIZED VIEW v WITH (bogus_option = 'zzz') AS \
+             SELECT user_id, count(*) AS n FROM events GROUP BY user_id",
+            ErrorKind::InvalidArgument,
+        ),
+        (
+            "ALTER TABLE events SET (retension = '1 day')",
+            ErrorKind::InvalidArgument,
+        ),
         // One DROP of several tables is atomic: `events` survives the missing name.
         ("DROP TABLE events, missing", ErrorKind::UndefinedTable),
     ];
@@ -298,6 +308,13 @@ async fn bad_definitions_are_rejected() {
         assert_eq!(err.kind(), *kind, "{sql}: {err}");
     }
     assert_eq!(db.table_names(), vec!["events".to_string()]);
+    assert!(db.view_names().is_empty(), "a refused view was created");
+    let err = db
+        .sql("CREATE MATERIALIZED VIEW v WITH (bogus_option = 'zzz') AS SELECT count(*) AS n FROM events")
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert!(err.to_string().contains("\"bogus_option\""), "{err}");
     db.sql("CREATE TABLE IF NOT EXISTS events (a INT)")
         .await
         .unwrap();

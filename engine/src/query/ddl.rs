@@ -103,6 +103,7 @@ pub(crate) fn classify(statement: &Statement) -> Result<Option<Ddl>> {
                     "CREATE MATERIALIZED VIEW supports neither OR REPLACE nor a column list; name the columns with AS in the query".into(),
                 ));
             }
+            view_options(&view.options)?;
             Ok(Some(Ddl::CreateView {
                 name: unreserved(object_name(&view.name)?)?,
                 query: view.query.to_string(),
@@ -267,8 +268,9 @@ fn create_table(create: &CreateTable) -> Result<Ddl> {
                     .collect();
             }
             other => {
-                return Err(Error::InvalidDefinition(format!(
-                    "unknown table option \"{other}\"; known options: time_column, bloom_filter_columns, retention"
+                return Err(Error::InvalidArgument(format!(
+                    "unrecognized table parameter \"{other}\"; valid parameters are \
+                     time_column, bloom_filter_columns and retention"
                 )));
             }
         }
@@ -282,6 +284,29 @@ fn create_table(create: &CreateTable) -> Result<Ddl> {
 
 /// `ALTER TABLE t SET (retention = '7 days')`, or `= NULL` (or `'none'`) to keep rows forever:
 /// the only ALTER TABLE Tally does.
+/// Materialized views take no `WITH (…)` parameters yet: any given is refused by name (22023),
+/// as PostgreSQL refuses an unrecognized storage parameter, rather than silently dropped.
+fn view_options(options: &CreateTableOptions) -> Result<()> {
+    let given: &[SqlOption] = match options {
+        CreateTableOptions::None => return Ok(()),
+        CreateTableOptions::With(options)
+        | CreateTableOptions::Options(options)
+        | CreateTableOptions::Plain(options)
+        | CreateTableOptions::TableProperties(options) => options,
+    };
+    let Some(first) = given.first() else {
+        return Ok(());
+    };
+    let name = match first {
+        SqlOption::KeyValue { key, .. } => normalize(key),
+        other => other.to_string(),
+    };
+    Err(Error::InvalidArgument(format!(
+        "unrecognized materialized view parameter \"{name}\": CREATE MATERIALIZED VIEW accepts no \
+         WITH (…) parameters"
+    )))
+}
+
 fn alter_table(alter: &ast::AlterTable) -> Result<Ddl> {
     let refused = || {
         Error::NotSupported(
@@ -297,8 +322,8 @@ fn alter_table(alter: &ast::AlterTable) -> Result<Ddl> {
         return Err(refused());
     };
     if normalize(key) != "retention" {
-        return Err(Error::InvalidDefinition(format!(
-            "unknown table option \"{}\" for ALTER TABLE … SET; the only one is retention",
+        return Err(Error::InvalidArgument(format!(
+            "unrecognized table parameter \"{}\" for ALTER TABLE … SET; the only valid one is retention",
             normalize(key)
         )));
     }
