@@ -3,6 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# Every build command must share one set of compiled dependencies (see workspace-hack/).
+python3 scripts/check-shared-build.py
 # The embedding example must keep running as documented. It is built with the whole workspace
 # (`cargo run -p tally-engine` would resolve features for the engine alone and build RocksDB a
 # second time), then run from the target directory.
