@@ -6,6 +6,7 @@ pub(crate) mod ddl;
 pub mod depth;
 pub(crate) mod extension;
 pub(crate) mod hidden;
+pub(crate) mod intervals;
 pub(crate) mod plan_cache;
 pub(crate) mod runtime;
 pub(crate) mod stream;
@@ -79,8 +80,13 @@ pub(crate) fn parse(sql: &str) -> Result<Vec<DfStatement>> {
         .with_recursion_limit(PARSER_RECURSION_LIMIT)
         .build()
         .and_then(|mut parser| parser.parse_statements())
-        .map(Vec::from)
-        .map_err(parse_error)
+        .map_err(parse_error)?
+        .into_iter()
+        .map(|mut statement| {
+            intervals::drop_leading_precision(&mut statement)?;
+            Ok(statement)
+        })
+        .collect()
 }
 
 /// sqlparser's recursion limit: several of its frames make one level of [`depth::bound`].

@@ -27,5 +27,6 @@ mod retention;
 mod sql;
 mod subscribe;
 mod system_tables;
+mod tpch;
 mod transactions;
 mod views;

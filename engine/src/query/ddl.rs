@@ -134,7 +134,9 @@ pub(crate) fn classify(statement: &Statement) -> Result<Option<Ddl>> {
         )),
         Statement::AlterTable(alter) => alter_table(alter).map(Some),
         Statement::CreateView(_) => Err(Error::NotSupported(
-            "CREATE VIEW is not supported yet".into(),
+            "CREATE VIEW is not supported: Tally has only materialized views \
+             (CREATE MATERIALIZED VIEW … GROUP BY …); name a query with WITH … AS (…) instead"
+                .into(),
         )),
         Statement::CreateSchema { .. } | Statement::CreateDatabase { .. } => {
             Err(Error::NotSupported(
@@ -209,6 +211,10 @@ fn create_table(create: &CreateTable) -> Result<Ddl> {
             match &option.option {
                 ColumnOption::NotNull => nullable = false,
                 ColumnOption::Null => nullable = true,
+                ColumnOption::PrimaryKey(_) => return Err(constraint_refused("PRIMARY KEY")),
+                ColumnOption::Unique(_) => return Err(constraint_refused("UNIQUE")),
+                ColumnOption::ForeignKey(_) => return Err(constraint_refused("FOREIGN KEY")),
+                ColumnOption::Check(_) => return Err(constraint_refused("CHECK")),
                 other => {
                     return Err(Error::NotSupported(format!(
                         "column option {other} on \"{}\" is not supported (only NULL / NOT NULL)",
@@ -223,10 +229,8 @@ fn create_table(create: &CreateTable) -> Result<Ddl> {
             nullable,
         });
     }
-    if !create.constraints.is_empty() {
-        return Err(Error::NotSupported(
-            "table constraints (PRIMARY KEY, UNIQUE, …) are not supported".into(),
-        ));
+    if let Some(constraint) = create.constraints.first() {
+        return Err(constraint_refused(constraint_kind(constraint)));
     }
     let mut def = TableDef {
         v: CATALOG_ENTRY_VERSION,
@@ -314,6 +318,12 @@ fn alter_table(alter: &ast::AlterTable) -> Result<Ddl> {
                 .into(),
         )
     };
+    if let Some(constraint) = alter.operations.iter().find_map(|op| match op {
+        ast::AlterTableOperation::AddConstraint { constraint, .. } => Some(constraint),
+        _ => None,
+    }) {
+        return Err(constraint_refused(constraint_kind(constraint)));
+    }
     let [ast::AlterTableOperation::SetOptionsParens { options }] = alter.operations.as_slice()
     else {
         return Err(refused());
@@ -346,6 +356,26 @@ fn alter_table(alter: &ast::AlterTable) -> Result<Ddl> {
         table: object_name(&alter.name)?,
         seconds,
     })
+}
+
+/// The refusal of a key or check constraint, in CREATE TABLE or ALTER TABLE … ADD.
+/// Tally neither enforces nor keeps them: accepting one would promise what no row is checked
+/// against.
+fn constraint_refused(kind: &str) -> Error {
+    Error::NotSupported(format!(
+        "{kind} constraints are not supported: Tally neither enforces nor stores keys and \
+         checks; leave the constraint out (NOT NULL is enforced)"
+    ))
+}
+
+fn constraint_kind(constraint: &ast::TableConstraint) -> &'static str {
+    match constraint {
+        ast::TableConstraint::PrimaryKey(_) => "PRIMARY KEY",
+        ast::TableConstraint::Unique(_) => "UNIQUE",
+        ast::TableConstraint::ForeignKey(_) => "FOREIGN KEY",
+        ast::TableConstraint::Check(_) => "CHECK",
+        _ => "table",
+    }
 }
 
 /// A column named inside an option string: exact match first, then case-folded.
