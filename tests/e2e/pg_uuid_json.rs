@@ -557,3 +557,18 @@ async fn psql_and_the_catalog_name_uuid_json_and_jsonb() {
     assert!(out.contains("properties|jsonb|||\n"), "{out}");
     assert!(out.contains("raw|json|||\n"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psycopg_adapts_uuid_and_jsonb() {
+    let server = TestServer::start().await;
+    let dsn = format!(
+        "host=127.0.0.1 port={} user=tally dbname=tally sslmode=disable",
+        server.addr.port()
+    );
+    let out = super::pg_psycopg::run_script("psycopg_session.py", &["uuid_json", &dsn]).await;
+    assert!(
+        out.contains("ok: binary results of uuid and jsonb"),
+        "{out}"
+    );
+    server.stop().await;
+}
