@@ -75,6 +75,15 @@ pub enum Error {
         /// Why the value is rejected.
         reason: String,
     },
+    /// A value in a statement (a literal, a cast, a parameter) is not valid for its type, for
+    /// example text that is not a UUID or not JSON.
+    #[error("{reason}")]
+    InvalidValue {
+        /// The data-error class, for the SQLSTATE.
+        class: DataErrorClass,
+        /// What is wrong, in PostgreSQL's words (`invalid input syntax for type uuid: "x"`).
+        reason: String,
+    },
     /// Other objects depend on the one being dropped.
     #[error("{0}")]
     DependentObjects(String),
@@ -219,7 +228,9 @@ impl Error {
             Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
             Error::TableExists(_) => ErrorKind::DuplicateTable,
             Error::ColumnNotFound { .. } => ErrorKind::UndefinedColumn,
-            Error::InvalidData { class, .. } => ErrorKind::Data(*class),
+            Error::InvalidData { class, .. } | Error::InvalidValue { class, .. } => {
+                ErrorKind::Data(*class)
+            }
             Error::NotSupported(_) => ErrorKind::NotSupported,
             Error::Syntax(_) => ErrorKind::Syntax,
             Error::TooDeep { .. } => ErrorKind::TooDeep,

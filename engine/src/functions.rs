@@ -6,9 +6,16 @@
 //! - `hll_sketch(x)`: the HyperLogLog sketch of the values, as BYTEA;
 //! - `hll_union_agg(sketch)`: the union of BYTEA sketches, as BYTEA (like PostgreSQL's `hll`);
 //! - `hll_cardinality(sketch)`: the estimate of one BYTEA sketch, as BIGINT;
-//! - `length(bytea)` and `octet_length(bytea)`: the number of bytes (see [`bytea`]).
+//! - `length(bytea)` and `octet_length(bytea)`: the number of bytes (see [`bytea`]);
+//! - `uuid_in(text)`, `uuid_out(uuid)` (see [`uuid`]) and the JSON accessors behind `->`,
+//!   `->>`, `#>`, `#>>` and `json_extract_path_text` (see [`json`]);
+//! - the types `UUID`, `JSON` and `JSONB` in casts, and text read as those types where
+//!   PostgreSQL reads an untyped literal so (see [`types`]).
 
 mod bytea;
+mod json;
+mod types;
+mod uuid;
 
 use std::sync::Arc;
 
@@ -55,6 +62,17 @@ pub(crate) fn register(builder: &mut SessionStateBuilder) {
     scalars.push(Arc::new(ScalarUDF::from(HllCardinality::new())));
     scalars.push(Arc::new(ScalarUDF::from(bytea::ByteLength::length())));
     scalars.push(Arc::new(ScalarUDF::from(bytea::ByteLength::octet_length())));
+    let mut typed = json::functions();
+    typed.push(Arc::new(ScalarUDF::from(uuid::UuidIn::new())));
+    typed.push(Arc::new(ScalarUDF::from(uuid::UuidOut::new())));
+    scalars.extend(typed.iter().cloned());
+    // The JSON operators come before DataFusion's planners, which would refuse them.
+    let planners = builder.expr_planners().get_or_insert_with(Vec::new);
+    planners.insert(0, Arc::new(json::JsonOperators::new(&typed)));
+    *builder.type_planner() = Some(Arc::new(types::TallyTypes));
+    let mut analyzer = builder.analyzer().take().unwrap_or_default();
+    analyzer.add_function_rewrite(Arc::new(types::TypedText::new(&typed)));
+    *builder.analyzer() = Some(analyzer);
 }
 
 /// What an HLL aggregate reads.

@@ -6,13 +6,15 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, new_null_array};
+use arrow::array::{
+    Array, ArrayRef, AsArray, FixedSizeBinaryBuilder, RecordBatch, StringArray, new_null_array,
+};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 
 use crate::catalog::{ColumnDef, TableDef};
 use crate::error::{DataErrorClass, Error, Result};
-use crate::types::ColumnType;
+use crate::types::{ColumnType, json, uuid};
 
 /// Returns `batch` in the table's schema: columns matched by name, missing nullable columns
 /// filled with NULL, safe widenings applied. `first_row` is the statement-wide index of the
@@ -82,6 +84,9 @@ fn coerce(
     if matches!(source, DataType::Null) {
         return Ok(new_null_array(target, array.len()));
     }
+    if column.column_type == ColumnType::Uuid {
+        return uuid_column(column, array);
+    }
     if matches!(target, DataType::Utf8) && is_binary(source) {
         return binary_to_text(array);
     }
@@ -118,9 +123,10 @@ fn coerce(
 /// Applies a column type's constraints beyond its Arrow type: CHAR(n) values lose their trailing
 /// blanks (insignificant in PostgreSQL's `character`), and CHAR(n)/VARCHAR(n) values may have
 /// at most n characters. As in PostgreSQL, a value that is too long only because of trailing
-/// blanks is truncated to n instead of refused.
+/// blanks is truncated to n instead of refused. JSON and JSONB values must parse.
 fn constrain(column_type: ColumnType, array: ArrayRef) -> Result<ArrayRef, CoerceError> {
     let (limit, strip) = match column_type {
+        ColumnType::Json | ColumnType::Jsonb => return check_json(&array).map(|()| array),
         ColumnType::Char { length } => (length, true),
         ColumnType::Varchar { length } => (Some(length), false),
         _ => return Ok(array),
@@ -170,6 +176,74 @@ fn constrain(column_type: ColumnType, array: ArrayRef) -> Result<ArrayRef, Coerc
         values.push(Some(&value[..cut]));
     }
     Ok(Arc::new(StringArray::from(values)))
+}
+
+/// Values for a UUID column: text in any of PostgreSQL's spellings, or 16 bytes.
+fn uuid_column(column: &ColumnDef, array: &ArrayRef) -> Result<ArrayRef, CoerceError> {
+    let source = array.data_type();
+    if is_binary(source) {
+        return cast(array, &DataType::FixedSizeBinary(uuid::UUID_BYTES)).map_err(|e| {
+            (
+                None,
+                DataErrorClass::WrongType,
+                format!("a UUID is 16 bytes: {e}"),
+            )
+        });
+    }
+    if !matches!(
+        source,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    ) {
+        return Err((
+            None,
+            DataErrorClass::WrongType,
+            format!(
+                "column is {} but the value has type {source}",
+                column.column_type
+            ),
+        ));
+    }
+    let text = cast(array, &DataType::Utf8)
+        .map_err(|e| (None, DataErrorClass::WrongType, e.to_string()))?;
+    let text = text.as_string::<i32>();
+    let mut builder = FixedSizeBinaryBuilder::with_capacity(text.len(), uuid::UUID_BYTES);
+    for (row, value) in text.iter().enumerate() {
+        match value {
+            None => builder.append_null(),
+            Some(value) => {
+                let bytes = uuid::parse(value).ok_or_else(|| {
+                    (
+                        Some(row),
+                        DataErrorClass::InvalidText,
+                        uuid::invalid_message(value),
+                    )
+                })?;
+                builder
+                    .append_value(bytes)
+                    .expect("a parsed UUID has 16 bytes");
+            }
+        }
+    }
+    Ok(Arc::new(builder.finish()))
+}
+
+/// JSON and JSONB values must each be one JSON value.
+fn check_json(array: &ArrayRef) -> Result<(), CoerceError> {
+    let Some(strings) = array.as_string_opt::<i32>() else {
+        return Ok(());
+    };
+    for (row, value) in strings.iter().enumerate() {
+        if let Some(value) = value {
+            json::validate(value).map_err(|reason| {
+                (
+                    Some(row),
+                    DataErrorClass::InvalidText,
+                    json::invalid_message(&reason),
+                )
+            })?;
+        }
+    }
+    Ok(())
 }
 
 fn is_binary(ty: &DataType) -> bool {

@@ -31,7 +31,7 @@ mod sketch;
 mod snapshot;
 mod storage;
 mod transaction;
-mod types;
+pub mod types;
 mod views;
 
 pub use batch_ids::MAX_BATCH_ID_BYTES;

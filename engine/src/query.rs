@@ -12,6 +12,7 @@ pub(crate) mod runtime;
 pub(crate) mod stream;
 pub(crate) mod system;
 pub(crate) mod table;
+pub(crate) mod typed_values;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -117,11 +118,12 @@ fn parse_error(e: datafusion::error::DataFusionError) -> Error {
 }
 
 /// Leaves the sketch columns of the views in `snapshot` out of `statement`'s wildcards
-/// (see [`hidden`]).
-pub(crate) fn hide_sketch_columns(statement: &mut DfStatement, snapshot: &Snapshot) {
+/// (see [`hidden`]), and types an INSERT's UUID literals (see [`typed_values`]).
+pub(crate) fn rewrite_for_planning(statement: &mut DfStatement, snapshot: &Snapshot) {
     hidden::hide_sketch_columns(statement, &|name| {
         snapshot.views.get(name).map(|v| v.view.sketch_columns())
     });
+    typed_values::type_insert_literals(statement, snapshot);
 }
 
 fn strip_prefix(message: String) -> String {

@@ -1,8 +1,10 @@
 //! Tally's SQL column types and how each one is represented in Arrow and on disk.
 
-use std::fmt;
+pub mod json;
+pub mod uuid;
 
 use std::collections::HashMap;
+use std::fmt;
 
 use arrow::datatypes::{DataType, Field, TimeUnit};
 use datafusion::sql::sqlparser::ast::{self, ExactNumberInfo, TimezoneInfo};
@@ -17,14 +19,15 @@ pub const UTC: &str = "UTC";
 pub const DEFAULT_NUMERIC: (u8, i8) = (38, 10);
 
 /// Arrow field metadata key naming the SQL type of a column whose Arrow type alone does not say
-/// it (CHAR(n), VARCHAR(n)): the value is the catalog's spelling, e.g. `character(25)`. The
-/// server reads it to report the PostgreSQL type and modifier of a column.
+/// it (CHAR(n), VARCHAR(n), UUID, JSON, JSONB): the value is the catalog's spelling, e.g.
+/// `character(25)` or `jsonb`. The server reads it to report the PostgreSQL type and modifier
+/// of a column.
 pub const SQL_TYPE_KEY: &str = "tally.sql_type";
 
 /// A column type, as declared in `CREATE TABLE`.
 ///
 /// The serialized form (in the catalog) is part of the on-disk format: see `docs/format.md`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ColumnType {
     /// BOOLEAN → Arrow Boolean.
@@ -62,6 +65,12 @@ pub enum ColumnType {
     },
     /// BYTEA → Binary.
     Bytea,
+    /// UUID → FixedSizeBinary(16): the 16 bytes in RFC 9562 order (see [`uuid`]).
+    Uuid,
+    /// JSON → Utf8: the text as given, checked to be one JSON value (see [`json`]).
+    Json,
+    /// JSONB → Utf8, like [`ColumnType::Json`]: stored as validated text, not decomposed.
+    Jsonb,
     /// DATE → Date32.
     Date,
     /// TIMESTAMP (without time zone) → Timestamp(µs).
@@ -81,10 +90,13 @@ impl ColumnType {
             ColumnType::Real => DataType::Float32,
             ColumnType::Double => DataType::Float64,
             ColumnType::Numeric { precision, scale } => DataType::Decimal128(precision, scale),
-            ColumnType::Text | ColumnType::Char { .. } | ColumnType::Varchar { .. } => {
-                DataType::Utf8
-            }
+            ColumnType::Text
+            | ColumnType::Char { .. }
+            | ColumnType::Varchar { .. }
+            | ColumnType::Json
+            | ColumnType::Jsonb => DataType::Utf8,
             ColumnType::Bytea => DataType::Binary,
+            ColumnType::Uuid => DataType::FixedSizeBinary(uuid::UUID_BYTES),
             ColumnType::Date => DataType::Date32,
             ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
             ColumnType::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())),
@@ -102,9 +114,13 @@ impl ColumnType {
     }
 
     /// The PostgreSQL spelling of a type its Arrow type does not name (`character(25)`,
-    /// `character varying(10)`, `bpchar`), as stored under [`SQL_TYPE_KEY`].
+    /// `character varying(10)`, `bpchar`, `uuid`, `json`, `jsonb`), as stored under
+    /// [`SQL_TYPE_KEY`].
     pub fn sql_name(self) -> Option<String> {
         match self {
+            ColumnType::Uuid => Some("uuid".into()),
+            ColumnType::Json => Some("json".into()),
+            ColumnType::Jsonb => Some("jsonb".into()),
             ColumnType::Char { length: Some(n) } => Some(format!("character({n})")),
             ColumnType::Char { length: None } => Some("bpchar".into()),
             ColumnType::Varchar { length } => Some(format!("character varying({length})")),
@@ -122,9 +138,14 @@ impl ColumnType {
                 .parse::<u32>()
                 .ok()
         };
-        if sql == "bpchar" {
-            Some(ColumnType::Char { length: None })
-        } else if let Some(n) = length("character varying") {
+        match sql.as_str() {
+            "bpchar" => return Some(ColumnType::Char { length: None }),
+            "uuid" => return Some(ColumnType::Uuid),
+            "json" => return Some(ColumnType::Json),
+            "jsonb" => return Some(ColumnType::Jsonb),
+            _ => {}
+        }
+        if let Some(n) = length("character varying") {
             Some(ColumnType::Varchar { length: n })
         } else {
             length("character").map(|n| ColumnType::Char { length: Some(n) })
@@ -180,6 +201,9 @@ impl ColumnType {
                 }
             }
             D::Bytea => ColumnType::Bytea,
+            D::Uuid => ColumnType::Uuid,
+            D::JSON => ColumnType::Json,
+            D::JSONB => ColumnType::Jsonb,
             D::Date => ColumnType::Date,
             D::Timestamp(precision, tz) => {
                 if let Some(p) = precision
@@ -196,7 +220,7 @@ impl ColumnType {
             }
             other => {
                 return Err(Error::NotSupported(format!(
-                    "column type {other} is not supported; supported types: BOOLEAN, SMALLINT, INTEGER, BIGINT, REAL, DOUBLE PRECISION, NUMERIC(p,s), TEXT, VARCHAR(n), CHAR(n), BYTEA, DATE, TIMESTAMP, TIMESTAMPTZ"
+                    "column type {other} is not supported; supported types: BOOLEAN, SMALLINT, INTEGER, BIGINT, REAL, DOUBLE PRECISION, NUMERIC(p,s), TEXT, VARCHAR(n), CHAR(n), BYTEA, UUID, JSON, JSONB, DATE, TIMESTAMP, TIMESTAMPTZ"
                 )));
             }
         };
@@ -265,6 +289,9 @@ impl fmt::Display for ColumnType {
             ColumnType::Char { length: None } => f.write_str("BPCHAR"),
             ColumnType::Varchar { length } => write!(f, "VARCHAR({length})"),
             ColumnType::Bytea => f.write_str("BYTEA"),
+            ColumnType::Uuid => f.write_str("UUID"),
+            ColumnType::Json => f.write_str("JSON"),
+            ColumnType::Jsonb => f.write_str("JSONB"),
             ColumnType::Date => f.write_str("DATE"),
             ColumnType::Timestamp => f.write_str("TIMESTAMP"),
             ColumnType::TimestampTz => f.write_str("TIMESTAMPTZ"),
@@ -294,6 +321,9 @@ mod tests {
             ColumnType::Char { length: None },
             ColumnType::Varchar { length: 10 },
             ColumnType::Bytea,
+            ColumnType::Uuid,
+            ColumnType::Json,
+            ColumnType::Jsonb,
             ColumnType::Date,
             ColumnType::Timestamp,
             ColumnType::TimestampTz,

@@ -263,7 +263,7 @@ async fn bad_definitions_are_rejected() {
             "CREATE TABLE t (a INT, a BIGINT)",
             ErrorKind::InvalidDefinition,
         ),
-        ("CREATE TABLE t (a JSON)", ErrorKind::NotSupported),
+        ("CREATE TABLE t (a INTERVAL)", ErrorKind::NotSupported),
         (
             "CREATE TABLE t (a INT) WITH (time_column = 'a')",
             ErrorKind::InvalidDefinition,

@@ -20,6 +20,7 @@ mod pg_stream;
 mod pg_tools;
 mod pg_transactions;
 mod pg_types;
+mod pg_uuid_json;
 mod pg_views;
 mod prepared_plans;
 mod psql;

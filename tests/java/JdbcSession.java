@@ -31,10 +31,12 @@ import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Properties;
+import java.util.UUID;
 
 import org.postgresql.PGConnection;
 import org.postgresql.PGStatement;
 import org.postgresql.copy.CopyManager;
+import org.postgresql.util.PGobject;
 
 public class JdbcSession {
     /** The table most checks write to and read from: one column per type the checks bind. */
@@ -72,6 +74,7 @@ public class JdbcSession {
         CHECKS.put("BEGIN and COMMIT as statements", JdbcSession::beginCommitStatements);
         CHECKS.put("SET through PreparedStatement", JdbcSession::preparedSet);
         CHECKS.put("materialized view", JdbcSession::materializedView);
+        CHECKS.put("UUID and JSONB columns", JdbcSession::uuidAndJson);
         CHECKS.put("errors keep the connection usable", JdbcSession::errors);
     }
 
@@ -565,6 +568,51 @@ public class JdbcSession {
         }
         try (PreparedStatement drop = s.conn.prepareStatement("DROP MATERIALIZED VIEW jdbc_by_ok")) {
             check(drop.executeUpdate(), 0, "a prepared DROP MATERIALIZED VIEW counts 0");
+        }
+    }
+
+    static void uuidAndJson(Session s) throws SQLException {
+        UUID first = UUID.fromString("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
+        UUID second = UUID.nameUUIDFromBytes("jdbc".getBytes());
+        try (Statement st = s.conn.createStatement()) {
+            st.executeUpdate("CREATE TABLE jdbc_docs (id UUID NOT NULL, body JSONB, n BIGINT)");
+        }
+        try (PreparedStatement ps = s.conn.prepareStatement("INSERT INTO jdbc_docs VALUES (?, ?, ?)")) {
+            PGobject body = new PGobject();
+            body.setType("jsonb");
+            body.setValue("{\"plan\": \"pro\", \"amount\": 2.5}");
+            ps.setObject(1, first);
+            ps.setObject(2, body);
+            ps.setLong(3, 1);
+            check(ps.executeUpdate(), 1, "INSERT of a java.util.UUID and a jsonb PGobject");
+            ps.setObject(1, second);
+            ps.setString(2, "{\"plan\": \"free\"}");
+            ps.setLong(3, 2);
+            ps.executeUpdate();
+        }
+        try (PreparedStatement ps = s.conn.prepareStatement(
+                "SELECT id, body, body->>'plan', (body->>'amount')::double precision FROM jdbc_docs WHERE id = ?")) {
+            for (int run = 0; run < PAST_THRESHOLD; run++) {
+                ps.setObject(1, first);
+                try (ResultSet rs = ps.executeQuery()) {
+                    check(rs.next(), true, "a row for a UUID parameter, run " + run);
+                    check(rs.getObject(1), first, "a uuid column reads as java.util.UUID, run " + run);
+                    check(rs.getMetaData().getColumnTypeName(2), "jsonb", "a jsonb column's type name");
+                    check(rs.getString(2), "{\"plan\": \"pro\", \"amount\": 2.5}", "jsonb text, run " + run);
+                    check(rs.getString(3), "pro", "body->>'plan'");
+                    check(rs.getDouble(4), 2.5, "(body->>'amount')::double precision");
+                }
+            }
+        }
+        try (PreparedStatement ps = s.conn.prepareStatement("SELECT count(*) FROM jdbc_docs WHERE id = ?::uuid")) {
+            ps.setString(1, "not-a-uuid");
+            ps.executeQuery();
+            throw new AssertionError("a bad uuid was accepted");
+        } catch (SQLException e) {
+            check(e.getSQLState(), "22P02", "a bad uuid is 22P02");
+        }
+        try (Statement st = s.conn.createStatement()) {
+            st.executeUpdate("DROP TABLE jdbc_docs");
         }
     }
 

@@ -3,6 +3,7 @@
 Usage: psycopg_session.py session DSN   -- the whole session below
        psycopg_session.py connect DSN   -- connect, check TLS if sslmode is set (and not
                                            disable), SELECT 1
+       psycopg_session.py uuid_json DSN -- UUID and JSONB columns with psycopg's adapters
 
 Run by tests/e2e/pg_psycopg.rs. Uses psycopg's defaults: no autocommit, so the first statement
 opens a transaction implicitly; server-side parameter binding; executemany in pipeline mode;
@@ -10,6 +11,7 @@ COPY FROM STDIN through cursor.copy(). Exits non-zero on the first failed check.
 """
 
 import sys
+import uuid
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -157,6 +159,44 @@ def session(dsn):
                   "the binary COPY stored what it was sent")
 
 
+def uuid_json(dsn):
+    """uuid.UUID and Jsonb parameters, COPY rows of them, and the values psycopg loads back."""
+    from psycopg.types.json import Json, Jsonb
+
+    ids = [uuid.UUID("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"), uuid.uuid5(uuid.NAMESPACE_DNS, "x")]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE docs (id UUID NOT NULL, body JSONB, raw JSON, n BIGINT)")
+        conn.execute("INSERT INTO docs VALUES (%s, %s, %s, 1)",
+                     (ids[0], Jsonb({"plan": "pro", "amount": 12.5}), Json([1, "two"])))
+        with conn.cursor() as cur:
+            with cur.copy("COPY docs (id, body, n) FROM STDIN") as copy:
+                copy.write_row((ids[1], Jsonb({"plan": "free"}), 2))
+            check(cur.rowcount, 1, "COPY of a uuid.UUID and a Jsonb row")
+            with cur.copy("COPY docs (id, body, n) FROM STDIN (FORMAT binary)") as copy:
+                copy.set_types(["uuid", "jsonb", "int8"])
+                copy.write_row((ids[1], Jsonb({"plan": "max", "tags": ["a"]}), 3))
+            check(cur.rowcount, 1, "binary COPY of a uuid.UUID and a Jsonb row")
+        rows = conn.execute("SELECT id, body, raw FROM docs ORDER BY n").fetchall()
+        check(rows[0], (ids[0], {"plan": "pro", "amount": 12.5}, [1, "two"]),
+              "uuid, jsonb and json load as uuid.UUID, dict and list")
+        check(rows[2][1], {"plan": "max", "tags": ["a"]}, "the binary COPY stored the jsonb")
+        binary = conn.cursor(binary=True)
+        check(binary.execute("SELECT id, body FROM docs WHERE n = 3").fetchone(),
+              (ids[1], {"plan": "max", "tags": ["a"]}), "binary results of uuid and jsonb")
+        check(conn.execute("SELECT n FROM docs WHERE id = %s ORDER BY n", (ids[1],)).fetchall(),
+              [(2,), (3,)], "a uuid.UUID parameter in WHERE")
+        check(conn.execute("SELECT body->>'plan', count(*) FROM docs GROUP BY 1 ORDER BY 1")
+              .fetchall(), [("free", 1), ("max", 1), ("pro", 1)], "GROUP BY body->>'plan'")
+        try:
+            conn.execute("SELECT %s::uuid", ("not-a-uuid",))
+            raise AssertionError("a bad uuid was accepted")
+        except errors.InvalidTextRepresentation as e:
+            check(str(e).startswith("invalid input syntax for type uuid"), True,
+                  f"a bad uuid is 22P02 ({e})")
+        check(conn.execute("SELECT count(*) FROM docs").fetchone(), (3,),
+              "the session goes on after the error")
+
+
 def connect(dsn):
     with psycopg.connect(dsn, autocommit=True) as conn:
         if "sslmode=" in dsn and "sslmode=disable" not in dsn:
@@ -166,5 +206,5 @@ def connect(dsn):
 
 if __name__ == "__main__":
     mode, dsn = sys.argv[1], sys.argv[2]
-    {"session": session, "connect": connect}[mode](dsn)
+    {"session": session, "connect": connect, "uuid_json": uuid_json}[mode](dsn)
     print("PASS")

@@ -78,7 +78,7 @@ impl Database {
         }
         let snapshot = self.inner.current.get();
         let mut planned = statement.clone();
-        query::hide_sketch_columns(&mut planned, &snapshot);
+        query::rewrite_for_planning(&mut planned, &snapshot);
         let state = self.inner.engine.state_at(snapshot, self.commit_target());
         let (plan, command) = self.inner.engine.plan(&state, planned).await?;
         let param_types = parameter_types(&plan)?;
@@ -163,7 +163,7 @@ impl Database {
             return self.run_ddl(ddl).await;
         }
         let snapshot = target.reads(self.inner.current.get());
-        query::hide_sketch_columns(&mut statement, &snapshot);
+        query::rewrite_for_planning(&mut statement, &snapshot);
         let insert = match &statement {
             DfStatement::Statement(s) => match s.as_ref() {
                 ast::Statement::Insert(insert) => Some(insert.clone()),

@@ -183,7 +183,7 @@ fn unreserved(name: String) -> Result<String> {
 }
 
 /// Folds unquoted identifiers to lower case, as PostgreSQL does.
-fn normalize(ident: &ast::Ident) -> String {
+pub(crate) fn normalize(ident: &ast::Ident) -> String {
     if ident.quote_style.is_some() {
         ident.value.clone()
     } else {

@@ -310,7 +310,9 @@ pub(crate) fn kind_of(data_type: &DataType) -> Option<KeyKind> {
         Float16 | Float32 | Float64 => KeyKind::Float,
         Decimal128(_, _) => KeyKind::Decimal,
         Boolean => KeyKind::Bool,
-        Utf8 | LargeUtf8 | Utf8View | Binary | LargeBinary | BinaryView => KeyKind::Bytes,
+        Utf8 | LargeUtf8 | Utf8View | Binary | LargeBinary | BinaryView | FixedSizeBinary(_) => {
+            KeyKind::Bytes
+        }
         Null => KeyKind::Int,
         _ => return None,
     })

@@ -26,9 +26,11 @@ use super::errors::{self, state};
 
 mod array;
 mod rows;
+mod uuid_json;
 
 pub(crate) use rows::ColumnEncoder;
 pub use rows::encode_batch;
+pub(crate) use uuid_json::jsonb_payload;
 
 /// Microseconds between the Unix epoch and the Postgres epoch (2000-01-01).
 pub(crate) const PG_EPOCH_US: i64 = 946_684_800_000_000;
@@ -45,6 +47,8 @@ pub fn pg_type(data_type: &DataType) -> Type {
         DataType::Float16 | DataType::Float32 => Type::FLOAT4,
         DataType::Float64 => Type::FLOAT8,
         DataType::Decimal128(..) | DataType::Decimal256(..) => Type::NUMERIC,
+        // Tally stores UUIDs, and only UUIDs, as 16 fixed bytes.
+        DataType::FixedSizeBinary(16) => Type::UUID,
         DataType::Binary
         | DataType::LargeBinary
         | DataType::BinaryView
@@ -62,11 +66,14 @@ pub fn pg_type(data_type: &DataType) -> Type {
 }
 
 /// The Postgres type of a result column: the declared SQL type its metadata names (CHAR(n),
-/// VARCHAR(n) columns read straight from a table), else the type of its Arrow values.
+/// VARCHAR(n), JSON, JSONB columns, and JSON accessors' results), else the type of its Arrow
+/// values.
 pub fn field_type(field: &Field) -> Type {
     match ColumnType::from_field(field) {
         Some(ColumnType::Char { .. }) => Type::BPCHAR,
         Some(ColumnType::Varchar { .. }) => Type::VARCHAR,
+        Some(ColumnType::Json) => Type::JSON,
+        Some(ColumnType::Jsonb) => Type::JSONB,
         _ => pg_type(field.data_type()),
     }
 }
@@ -82,6 +89,7 @@ fn arrow_type_of(pg: &Type) -> DataType {
         Type::FLOAT8 => DataType::Float64,
         Type::NUMERIC => DataType::Decimal128(38, 10),
         Type::BYTEA => DataType::Binary,
+        Type::UUID => DataType::FixedSizeBinary(16),
         Type::DATE => DataType::Date32,
         Type::TIMESTAMP => DataType::Timestamp(TimeUnit::Microsecond, None),
         Type::TIMESTAMPTZ => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
@@ -108,7 +116,7 @@ pub fn fields(schema: &Schema, binary: impl Fn(usize) -> bool) -> Vec<FieldInfo>
                 Type::INT2 => 2,
                 Type::INT4 | Type::FLOAT4 | Type::DATE => 4,
                 Type::INT8 | Type::FLOAT8 | Type::TIMESTAMP | Type::TIMESTAMPTZ | Type::TIME => 8,
-                Type::INTERVAL => 16,
+                Type::INTERVAL | Type::UUID => 16,
                 _ => -1,
             };
             FieldInfo::new(f.name().clone(), None, None, ty, format).with_type_size(size)
@@ -195,6 +203,9 @@ pub fn write_text(array: &dyn Array, row: usize, out: &mut String) -> PgWireResu
         DataType::Binary => hex(array.as_binary::<i32>().value(row), out),
         DataType::LargeBinary => hex(array.as_binary::<i64>().value(row), out),
         DataType::BinaryView => hex(array.as_binary_view().value(row), out),
+        DataType::FixedSizeBinary(16) => {
+            tally_engine::types::uuid::write(array.as_fixed_size_binary().value(row), out)
+        }
         DataType::FixedSizeBinary(_) => hex(array.as_fixed_size_binary().value(row), out),
         DataType::Date32 => date_text(array.as_primitive::<Date32Type>().value(row), out),
         DataType::Date64 => date_text(
@@ -620,6 +631,11 @@ pub fn decode_parameter(
             Type::FLOAT4 => ScalarValue::Float32(Some(f32::from_be_bytes(arr(fixed(4)?)))),
             Type::FLOAT8 => ScalarValue::Float64(Some(f64::from_be_bytes(arr(fixed(8)?)))),
             Type::BYTEA => ScalarValue::Binary(Some(bytes.to_vec())),
+            Type::UUID => ScalarValue::FixedSizeBinary(16, Some(fixed(16)?.to_vec())),
+            Type::JSONB => {
+                let text = uuid_json::jsonb_text(bytes, index)?;
+                return from_text(text, &target, index);
+            }
             Type::DATE => ScalarValue::Date32(Some(
                 i32::from_be_bytes(arr(fixed(4)?)).saturating_add(PG_EPOCH_DAYS),
             )),
@@ -695,6 +711,7 @@ pub fn from_text(text: &str, target: &DataType, index: usize) -> PgWireResult<Sc
         _ => text,
     };
     match target {
+        DataType::FixedSizeBinary(16) => uuid_json::uuid_parameter(text, index),
         DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
             let bytes = parse_bytea(text).ok_or_else(|| {
                 errors::pg(

@@ -101,6 +101,7 @@ pub const TYPES: &[PgType] = &[
     base(24, "regproc", "regproc", 4, "N", 1008),
     base(25, "text", "text", -1, "S", 1009),
     base(26, "oid", "oid", 4, "N", 1028),
+    base(114, "json", "json", -1, "U", 199),
     base(700, "float4", "real", 4, "N", 1021),
     base(701, "float8", "double precision", 8, "N", 1022),
     base(1042, "bpchar", "character", -1, "S", 1014),
@@ -127,7 +128,10 @@ pub const TYPES: &[PgType] = &[
     base(1700, "numeric", "numeric", -1, "N", 1231),
     base(2205, "regclass", "regclass", 4, "N", 2210),
     base(2206, "regtype", "regtype", 4, "N", 2211),
+    base(2950, "uuid", "uuid", 16, "U", 2951),
+    base(3802, "jsonb", "jsonb", -1, "U", 3807),
     base(4089, "regnamespace", "regnamespace", 4, "N", 4090),
+    array(199, "_json", 114),
     array(1000, "_bool", 16),
     array(1001, "_bytea", 17),
     array(1002, "_char", 18),
@@ -150,6 +154,8 @@ pub const TYPES: &[PgType] = &[
     array(1231, "_numeric", 1700),
     array(2210, "_regclass", 2205),
     array(2211, "_regtype", 2206),
+    array(2951, "_uuid", 2950),
+    array(3807, "_jsonb", 3802),
     array(4090, "_regnamespace", 4089),
 ];
 
@@ -159,13 +165,16 @@ pub fn pg_type(oid: u32) -> Option<&'static PgType> {
 }
 
 /// The type OID and type modifier (`atttypmod`) of a column: from the declared SQL type the
-/// field's metadata names (CHAR(n), VARCHAR(n)), else from its Arrow type.
+/// field's metadata names (CHAR(n), VARCHAR(n), UUID, JSON, JSONB), else from its Arrow type.
 pub fn column_type(field: &Field) -> (u32, i32) {
     // A character type's modifier is its length plus 4 (`VARHDRSZ`), as in PostgreSQL.
     let char_modifier = |n: u32| i32::try_from(n).map_or(-1, |n| n + 4);
     match ColumnType::from_field(field) {
         Some(ColumnType::Char { length }) => return (1042, length.map_or(-1, char_modifier)),
         Some(ColumnType::Varchar { length }) => return (1043, char_modifier(length)),
+        Some(ColumnType::Uuid) => return (2950, -1),
+        Some(ColumnType::Json) => return (114, -1),
+        Some(ColumnType::Jsonb) => return (3802, -1),
         _ => {}
     }
     match field.data_type() {
@@ -213,6 +222,9 @@ mod tests {
             (ColumnType::Char { length: None }, "character"),
             (ColumnType::Varchar { length: 44 }, "character varying(44)"),
             (ColumnType::Text, "text"),
+            (ColumnType::Uuid, "uuid"),
+            (ColumnType::Json, "json"),
+            (ColumnType::Jsonb, "jsonb"),
         ] {
             let (oid, modifier) = column_type(&ty.field("c", true));
             assert_eq!(format_type(oid, Some(modifier)), name);

@@ -10,13 +10,14 @@ use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
 use pgwire::error::PgWireResult;
+use tally_engine::ColumnType;
 use tally_engine::reexports::arrow::array::{
-    Array, ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Float32Builder, Float64Builder,
-    Int16Builder, Int32Builder, Int64Builder, RecordBatch, StringArray, StringBuilder,
-    TimestampMicrosecondBuilder,
+    Array, ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, FixedSizeBinaryBuilder,
+    Float32Builder, Float64Builder, Int16Builder, Int32Builder, Int64Builder, RecordBatch,
+    StringArray, StringBuilder, TimestampMicrosecondBuilder,
 };
 use tally_engine::reexports::arrow::compute::{CastOptions, cast_with_options};
-use tally_engine::reexports::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use tally_engine::reexports::arrow::datatypes::{DataType, Field, SchemaRef, TimeUnit};
 
 use super::{BATCH_ROWS, DecodeError, invalid_value, not_null_message};
 use crate::pg::errors::{self, state};
@@ -58,14 +59,20 @@ enum Column {
     /// (the same rounding and range checks as the text formats).
     Numeric(StringBuilder),
     Text(StringBuilder),
+    /// JSONB: a version byte, then the text.
+    Jsonb(StringBuilder),
     Bytea(BinaryBuilder),
+    Uuid(FixedSizeBinaryBuilder),
     Date(Date32Builder),
     Timestamp(TimestampMicrosecondBuilder),
 }
 
 impl Column {
-    fn new(data_type: &DataType) -> Option<Column> {
-        Some(match data_type {
+    fn new(field: &Field) -> Option<Column> {
+        if ColumnType::from_field(field) == Some(ColumnType::Jsonb) {
+            return Some(Column::Jsonb(StringBuilder::new()));
+        }
+        Some(match field.data_type() {
             DataType::Boolean => Column::Boolean(BooleanBuilder::new()),
             DataType::Int16 => Column::Int16(Int16Builder::new()),
             DataType::Int32 => Column::Int32(Int32Builder::new()),
@@ -75,6 +82,7 @@ impl Column {
             DataType::Decimal128(..) => Column::Numeric(StringBuilder::new()),
             DataType::Utf8 => Column::Text(StringBuilder::new()),
             DataType::Binary => Column::Bytea(BinaryBuilder::new()),
+            DataType::FixedSizeBinary(16) => Column::Uuid(FixedSizeBinaryBuilder::new(16)),
             DataType::Date32 => Column::Date(Date32Builder::new()),
             DataType::Timestamp(TimeUnit::Microsecond, zone) => Column::Timestamp(
                 TimestampMicrosecondBuilder::new().with_timezone_opt(zone.clone()),
@@ -91,8 +99,9 @@ impl Column {
             Column::Int64(b) => b.append_null(),
             Column::Float32(b) => b.append_null(),
             Column::Float64(b) => b.append_null(),
-            Column::Numeric(b) | Column::Text(b) => b.append_null(),
+            Column::Numeric(b) | Column::Text(b) | Column::Jsonb(b) => b.append_null(),
             Column::Bytea(b) => b.append_null(),
+            Column::Uuid(b) => b.append_null(),
             Column::Date(b) => b.append_null(),
             Column::Timestamp(b) => b.append_null(),
         }
@@ -112,7 +121,14 @@ impl Column {
                 b.append_value(text);
             }
             Column::Text(b) => b.append_value(utf8(bytes)?),
+            Column::Jsonb(b) => {
+                let text = types::jsonb_payload(bytes).map_err(|e| (state::BAD_BINARY, e))?;
+                b.append_value(utf8(text)?)
+            }
             Column::Bytea(b) => b.append_value(bytes),
+            Column::Uuid(b) => b
+                .append_value(fixed::<16>(bytes)?)
+                .expect("16 bytes fit a UUID column"),
             Column::Date(b) => {
                 b.append_value(i32::from_be_bytes(fixed(bytes)?).saturating_add(PG_EPOCH_DAYS))
             }
@@ -131,8 +147,9 @@ impl Column {
             Column::Int64(b) => Arc::new(b.finish()),
             Column::Float32(b) => Arc::new(b.finish()),
             Column::Float64(b) => Arc::new(b.finish()),
-            Column::Numeric(b) | Column::Text(b) => Arc::new(b.finish()),
+            Column::Numeric(b) | Column::Text(b) | Column::Jsonb(b) => Arc::new(b.finish()),
             Column::Bytea(b) => Arc::new(b.finish()),
+            Column::Uuid(b) => Arc::new(b.finish()),
             Column::Date(b) => Arc::new(b.finish()),
             Column::Timestamp(b) => Arc::new(b.finish()),
         }
@@ -179,7 +196,7 @@ impl Decoder {
             .fields()
             .iter()
             .map(|f| {
-                Column::new(f.data_type()).ok_or_else(|| {
+                Column::new(f).ok_or_else(|| {
                     Box::new(errors::user_error(
                         state::NOT_SUPPORTED,
                         format!(
@@ -450,10 +467,14 @@ pub fn encode_rows(batches: &[RecordBatch]) -> PgWireResult<Vec<Vec<u8>>> {
     out.put_u32(0);
     let mut scratch = String::new();
     for batch in batches {
+        let schema = batch.schema();
         let encoders: Vec<types::ColumnEncoder<'_>> = batch
             .columns()
             .iter()
-            .map(|column| types::ColumnEncoder::new(column.as_ref(), true))
+            .zip(schema.fields())
+            .map(|(column, field)| {
+                types::ColumnEncoder::for_type(column.as_ref(), true, &types::field_type(field))
+            })
             .collect();
         for row in 0..batch.num_rows() {
             out.put_i16(encoders.len() as i16);

@@ -3,18 +3,19 @@
 //! [`Fields`] holds a batch of records as the splitter left them: every field's bytes in one
 //! buffer, row-major. Each column is then built straight from those bytes: integers, floats,
 //! booleans, dates and timestamps in the usual ISO shapes by tight typed loops; anything else
-//! (numeric, bytea, an unusual timestamp spelling, a value that does not parse) goes the general
+//! (numeric, bytea, uuid, an unusual timestamp spelling, a value that does not parse) goes the general
 //! way, a text array cast with Arrow's kernels, which also finds the bad value and names it.
 
 use std::sync::Arc;
 
 use tally_engine::reexports::arrow::array::{
-    Array, ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Float32Builder, Float64Builder,
-    Int16Builder, Int32Builder, Int64Builder, PrimitiveBuilder, StringArray, StringBuilder,
-    TimestampMicrosecondBuilder,
+    Array, ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, FixedSizeBinaryBuilder,
+    Float32Builder, Float64Builder, Int16Builder, Int32Builder, Int64Builder, PrimitiveBuilder,
+    StringArray, StringBuilder, TimestampMicrosecondBuilder,
 };
 use tally_engine::reexports::arrow::compute::{CastOptions, cast_with_options};
 use tally_engine::reexports::arrow::datatypes::{ArrowPrimitiveType, DataType, Field, TimeUnit};
+use tally_engine::types::uuid;
 
 use super::{DecodeError, WithColumn, copy_error, invalid_value};
 use crate::pg::errors::{self, state};
@@ -292,6 +293,20 @@ fn convert(
                 } else {
                     match types::parse_bool(strings.value(row)) {
                         Some(v) => b.append_value(v),
+                        None => return Err(invalid(row)),
+                    }
+                }
+            }
+            Arc::new(b.finish())
+        }
+        DataType::FixedSizeBinary(16) => {
+            let mut b = FixedSizeBinaryBuilder::with_capacity(strings.len(), 16);
+            for row in 0..strings.len() {
+                if strings.is_null(row) {
+                    b.append_null();
+                } else {
+                    match uuid::parse(strings.value(row)) {
+                        Some(v) => b.append_value(v).expect("a parsed UUID has 16 bytes"),
                         None => return Err(invalid(row)),
                     }
                 }

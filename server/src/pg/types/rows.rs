@@ -4,6 +4,7 @@
 //! every other type goes through [`write_binary`] / [`write_text`].
 
 use bytes::{BufMut, BytesMut};
+use pgwire::api::Type;
 use pgwire::api::results::{FieldFormat, FieldInfo};
 use pgwire::error::PgWireResult;
 use pgwire::messages::data::DataRow;
@@ -28,7 +29,11 @@ pub fn encode_batch(batch: &RecordBatch, fields: &[FieldInfo]) -> PgWireResult<V
         .iter()
         .zip(fields)
         .map(|(column, field)| {
-            ColumnEncoder::new(column.as_ref(), field.format() == FieldFormat::Binary)
+            ColumnEncoder::for_type(
+                column.as_ref(),
+                field.format() == FieldFormat::Binary,
+                field.datatype(),
+            )
         })
         .collect();
     // One buffer for the batch, sized for all of it: each row is split off it, so rows share
@@ -66,6 +71,8 @@ enum Kind<'a> {
     Float64(&'a Float64Array),
     /// Text is the same bytes in both formats.
     Utf8(&'a StringArray),
+    /// JSONB text in binary: the version byte, then the text.
+    JsonbBinary(&'a StringArray),
     LargeUtf8(&'a LargeStringArray),
     Utf8View(&'a StringViewArray),
     /// Timestamps without time zone in microseconds, binary.
@@ -77,6 +84,21 @@ enum Kind<'a> {
 }
 
 impl<'a> ColumnEncoder<'a> {
+    /// The encoder of `array` sent as Postgres type `ty` (which decides JSONB's binary form).
+    pub(crate) fn for_type(array: &'a dyn Array, binary: bool, ty: &Type) -> ColumnEncoder<'a> {
+        if binary
+            && *ty == Type::JSONB
+            && let Some(strings) = array.as_string_opt::<i32>()
+        {
+            return ColumnEncoder {
+                array,
+                nulls: array.nulls(),
+                kind: Kind::JsonbBinary(strings),
+            };
+        }
+        ColumnEncoder::new(array, binary)
+    }
+
     /// The encoder of `array` in binary (`binary`) or text format.
     pub(crate) fn new(array: &'a dyn Array, binary: bool) -> ColumnEncoder<'a> {
         let kind = match array.data_type() {
@@ -116,6 +138,10 @@ impl<'a> ColumnEncoder<'a> {
             Kind::Utf8(a) => {
                 let offsets = a.value_offsets();
                 (offsets[offsets.len() - 1] - offsets[0]) as usize
+            }
+            Kind::JsonbBinary(a) => {
+                let offsets = a.value_offsets();
+                (offsets[offsets.len() - 1] - offsets[0]) as usize + rows
             }
             Kind::LargeUtf8(a) => {
                 let offsets = a.value_offsets();
@@ -173,6 +199,12 @@ impl<'a> ColumnEncoder<'a> {
                 out.put_f64(a.value(row));
             }
             Kind::Utf8(a) => put_text(out, a.value(row)),
+            Kind::JsonbBinary(a) => {
+                let text = a.value(row);
+                out.put_i32(text.len() as i32 + 1);
+                out.put_u8(super::uuid_json::JSONB_VERSION);
+                out.extend_from_slice(text.as_bytes());
+            }
             Kind::LargeUtf8(a) => put_text(out, a.value(row)),
             Kind::Utf8View(a) => put_text(out, a.value(row)),
             Kind::TimestampMicros(a) => {
