@@ -125,9 +125,39 @@ def pg_seeds():
     describe = message(b"D", b"Pp1\0")
     execute = message(b"E", b"p1\0" + struct.pack(">i", 0))
     write("pg_session", "extended", b"\2" + parse + bind + describe + execute)
+    # Deep statements: one within the limits, one past them (54001), then a query on.
+    deep = "SELECT " + "(" * 300 + "1" + ")" * 300 + "; SELECT 1" + "+1" * 400
+    too_deep = "SELECT 1" + "+1" * 5001
+    write("pg_session", "deep", b"\1" + query(deep) + query(too_deep) + query("SELECT 1"))
+    write("pg_session", "deep_extended", b"\2" + message(b"P", b"\0" + too_deep.encode() + b"\0\0\0") +
+          message(b"S") + query("SELECT 2"))
     write("pg_session", "extended_unnamed_error", b"\2" + message(b"P", b"\0SELECT 1/0\0\0\0") +
           message(b"B", b"\0\0\0\0\0\0\0\0") + message(b"E", b"\0\0\0\0\0") + message(b"S") +
           query("SELECT 2"))
+
+
+def sql_seeds():
+    """Deep statements for sql_text (plain SQL text) and pg_session (as simple queries): each
+    shape near its limit and past it (docs/sql.md, "Limits on statement depth")."""
+    plus = lambda n: "SELECT x" + "+1" * (n - 1) + " FROM t"
+    parens = lambda n: "SELECT " + "(" * n + "1" + ")" * n
+    chain = lambda n, op: "SELECT count(*) FROM t WHERE " + op.join("x <> %d" % i for i in range(n))
+    case = lambda n: "SELECT " + "CASE WHEN true THEN " * n + "1" + " END" * n
+    scalar = lambda n: "SELECT " + "(SELECT " * n + "1" + ")" * n
+    exists = lambda n: "SELECT 1 WHERE " + "EXISTS (SELECT 1 WHERE " * n + "true" + ")" * n
+    derived = lambda n: "SELECT * FROM " + "(SELECT * FROM " * n + "t" + ") q" * n
+    in_list = lambda n: "SELECT x IN (" + ", ".join(str(i) for i in range(n)) + ") FROM t"
+    seeds = {
+        "plus_300": plus(300), "plus_5001": plus(5001), "parens_200": parens(200),
+        "parens_5001": parens(5001), "and_100": chain(100, " AND "), "or_100": chain(100, " OR "),
+        "case_100": case(100), "scalar_12": scalar(12), "scalar_13": scalar(13),
+        "exists_13": exists(13), "derived_50": derived(50), "in_list_2000": in_list(2000),
+        "mixed": "SELECT CASE WHEN x BETWEEN 1 AND 2 AND NOT b THEN (SELECT abs(x)) ELSE "
+                 "CAST(x AS BIGINT) END FROM (SELECT * FROM t) q WHERE s LIKE 'a%' OR x IN (1, 2)",
+        "unbalanced": "SELECT ((( CASE WHEN ) END END ))) (SELECT",
+    }
+    for name, sql in seeds.items():
+        write("sql_text", name, sql.encode())
 
 
 def state_seeds():
@@ -243,6 +273,7 @@ def catalog_seeds():
 if __name__ == "__main__":
     copy_seeds()
     pg_seeds()
+    sql_seeds()
     state_seeds()
     part_seeds()
     key_seeds()

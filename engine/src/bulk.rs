@@ -21,6 +21,7 @@ use crate::catalog::{SegmentMeta, TableDef};
 use crate::commit::{Op, Outcome, Writer};
 use crate::error::{Error, Result};
 use crate::ingest;
+use crate::query::depth;
 use crate::storage::hot;
 use crate::storage::segment::{self, WrittenSegment};
 use crate::views::{self, CompiledView};
@@ -129,7 +130,10 @@ impl BulkIngest {
             return Ok(());
         }
         for (view, states) in self.views.iter().zip(self.view_states.iter_mut()) {
-            views::maintain::accumulate(view, &conformed, states)?;
+            // A deep view's expressions evaluate as deep as they nest, on this caller's thread.
+            depth::with_big_stack(view.depth, || {
+                views::maintain::accumulate(view, &conformed, states)
+            })?;
         }
         self.rows += conformed.num_rows() as u64;
         self.buffered_rows += conformed.num_rows();

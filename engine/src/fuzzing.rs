@@ -1,9 +1,11 @@
 //! Entry points for the cargo-fuzz targets in `fuzz/` only: thin wrappers over the crate-private
 //! decoders of stored data (catalog entries, view states, group keys), so the targets feed them
-//! arbitrary bytes as a damaged or hostile data directory would. Not a supported API.
+//! arbitrary bytes as a damaged or hostile data directory would, and over the statement path
+//! (depth bound, parser, planner) for arbitrary SQL text. Not a supported API.
 
 use crate::catalog::{self, SegmentMeta, TableDef};
 use crate::error::Result;
+use crate::query::depth;
 use crate::views::ViewDef;
 use crate::views::key::{self, KeyKind, KeyValue};
 use crate::views::state;
@@ -69,4 +71,46 @@ pub fn decode_delta_part(bytes: &[u8]) -> Result<usize> {
         state::visit(part.states.value(i), |_, _| Ok(()))?;
     }
     Ok(part.len())
+}
+
+/// Checks how deep `sql` nests and parses it, as every entry point of Tally does, then plans,
+/// optimizes and physically plans each statement with a plain DataFusion session over a table
+/// `t (x BIGINT, s TEXT, b BOOLEAN)`, all on the stack Tally gives a statement of that depth
+/// ([`depth::with_big_stack`]; a shallow one runs on the caller's). Returns the statement's
+/// depth bound; errors are the statement's own (too deep, syntax, planning).
+pub fn plan_sql(sql: &str) -> Result<usize> {
+    let depth = crate::query::statement_depth(sql)?;
+    depth::with_big_stack(depth, || {
+        let statements = crate::query::parse(sql)?;
+        let state = plain_session().state();
+        for statement in statements {
+            let plan = futures::executor::block_on(state.statement_to_plan(statement))?;
+            let physical = futures::executor::block_on(state.create_physical_plan(&plan))?;
+            drop((plan, physical));
+        }
+        Ok(depth)
+    })
+}
+
+/// One DataFusion session with the table of [`plan_sql`], shared by every call.
+fn plain_session() -> &'static datafusion::execution::context::SessionContext {
+    use std::sync::{Arc, OnceLock};
+
+    use arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::datasource::MemTable;
+    use datafusion::execution::context::SessionContext;
+
+    static SESSION: OnceLock<SessionContext> = OnceLock::new();
+    SESSION.get_or_init(|| {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("x", DataType::Int64, true),
+            Field::new("s", DataType::Utf8, true),
+            Field::new("b", DataType::Boolean, true),
+        ]));
+        let table = MemTable::try_new(schema, vec![vec![]]).expect("an empty table");
+        let ctx = SessionContext::new();
+        ctx.register_table("t", Arc::new(table))
+            .expect("registering a table in a new session");
+        ctx
+    })
 }

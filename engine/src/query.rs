@@ -102,6 +102,14 @@ pub fn statement_depth(sql: &str) -> Result<usize> {
     }
 }
 
+/// How deep the statements in `sql` nest ([`depth::bound`]), with no limit: for text that
+/// passed [`statement_depth`] once (a stored view definition). 0 if it does not tokenize.
+pub(crate) fn statement_bound(sql: &str) -> usize {
+    Tokenizer::new(&PostgreSqlDialect {}, sql)
+        .tokenize()
+        .map_or(0, |tokens| depth::bound(&tokens))
+}
+
 fn parse_error(e: datafusion::error::DataFusionError) -> Error {
     match &e {
         datafusion::error::DataFusionError::SQL(p, _)

@@ -12,6 +12,7 @@ mod pg_auth;
 mod pg_clients;
 mod pg_copy;
 mod pg_copy_binary;
+mod pg_depth;
 mod pg_extended;
 mod pg_jdbc;
 mod pg_psycopg;

@@ -29,7 +29,11 @@ impl TestServer {
     /// Starts with `config`'s authentication and TLS, in a temporary directory on a free
     /// loopback port.
     pub async fn start_with(config: Config) -> TestServer {
-        let dir = tempfile::tempdir().expect("temp dir");
+        TestServer::start_in(tempfile::tempdir().expect("temp dir"), config).await
+    }
+
+    /// Starts over the data directory `dir/data` (new or left by a server before).
+    async fn start_in(dir: tempfile::TempDir, config: Config) -> TestServer {
         let config = Config {
             data: dir.path().join("data"),
             listen: "127.0.0.1:0".into(),
@@ -73,6 +77,19 @@ impl TestServer {
 
     /// Stops the server and waits for it to close the database.
     pub async fn stop(mut self) {
+        self.shut_down().await;
+    }
+
+    /// Stops the server cleanly and starts a new one (on a new port) over the same data
+    /// directory, with the default configuration.
+    pub async fn restart(mut self) -> TestServer {
+        self.shut_down().await;
+        let TestServer { dir, db, .. } = self;
+        drop(db);
+        TestServer::start_in(dir, Config::default()).await
+    }
+
+    async fn shut_down(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

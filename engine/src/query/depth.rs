@@ -31,7 +31,10 @@ pub const MAX_DEPTH: usize = 5_000;
 pub const MAX_SUBQUERY_DEPTH: usize = 12;
 
 /// Statements at most this deep run on the caller's stack; deeper ones on a stack of their own.
-const SHALLOW: usize = 100;
+/// At [`STACK_PER_LEVEL`] a shallow statement needs at most 1 MiB, which fits the 2 MiB of a
+/// default Rust or tokio thread with room for the caller's frames (30 subqueries nested in FROM
+/// overflow 2 MiB in a debug build; the property test in this module found it).
+const SHALLOW: usize = 16;
 
 /// Stack bytes reserved per level of a deep statement. A level of a nested subquery costs the
 /// most: DataFusion plans, optimizes and drops it through many frames (measured in a debug
@@ -453,5 +456,172 @@ mod tests {
         // Siblings do not nest.
         let siblings = vec!["(SELECT 1)"; 100].join(" + ");
         assert!(check_sql(&format!("SELECT {siblings}")).is_ok());
+    }
+}
+
+/// Random statements of random shapes and depths: the bound is never below the depth of the
+/// tree they parse into, and a statement that passes [`check`] parses and plans on the stack
+/// Tally gives it without overflowing (an overflow aborts the test process).
+#[cfg(test)]
+mod properties {
+    use datafusion::sql::sqlparser::ast::{Expr, Query, Visit, Visitor};
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+    use datafusion::sql::sqlparser::tokenizer::Tokenizer;
+    use proptest::prelude::*;
+    use std::ops::ControlFlow;
+
+    /// Integer expressions over the column `x` of `crate::fuzzing::plan_sql`'s table `t`.
+    fn int_expr() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![Just("1".to_string()), Just("x".to_string())];
+        leaf.prop_recursive(6, 400, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 2..40).prop_map(|v| v.join(" + ")),
+                prop::collection::vec(inner.clone(), 2..10).prop_map(|v| v.join(" * ")),
+                (inner.clone(), 1..300usize).prop_map(|(e, n)| format!(
+                    "{}{e}{}",
+                    "(".repeat(n),
+                    ")".repeat(n)
+                )),
+                (inner.clone(), 1..200usize).prop_map(|(e, n)| format!("{e}{}", " + 1".repeat(n))),
+                (bool_leaf(), inner.clone(), inner.clone())
+                    .prop_map(|(c, a, b)| format!("CASE WHEN {c} THEN {a} ELSE {b} END")),
+                (inner.clone(), 1..60usize).prop_map(|(e, n)| format!(
+                    "{}{e}{}",
+                    "CASE WHEN x > 0 THEN ".repeat(n),
+                    " END".repeat(n)
+                )),
+                inner.clone().prop_map(|e| format!("(SELECT {e})")),
+                inner.clone().prop_map(|e| format!("abs({e})")),
+                inner.clone().prop_map(|e| format!("-({e})")),
+                inner.clone().prop_map(|e| format!("CAST({e} AS BIGINT)")),
+                inner.clone().prop_map(|e| format!("({e})::BIGINT")),
+            ]
+        })
+    }
+
+    fn bool_leaf() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("true".to_string()),
+            Just("x = 1".to_string()),
+            Just("b".to_string()),
+            Just("s LIKE 'a%'".to_string()),
+        ]
+    }
+
+    /// Boolean expressions, built from integer ones.
+    fn bool_expr() -> impl Strategy<Value = String> {
+        bool_leaf().prop_recursive(5, 300, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 2..60).prop_map(|v| v.join(" AND ")),
+                prop::collection::vec(inner.clone(), 2..60).prop_map(|v| v.join(" OR ")),
+                inner.clone().prop_map(|e| format!("NOT ({e})")),
+                inner.clone().prop_map(|e| format!("({e}) IS NULL")),
+                (int_expr(), 1..50usize).prop_map(|(e, n)| {
+                    let items: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+                    format!("{e} IN ({})", items.join(", "))
+                }),
+                (int_expr(), int_expr()).prop_map(|(a, b)| format!("{a} BETWEEN {b} AND 10")),
+                (int_expr(), int_expr()).prop_map(|(a, b)| format!("{a} < {b}")),
+                inner
+                    .clone()
+                    .prop_map(|e| format!("EXISTS (SELECT 1 WHERE {e})")),
+                int_expr().prop_map(|e| format!("x IN (SELECT {e})")),
+            ]
+        })
+    }
+
+    /// Whole statements: expressions in the select list and WHERE, under subqueries in FROM.
+    fn statement() -> impl Strategy<Value = String> {
+        (int_expr(), bool_expr(), 0..40usize).prop_map(|(select, filter, from)| {
+            format!(
+                "SELECT {select} AS v FROM {}t{} WHERE {filter}",
+                "(SELECT * FROM ".repeat(from),
+                ") q".repeat(from)
+            )
+        })
+    }
+
+    /// The deepest nesting of expressions and queries in a parsed statement.
+    #[derive(Default)]
+    struct TreeDepth {
+        current: usize,
+        deepest: usize,
+    }
+
+    impl TreeDepth {
+        fn enter(&mut self) {
+            self.current += 1;
+            self.deepest = self.deepest.max(self.current);
+        }
+    }
+
+    impl Visitor for TreeDepth {
+        type Break = ();
+
+        fn pre_visit_expr(&mut self, _: &Expr) -> ControlFlow<()> {
+            self.enter();
+            ControlFlow::Continue(())
+        }
+
+        fn post_visit_expr(&mut self, _: &Expr) -> ControlFlow<()> {
+            self.current -= 1;
+            ControlFlow::Continue(())
+        }
+
+        fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+            self.enter();
+            ControlFlow::Continue(())
+        }
+
+        fn post_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+            self.current -= 1;
+            ControlFlow::Continue(())
+        }
+    }
+
+    /// The depth of the tree `sql` parses into, parsed as sqlparser builds it (before Tally
+    /// rewrites anything), on a stack large enough for any statement here.
+    fn tree_depth(sql: &str) -> usize {
+        super::with_big_stack(super::MAX_DEPTH, || {
+            let statements = Parser::new(&PostgreSqlDialect {})
+                .with_recursion_limit(crate::query::PARSER_RECURSION_LIMIT)
+                .try_with_sql(sql)
+                .and_then(|mut p| p.parse_statements())
+                .expect("generated statements parse");
+            let mut depth = TreeDepth::default();
+            let _ = statements.visit(&mut depth);
+            depth.deepest
+        })
+    }
+
+    /// Runs `f` on a thread with the 2 MiB stack of a default Rust or tokio worker thread,
+    /// the smallest a statement may arrive on.
+    fn on_small_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(f)
+            .expect("a thread")
+            .join()
+            .expect("the statement thread did not panic")
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_bound_is_never_below_the_tree_and_checked_statements_plan(sql in statement()) {
+            let tokens = Tokenizer::new(&PostgreSqlDialect {}, &sql).tokenize().unwrap();
+            let bound = super::bound(&tokens);
+            let tree = tree_depth(&sql);
+            prop_assert!(bound >= tree, "bound {bound} < tree depth {tree}: {sql}");
+            if super::check(&tokens).is_ok() {
+                let outcome = on_small_thread(move || crate::fuzzing::plan_sql(&sql).map_err(|e| e.to_string()));
+                // Planning may refuse a statement (a type error): what matters is that it returns.
+                if let Err(e) = outcome {
+                    prop_assert!(!e.contains("stack"), "{e}");
+                }
+            }
+        }
     }
 }

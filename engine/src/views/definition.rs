@@ -13,6 +13,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use super::ViewDef;
 use super::key::KeyKind;
 use crate::error::{Error, Result};
+use crate::query::depth;
 
 /// The kind of an aggregate a view maintains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +80,21 @@ pub(crate) struct CompiledView {
     pub outputs: Vec<OutputSource>,
     /// Output schema: the view's column names and DataFusion's types, all nullable.
     pub schema: SchemaRef,
+    /// How deep its definition nests ([`depth::bound`]): its expressions are evaluated and
+    /// dropped on a stack sized for that ([`depth::with_big_stack`]), whatever thread does it.
+    pub depth: usize,
+}
+
+impl Drop for CompiledView {
+    fn drop(&mut self) {
+        // Dropping an expression tree recurses as deep as it nests.
+        let exprs = (
+            self.filter.take(),
+            std::mem::take(&mut self.groups),
+            std::mem::take(&mut self.aggs),
+        );
+        depth::with_big_stack(self.depth, move || drop(exprs));
+    }
 }
 
 impl CompiledView {
@@ -196,6 +212,7 @@ pub(crate) fn compile(
         fields.push(Field::new(name, DataType::Binary, true));
     }
     Ok(CompiledView {
+        depth: crate::query::statement_bound(&def.query),
         def: Arc::new(def),
         filter,
         groups,
