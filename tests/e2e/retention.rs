@@ -196,6 +196,6 @@ async fn bad_retention_settings_are_refused_with_a_reason() {
     assert!(
         message("ALTER TABLE plain SET (fillfactor = 70)")
             .await
-            .contains("the only one is retention")
+            .contains("the only valid one is retention")
     );
 }
