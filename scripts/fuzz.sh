@@ -67,12 +67,17 @@ run_target() {
         leaks=0
         asan="${asan:+$asan:}detect_leaks=0"
     fi
+    # A target with a dictionary of its tokens (fuzz/dict/<target>.dict) gets it.
+    local dict=()
+    if [ -f "fuzz/dict/$target.dict" ]; then
+        dict=(-dict="fuzz/dict/$target.dict")
+    fi
     local status=0
     # pg_session's temporary data directories go under $tmp, removed afterwards.
     ASAN_OPTIONS="$asan" TMPDIR="$(pwd)/$tmp" cargo +nightly fuzz run "${fuzz_flags[@]}" "$target" \
         "$corpus" "fuzz/corpus/$target" -- \
         -max_total_time="$seconds" -rss_limit_mb=2048 -malloc_limit_mb=512 -timeout=60 \
-        -detect_leaks="$leaks" -print_final_stats=1 >"$log" 2>&1 || status=$?
+        -detect_leaks="$leaks" -print_final_stats=1 "${dict[@]}" >"$log" 2>&1 || status=$?
     rm -rf "$tmp"
     local execs rate files after result
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
