@@ -310,3 +310,11 @@ impl ScalarUDFImpl for HllCardinality {
         Ok(ColumnarValue::Array(Arc::new(estimates)))
     }
 }
+
+/// The function named `name` among Tally's registered `functions`. Planners and rewrites hold
+/// their functions this way, built from the one list that is registered; a missing name is a
+/// bug in that list, not a user error.
+fn registered(functions: &[Arc<ScalarUDF>], name: &str) -> Arc<ScalarUDF> {
+    let found = functions.iter().find(|f| f.name() == name);
+    Arc::clone(found.unwrap_or_else(|| panic!("Tally registers no function {name}")))
+}

@@ -106,12 +106,21 @@ pub fn code(err: &tokio_postgres::Error) -> String {
         .unwrap_or_else(|| format!("no SQLSTATE: {err}"))
 }
 
+/// `sql` cut to its first 80 characters for a failure message: deep or huge statements are
+/// megabytes long.
+pub fn short(sql: &str) -> String {
+    match sql.char_indices().nth(80) {
+        Some((i, _)) => format!("{}… ({} bytes)", &sql[..i], sql.len()),
+        None => sql.to_string(),
+    }
+}
+
 /// Rows of a simple query as text cells.
 pub async fn simple_rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
     client
         .simple_query(sql)
         .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .unwrap_or_else(|e| panic!("{}: {e}: {:?}", short(sql), e.as_db_error()))
         .into_iter()
         .filter_map(|m| match m {
             SimpleQueryMessage::Row(row) => Some(

@@ -16,9 +16,9 @@ use futures::SinkExt;
 use tally_engine::{Database, ErrorKind};
 use tally_tests::{temp_db, test_options};
 use tokio_postgres::types::Type;
-use tokio_postgres::{Client, Row, SimpleQueryMessage};
+use tokio_postgres::{Client, Row};
 
-use crate::pg::TestServer;
+use crate::pg::{TestServer, simple_rows, simple_value};
 
 /// A shape of deep statement, as an expression over an operand `atom` (a column or literal).
 struct Shape {
@@ -210,39 +210,6 @@ fn query(shape: &Shape, n: usize) -> String {
         Some(query) => query(n),
         None => format!("SELECT {} AS v FROM d", (shape.expr)(n, "x")),
     }
-}
-
-/// The start of a long statement, for messages.
-fn short(sql: &str) -> String {
-    match sql.char_indices().nth(80) {
-        Some((i, _)) => format!("{}… ({} bytes)", &sql[..i], sql.len()),
-        None => sql.to_string(),
-    }
-}
-
-/// Rows of a simple query as text cells.
-async fn simple_rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
-    let messages = client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{}: {e}: {:?}", short(sql), e.as_db_error()));
-    messages
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).map(str::to_string))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect()
-}
-
-/// The one value of a simple query.
-async fn simple_value(client: &Client, sql: &str) -> String {
-    let rows = simple_rows(client, sql).await;
-    rows[0][0].clone().unwrap_or_else(|| "NULL".into())
 }
 
 /// A cell as PostgreSQL's text output writes it, whatever its type.

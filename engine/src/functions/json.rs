@@ -322,14 +322,7 @@ pub(crate) struct JsonOperators {
 impl JsonOperators {
     /// The planner, calling the functions `functions` holds.
     pub(super) fn new(functions: &[Arc<ScalarUDF>]) -> Self {
-        let find = |name: &str| {
-            Arc::clone(
-                functions
-                    .iter()
-                    .find(|f| f.name() == name)
-                    .expect("the JSON functions include every accessor"),
-            )
-        };
+        let find = |name: &str| super::registered(functions, name);
         JsonOperators {
             get: find("json_get"),
             get_text: find("json_get_text"),

@@ -53,14 +53,7 @@ pub(crate) struct TypedText {
 impl TypedText {
     /// The rewrite, calling the functions `functions` holds.
     pub(super) fn new(functions: &[Arc<ScalarUDF>]) -> Self {
-        let find = |name: &str| {
-            Arc::clone(
-                functions
-                    .iter()
-                    .find(|f| f.name() == name)
-                    .expect("the type functions are registered"),
-            )
-        };
+        let find = |name: &str| super::registered(functions, name);
         TypedText {
             uuid_in: find("uuid_in"),
             uuid_out: find("uuid_out"),
