@@ -44,6 +44,8 @@ py_need=()
 "$venv/bin/python" -c 'import pandas' >/dev/null 2>&1 || py_need+=(pandas)
 # tpchgen-cli generates the TPC-H data set of tests/e2e/tpch.rs.
 "$venv/bin/tpchgen-cli" --version >/dev/null 2>&1 || py_need+=(tpchgen-cli)
+# Apache DataSketches reads the sketches of views in tests/python/datasketches_interop.py.
+"$venv/bin/python" -c 'import datasketches' >/dev/null 2>&1 || py_need+=(datasketches)
 if [ ${#py_need[@]} -gt 0 ]; then
   echo "setup: installing ${py_need[*]} into $venv" >&2
   "$venv/bin/python" -m pip install -q --disable-pip-version-check "${py_need[@]}"

@@ -1,6 +1,7 @@
 //! SQL: parsing, routing DDL to the catalog, and running everything else through DataFusion
 //! over a snapshot of the tables.
 
+pub(crate) mod cast_names;
 pub(crate) mod catalog;
 pub(crate) mod ddl;
 pub mod depth;
@@ -85,6 +86,7 @@ pub(crate) fn parse(sql: &str) -> Result<Vec<DfStatement>> {
         .into_iter()
         .map(|mut statement| {
             intervals::drop_leading_precision(&mut statement)?;
+            cast_names::name_sorted_casts(&mut statement);
             Ok(statement)
         })
         .collect()

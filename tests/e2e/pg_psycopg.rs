@@ -125,3 +125,17 @@ async fn psycopg_subscriber_sees_every_commit_once_across_a_reconnect() {
     );
     server.stop().await;
 }
+
+/// Apache DataSketches' Python package reads the sketches of views fetched with psycopg, and
+/// its sketches of the same values union with Tally's (tests/python/datasketches_interop.py).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datasketches_reads_view_sketches_and_unions_with_them() {
+    let server = TestServer::start().await;
+    let dsn = format!(
+        "host=127.0.0.1 port={} user=tally dbname=tally sslmode=disable",
+        server.addr.port()
+    );
+    let out = run_script("datasketches_interop.py", &[dsn.as_str()]).await;
+    assert!(out.contains("ok: HLL: Tally's SQL unions"), "{out}");
+    server.stop().await;
+}

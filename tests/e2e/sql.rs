@@ -216,3 +216,30 @@ async fn length_of_bytea_counts_bytes() {
     let err = db.sql("SELECT octet_length(1.5)").await.unwrap_err();
     assert!(err.to_string().contains("text or bytea"), "{err}");
 }
+
+/// `SELECT n::text FROM t ORDER BY n` sorts by the output column named `n`, as PostgreSQL
+/// does, instead of failing on DataFusion's duplicate names (DataFusion issue 13558).
+#[tokio::test]
+async fn a_cast_column_sorts_by_its_name() {
+    let (_dir, db) = temp_db(test_options());
+    db.sql("CREATE TABLE nums (ts TIMESTAMP NOT NULL, n BIGINT, d DATE)")
+        .await
+        .unwrap();
+    db.sql("INSERT INTO nums VALUES ('2026-01-01', 10, '2026-01-03'), ('2026-01-01', 9, '2026-01-01'), ('2026-01-01', 100, '2026-01-02')")
+        .await
+        .unwrap();
+    // The output column is text, so the order is the text order, as in PostgreSQL.
+    assert_eq!(
+        query_lines(&db, "SELECT n::text FROM nums ORDER BY n").await,
+        vec!["10", "100", "9"]
+    );
+    assert_eq!(
+        query_lines(&db, "SELECT CAST(d AS TEXT), n FROM nums ORDER BY d DESC").await,
+        vec!["2026-01-03|10", "2026-01-02|100", "2026-01-01|9"]
+    );
+    let batches = db
+        .sql("SELECT n::double FROM nums ORDER BY n")
+        .await
+        .unwrap();
+    assert_eq!(batches[0].schema().field(0).name(), "n");
+}

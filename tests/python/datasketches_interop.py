@@ -1,0 +1,126 @@
+"""Sketches of Tally's views read and written by Apache DataSketches' Python package.
+
+    python3 tests/python/datasketches_interop.py DSN
+
+Loads a small event table over COPY, keeps a per-day view of every sketch Tally has, fetches
+the views' BYTEA sketch columns with psycopg and checks, for each sketch family, that:
+- the Python package deserializes Tally's bytes and gets the answers Tally's SQL gives;
+- a sketch the Python package builds from the same values unions with Tally's (the values are
+  hashed the way DataSketches' other libraries hash them), in Python and in Tally's SQL.
+Prints one line per check and PASS at the end.
+"""
+
+import random
+import sys
+
+import datasketches as ds
+import psycopg
+
+from common import check
+
+DAYS = 3
+ROWS_PER_DAY = 20_000
+
+
+def events():
+    """Deterministic events: (day, user_id, page, latency_ms); users overlap between days."""
+    rng = random.Random(7)
+    rows = []
+    for day in range(DAYS):
+        for _ in range(ROWS_PER_DAY):
+            user = rng.randrange(day * 3_000, day * 3_000 + 8_000)
+            page = f"/page/{int(rng.paretovariate(1.2)) % 500}"
+            latency = round(rng.lognormvariate(3.0, 1.0), 3)
+            rows.append((f"2026-12-0{day + 1}", user, page, latency))
+    return rows
+
+
+def load(conn, rows):
+    with conn.cursor() as cur:
+        cur.execute("DROP MATERIALIZED VIEW IF EXISTS per_day")
+        cur.execute("DROP TABLE IF EXISTS ev")
+        cur.execute("CREATE TABLE ev (day DATE NOT NULL, user_id BIGINT, page TEXT, "
+                    "latency_ms DOUBLE PRECISION)")
+        cur.execute("CREATE MATERIALIZED VIEW per_day AS SELECT day, "
+                    "approx_count_distinct(user_id) AS users, "
+                    "approx_count_distinct(page) AS pages "
+                    "FROM ev GROUP BY day")
+        with cur.copy("COPY ev FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+
+def by_day(rows):
+    days = {}
+    for day, user, page, latency in rows:
+        days.setdefault(day, []).append((user, page, latency))
+    return days
+
+
+def check_hll(conn, days):
+    """HLL: Tally's stored sketches are DataSketches HLL sketches of the same registers."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT to_char(day, '%Y-%m-%d'), users, users_sketch, pages, pages_sketch "
+                    "FROM per_day "
+                    "ORDER BY day")
+        fetched = cur.fetchall()
+    check(len(fetched), DAYS, "per_day has one row per day")
+    union_tally = ds.hll_union(15)
+    union_python = ds.hll_union(15)
+    for day, users, users_sketch, pages, pages_sketch in fetched:
+        values = days[day]
+        for column, estimate, blob, items in (
+                ("users", users, users_sketch, [u for u, _, _ in values]),
+                ("pages", pages, pages_sketch, [p for _, p, _ in values])):
+            tally = ds.hll_sketch.deserialize(bytes(blob))
+            python = ds.hll_sketch(15, ds.tgt_hll_type.HLL_8)
+            for item in items:
+                python.update(item)
+            # The same values hashed the same way set the same registers: a union of both is
+            # the union of either alone.
+            both = ds.hll_union(15)
+            both.update(tally)
+            both.update(python)
+            alone = ds.hll_union(15)
+            alone.update(tally)
+            check(both.get_result().get_estimate(), alone.get_result().get_estimate(),
+                  f"HLL {column} of {day}: Python's sketch of the same values adds nothing")
+            exact = len(set(items))
+            check(abs(tally.get_estimate() - exact) <= 0.03 * exact, True,
+                  f"HLL {column} of {day}: Python's estimate of Tally's sketch is within 3%")
+            check(abs(estimate - round(alone.get_result().get_estimate())) <= 1, True,
+                  f"HLL {column} of {day}: Tally's column equals Python's estimate")
+            if column == "users":
+                union_tally.update(tally)
+                union_python.update(python)
+    check(round(union_tally.get_result().get_estimate()),
+          round(union_python.get_result().get_estimate()),
+          "HLL: the union over days is the same from Tally's and Python's sketches")
+    # A sketch made in Python unions with Tally's in SQL.
+    python_all = ds.hll_sketch(15, ds.tgt_hll_type.HLL_8)
+    for values in days.values():
+        for user, _, _ in values:
+            python_all.update(user)
+    with conn.cursor() as cur:
+        cur.execute("SELECT hll_cardinality(hll_union_agg(s)) FROM "
+                    "(SELECT users_sketch AS s FROM per_day UNION ALL SELECT %s::bytea)",
+                    (python_all.serialize_compact(),))
+        (merged,) = cur.fetchone()
+        cur.execute("SELECT hll_cardinality(hll_union_agg(users_sketch)) FROM per_day")
+        (alone,) = cur.fetchone()
+    check(merged, alone, "HLL: Tally's SQL unions a Python sketch of the same users to the same "
+                         "estimate")
+
+
+def main():
+    dsn = sys.argv[1]
+    rows = events()
+    days = by_day(rows)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        load(conn, rows)
+        check_hll(conn, days)
+    print("PASS")
+
+
+if __name__ == "__main__":
+    main()
