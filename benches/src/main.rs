@@ -3,10 +3,12 @@
 //!
 //! - `cargo run --release -p tally-bench -- ingest [--rows N] [--batch-rows N]`
 //! - `cargo run --release -p tally-bench -- views [--rows N] [--batch-rows N]`
+//! - `cargo run --release -p tally-bench -- sketches [--rows N] [--batch-rows N]`
 //! - `cargo run --release -p tally-bench -- generate --out DIR [--rows N]`
 //! - `cargo run --release -p tally-bench -- clickstream [--rows N] [--data DIR] [--peers peers.json]`
 
 mod clickstream;
+mod sketches;
 mod workload;
 
 use std::sync::Arc;
@@ -42,6 +44,19 @@ enum Command {
     /// Ingest through `Database::ingest` with 0, 1 and 3 materialized views; HLL error and
     /// bytes per group of the views.
     Views {
+        /// Total rows.
+        #[arg(long, default_value_t = 5_000_000)]
+        rows: usize,
+        /// Rows per ingest call.
+        #[arg(long, default_value_t = 10_000)]
+        batch_rows: usize,
+        /// Ingests timed per configuration (the median is reported, with the range).
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+    },
+    /// Ingest with the 3 views, and with p50/p95/p99 added to `page_hourly`: the percentiles'
+    /// cost to the writer and the view's bytes per group.
+    Sketches {
         /// Total rows.
         #[arg(long, default_value_t = 5_000_000)]
         rows: usize,
@@ -106,7 +121,7 @@ enum Command {
 }
 
 /// Seed of the workload's generator: figures compare across runs.
-const SEED: u64 = 20260101;
+pub(crate) const SEED: u64 = 20260101;
 
 /// The workload's table, with its time column and a bloom filter for user lookups.
 fn events_ddl() -> String {
@@ -124,7 +139,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // runtime hands every chunk of rows across threads, which costs as much as the server's
     // work on a large read).
     let runtime = match command {
-        Command::Ingest { .. } | Command::Views { .. } => {
+        Command::Ingest { .. } | Command::Views { .. } | Command::Sketches { .. } => {
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -144,6 +159,11 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             batch_rows,
             repeat,
         } => views(rows, batch_rows, repeat.max(1)).await,
+        Command::Sketches {
+            rows,
+            batch_rows,
+            repeat,
+        } => sketches::run(rows, batch_rows, repeat.max(1)).await,
         Command::Clickstream {
             data,
             rows,
@@ -258,7 +278,7 @@ async fn ingest(rows: usize, batch_rows: usize) -> Result<(), Box<dyn std::error
     Ok(())
 }
 
-async fn median_secs<F, Fut>(runs: usize, mut f: F) -> f64
+pub(crate) async fn median_secs<F, Fut>(runs: usize, mut f: F) -> f64
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = ()>,
@@ -280,9 +300,20 @@ async fn ingest_with_views(
     batches: &[RecordBatch],
     views: usize,
 ) -> Result<(Database, f64), Box<dyn std::error::Error>> {
+    ingest_with(dir, batches, &clickstream::VIEWS[..views]).await
+}
+
+/// Ingests `batches` into a new database with the views `(name, defining query)` created
+/// beforehand; returns the database (open) and the ingest time in seconds.
+pub(crate) async fn ingest_with(
+    dir: &std::path::Path,
+    batches: &[RecordBatch],
+    view_defs: &[(&str, &str)],
+) -> Result<(Database, f64), Box<dyn std::error::Error>> {
+    let views = view_defs.len();
     let db = Database::open(dir, Options::default())?;
     db.sql(&events_ddl()).await?;
-    for (name, query) in &clickstream::VIEWS[..views] {
+    for (name, query) in view_defs {
         db.sql(&format!("CREATE MATERIALIZED VIEW {name} AS {query}"))
             .await?;
     }
@@ -491,7 +522,7 @@ async fn views(
 }
 
 /// The median, lowest and highest of `values` (sorted in place; not empty).
-fn median_and_range(values: &mut [f64]) -> (f64, f64, f64) {
+pub(crate) fn median_and_range(values: &mut [f64]) -> (f64, f64, f64) {
     values.sort_by(f64::total_cmp);
     (
         values[values.len() / 2],
@@ -522,7 +553,7 @@ async fn view_reads(db: &Database, when: &str) {
 }
 
 /// Rows of `(text, i64, i64)` from a query.
-async fn int_rows(
+pub(crate) async fn int_rows(
     db: &Database,
     sql: &str,
 ) -> Result<Vec<(String, i64, i64)>, Box<dyn std::error::Error>> {
