@@ -8,6 +8,8 @@
 //! registers alone: a view's sketch merged from many commits and a sketch built in one pass
 //! over the same values give the same estimate.
 
+mod quantiles;
+
 use std::collections::BTreeSet;
 
 use datasketches::hash::value::raw_bytes;
@@ -16,6 +18,8 @@ use roaring::RoaringTreemap;
 
 use crate::error::{Error, Result};
 use crate::views::key::KeyValue;
+
+pub use quantiles::{Quantiles, TDIGEST_K, check_fraction};
 
 /// log2 of the number of HLL registers: 2^15 registers give a relative standard error of about
 /// 0.57% (measured: median 0.34%, p95 0.95%, max 1.7% over groups of 1k–200k values).
