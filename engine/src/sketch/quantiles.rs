@@ -225,4 +225,55 @@ mod tests {
         assert!(Quantiles::union_all([]).unwrap().is_empty());
         assert!(Quantiles::with_k(5).is_err());
     }
+
+    /// What the `quantile_sketch` fuzz target checks, on damaged copies of real sketches: one
+    /// to three bytes overwritten, or the image cut short.
+    mod damaged {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::fuzzing::check_quantile_sketches;
+
+        fn images() -> Vec<Vec<u8>> {
+            let many = of((0..3_000).map(|i| f64::from(i % 701) * 1.5 - 20.0));
+            vec![
+                Quantiles::new().to_bytes(),
+                of([4.0]).to_bytes(),
+                of([1.0, 2.0, 2.0, 9.0]).to_bytes(),
+                many.to_bytes(),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn damaged_sketches_never_panic(
+                which in 0usize..4,
+                other in 0usize..4,
+                edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+                cut in any::<prop::sample::Index>(),
+                truncate in any::<bool>(),
+            ) {
+                let images = images();
+                let mut bytes = images[which].clone();
+                for (at, byte) in edits {
+                    let i = at.index(bytes.len());
+                    bytes[i] = byte;
+                }
+                if truncate {
+                    bytes.truncate(cut.index(bytes.len() + 1));
+                }
+                check_quantile_sketches(&bytes, &images[other]);
+                check_quantile_sketches(&bytes, &bytes);
+            }
+        }
+
+        #[test]
+        fn real_sketches_pass_the_checks() {
+            for a in images() {
+                for b in images() {
+                    assert_eq!(check_quantile_sketches(&a, &b), 2);
+                }
+            }
+        }
+    }
 }

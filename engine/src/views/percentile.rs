@@ -115,3 +115,86 @@ fn fraction(expr: &Expr) -> Result<f64> {
     crate::sketch::check_fraction(p)?;
     Ok(p)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use crate::views::definition::{AggKind, OutputSource, compile_for_tests};
+
+    /// p50, p95 and p99 of one argument (in either syntax, and the median) keep one sketch; a
+    /// percentile of another argument or under another filter keeps its own.
+    #[test]
+    fn percentiles_of_one_argument_share_one_state() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, true),
+            Field::new("x", DataType::Float64, true),
+            Field::new("y", DataType::Int64, true),
+        ]));
+        let view = compile_for_tests(
+            "SELECT k, approx_percentile_cont(0.5) WITHIN GROUP (ORDER BY x) AS p50, \
+             approx_percentile_cont(x, 0.95) AS p95, count(*) AS n, \
+             approx_percentile_cont(0.99) WITHIN GROUP (ORDER BY x DESC) AS p01, \
+             approx_median(x) AS m, approx_median(y) AS my, \
+             approx_median(x) FILTER (WHERE y > 0) AS mf FROM t GROUP BY k",
+            &schema,
+            1,
+        );
+        let kinds: Vec<AggKind> = view.aggs.iter().map(|a| a.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                AggKind::Quantiles,
+                AggKind::Count,
+                AggKind::Quantiles,
+                AggKind::Quantiles
+            ]
+        );
+        let percentiles: Vec<(usize, f64)> = view
+            .outputs
+            .iter()
+            .filter_map(|o| match o {
+                OutputSource::Percentile { agg, p } => Some((*agg, (p * 100.0).round())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            percentiles,
+            [
+                (0, 50.0),
+                (0, 95.0),
+                (0, 1.0),
+                (0, 50.0),
+                (2, 50.0),
+                (3, 50.0)
+            ]
+        );
+        let names: Vec<&str> = view
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "k",
+                "p50",
+                "p95",
+                "n",
+                "p01",
+                "m",
+                "my",
+                "mf",
+                "p50_sketch",
+                "p95_sketch",
+                "p01_sketch",
+                "m_sketch",
+                "my_sketch",
+                "mf_sketch"
+            ]
+        );
+    }
+}
