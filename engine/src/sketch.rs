@@ -1,6 +1,7 @@
-//! Distinct-count states shared by materialized views and ad-hoc SQL: HyperLogLog sketches
-//! (Apache DataSketches HLL, whose serialized form is stable across its implementations) and
-//! exact distinct sets (roaring bitmaps for integers, sorted value sets otherwise).
+//! Sketch states shared by materialized views and ad-hoc SQL: HyperLogLog sketches of distinct
+//! values (Apache DataSketches HLL, whose serialized form is stable across its implementations),
+//! exact distinct sets (roaring bitmaps for integers, sorted value sets otherwise), and t-digest
+//! quantile sketches ([`Quantiles`], in `sketch/quantiles.rs`).
 //!
 //! Every value is hashed from its canonical bytes (see [`canonical_bytes`]) with DataSketches'
 //! fixed MurmurHash3 seed, so a sketch built on any machine, in any order, in any number of
@@ -8,6 +9,8 @@
 //! registers alone: a view's sketch merged from many commits and a sketch built in one pass
 //! over the same values give the same estimate.
 
+#[cfg(test)]
+mod quantile_choice;
 mod quantiles;
 
 use std::collections::BTreeSet;

@@ -159,6 +159,17 @@ async fn percentile_views_stay_within_the_rank_error_through_commits_compaction_
         .await,
         query_lines(&db, "SELECT count(*) FROM page_daily").await
     );
+    // Their sketch columns are hidden from `*`.
+    let mut star = db.execute("SELECT * FROM page_daily").await.unwrap();
+    let fields: Vec<String> = star
+        .pop()
+        .unwrap()
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(fields, ["day", "page", "p50", "p95", "p99", "median"]);
     db.compact_views().await.unwrap();
     db.close().unwrap();
     let db = Database::open(dir.path().join("data"), test_options()).unwrap();

@@ -100,10 +100,42 @@ impl Quantiles {
     /// Reads a sketch written by [`Quantiles::to_bytes`] or by another DataSketches t-digest
     /// of doubles.
     pub fn from_bytes(bytes: &[u8]) -> Result<Quantiles> {
-        TDigestMut::deserialize(bytes)
-            .map(Quantiles)
-            .map_err(|e| Error::Corrupt(format!("invalid quantile sketch (t-digest): {e}")))
+        let sketch = TDigestMut::deserialize(bytes)
+            .map_err(|e| Error::Corrupt(format!("invalid quantile sketch (t-digest): {e}")))?;
+        // DataSketches reads past nothing but ignores what follows the image: a longer value
+        // is damaged (or not one sketch), and is refused.
+        if let Some(len) = image_len(bytes)
+            && len != bytes.len()
+        {
+            return Err(Error::Corrupt(format!(
+                "invalid quantile sketch (t-digest): {} bytes after the image",
+                bytes.len().saturating_sub(len)
+            )));
+        }
+        Ok(Quantiles(sketch))
     }
+}
+
+/// The length of a DataSketches t-digest image (family 20) that has been read, from its
+/// header: 8 bytes when empty, 16 with one value, else 32 and 16 per centroid and 8 per
+/// buffered value. `None` for the reference implementation's format, which has no family byte.
+fn image_len(bytes: &[u8]) -> Option<usize> {
+    const FAMILY_TDIGEST: u8 = 20;
+    if bytes.get(2) != Some(&FAMILY_TDIGEST) {
+        return None;
+    }
+    let flags = *bytes.get(5)?;
+    if flags & 1 != 0 {
+        return Some(8);
+    }
+    if flags & 2 != 0 {
+        return Some(16);
+    }
+    let count = |at: usize| -> Option<usize> {
+        let raw: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
+        usize::try_from(u32::from_le_bytes(raw)).ok()
+    };
+    Some(32 + 16 * count(8)? + 8 * count(12)?)
 }
 
 /// `p` is a fraction in [0, 1], or an invalid argument (SQLSTATE 22023).
@@ -220,6 +252,11 @@ mod tests {
         assert_eq!(Quantiles::new().rank(1.0), None);
         assert!(Quantiles::from_bytes(b"nonsense").is_err());
         assert!(Quantiles::from_bytes(&[]).is_err());
+        for sketch in [Quantiles::new(), of([1.0]), q.clone()] {
+            let mut longer = sketch.to_bytes();
+            longer.push(0);
+            assert!(Quantiles::from_bytes(&longer).is_err(), "{sketch:?}");
+        }
         let read = Quantiles::from_bytes(&q.to_bytes()).unwrap();
         assert_eq!(read, q);
         assert!(Quantiles::union_all([]).unwrap().is_empty());
