@@ -86,12 +86,15 @@ impl AggregateUDFImpl for QuantileAggregate {
                 DataType::Int64,
             ]),
             (Kind::Median | Kind::Sketch, [x]) => Ok(vec![number(x, "the value")?]),
-            (Kind::Union, [s]) if matches!(s, DataType::Binary | DataType::Null) => {
-                Ok(vec![DataType::Binary])
-            }
-            (Kind::Union, [s]) if matches!(s, DataType::LargeBinary | DataType::BinaryView) => {
-                Ok(vec![DataType::Binary])
-            }
+            (
+                Kind::Union,
+                [
+                    DataType::Binary
+                    | DataType::Null
+                    | DataType::LargeBinary
+                    | DataType::BinaryView,
+                ],
+            ) => Ok(vec![DataType::Binary]),
             _ => plan_err!(
                 "{} takes {}, got ({})",
                 self.name(),

@@ -203,7 +203,7 @@ mod tests {
     #[test]
     fn pieces_merged_in_any_order_answer_within_the_rank_error() {
         let values: Vec<f64> = (0..50_000u64)
-            .map(|i| ((i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as f64 / (1u64 << 53) as f64))
+            .map(|i| (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as f64 / (1u64 << 53) as f64)
             .map(|u| (-(1.0 - u).ln()).exp())
             .collect();
         let mut sorted = values.clone();
