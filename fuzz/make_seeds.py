@@ -270,6 +270,32 @@ def catalog_seeds():
     write("catalog_json", "view", b"\2" + json.dumps(view).encode())
 
 
+def tdigest(k=200, values=None, centroids=None):
+    """A DataSketches t-digest of doubles: empty, one value, or (mean, weight) centroids."""
+    head = lambda pre, flags: bytes([pre, 1, 20]) + struct.pack("<H", k) + bytes([flags, 0, 0])
+    if values is not None:
+        return head(1, 2) + struct.pack("<d", values)
+    if not centroids:
+        return head(1, 1)
+    means = [m for m, _ in centroids]
+    out = head(2, 0) + struct.pack("<II", len(centroids), 0) + struct.pack("<dd", min(means), max(means))
+    return out + b"".join(struct.pack("<dQ", m, w) for m, w in centroids)
+
+
+def quantile_seeds():
+    many = tdigest(centroids=[(1.0, 1), (2.5, 3), (40.0, 2), (900.0, 1)])
+    one = tdigest(values=7.5)
+    empty = tdigest()
+    # First byte: where the two sketches are cut apart.
+    write("quantile_sketch", "many_one", bytes([len(many)]) + many + one)
+    write("quantile_sketch", "empty_many", bytes([len(empty)]) + empty + many)
+    write("quantile_sketch", "small_k", bytes([0]) + tdigest(k=10, centroids=[(0.0, 5), (1.0, 5)]))
+    # View state tag 10 holds the same bytes.
+    blob = lambda tag, data: bytes([tag]) + struct.pack("<I", len(data)) + data
+    state = b"\x01" + struct.pack("<H", 3) + blob(10, many) + blob(10, empty) + blob(10, one)
+    write("view_state", "quantiles", bytes([len(state)]) + state + state)
+
+
 if __name__ == "__main__":
     copy_seeds()
     pg_seeds()
@@ -278,3 +304,4 @@ if __name__ == "__main__":
     part_seeds()
     key_seeds()
     catalog_seeds()
+    quantile_seeds()

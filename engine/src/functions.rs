@@ -6,6 +6,8 @@
 //! - `hll_sketch(x)`: the HyperLogLog sketch of the values, as BYTEA;
 //! - `hll_union_agg(sketch)`: the union of BYTEA sketches, as BYTEA (like PostgreSQL's `hll`);
 //! - `hll_cardinality(sketch)`: the estimate of one BYTEA sketch, as BIGINT;
+//! - `approx_percentile_cont`, `approx_median`, `quantile_sketch`, `quantile_union_agg`,
+//!   `sketch_quantile` and `sketch_rank` over t-digests (see [`quantiles`]);
 //! - `length(bytea)` and `octet_length(bytea)`: the number of bytes (see [`bytea`]);
 //! - `uuid_in(text)`, `uuid_out(uuid)` (see [`uuid`]) and the JSON accessors behind `->`,
 //!   `->>`, `#>`, `#>>` and `json_extract_path_text` (see [`json`]);
@@ -14,6 +16,7 @@
 
 mod bytea;
 mod json;
+mod quantiles;
 mod types;
 mod uuid;
 
@@ -36,10 +39,26 @@ use crate::views::definition::kind_of;
 use crate::views::maintain::Column;
 
 /// Registers Tally's functions on a session being built (replacing DataFusion's own
-/// `approx_distinct`, whose hash is not stable across versions).
+/// `approx_distinct`, whose hash is not stable across versions, and its t-digest percentiles,
+/// whose state no view can keep).
 pub(crate) fn register(builder: &mut SessionStateBuilder) {
     let aggregates = builder.aggregate_functions().get_or_insert_with(Vec::new);
-    aggregates.retain(|f| f.name() != "approx_distinct");
+    aggregates.retain(|f| {
+        !matches!(
+            f.name(),
+            "approx_distinct" | "approx_percentile_cont" | "approx_median"
+        )
+    });
+    for kind in [
+        quantiles::Kind::Percentile,
+        quantiles::Kind::Median,
+        quantiles::Kind::Sketch,
+        quantiles::Kind::Union,
+    ] {
+        aggregates.push(Arc::new(AggregateUDF::from(
+            quantiles::QuantileAggregate::new(kind),
+        )));
+    }
     aggregates.push(Arc::new(AggregateUDF::from(HllAggregate::new(
         "approx_distinct",
         &["approx_count_distinct"],
@@ -60,6 +79,12 @@ pub(crate) fn register(builder: &mut SessionStateBuilder) {
     ))));
     let scalars = builder.scalar_functions().get_or_insert_with(Vec::new);
     scalars.push(Arc::new(ScalarUDF::from(HllCardinality::new())));
+    scalars.push(Arc::new(ScalarUDF::from(quantiles::SketchRead::new(
+        quantiles::Read::Quantile,
+    ))));
+    scalars.push(Arc::new(ScalarUDF::from(quantiles::SketchRead::new(
+        quantiles::Read::Rank,
+    ))));
     scalars.push(Arc::new(ScalarUDF::from(bytea::ByteLength::length())));
     scalars.push(Arc::new(ScalarUDF::from(bytea::ByteLength::octet_length())));
     let mut typed = json::functions();

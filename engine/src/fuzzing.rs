@@ -114,3 +114,48 @@ fn plain_session() -> &'static datafusion::execution::context::SessionContext {
         ctx
     })
 }
+
+/// Reads `a` and `b` as quantile sketches (the BYTEA of `quantile_sketch`, the payload of view
+/// state tag 10) the way views and `sketch_quantile` do, and checks what a damaged sketch must
+/// never do: panic, answer outside [min, max] or a rank outside [0, 1], or write bytes that do
+/// not read back as a sketch of the same count. Returns how many of the two were read.
+pub fn check_quantile_sketches(a: &[u8], b: &[u8]) -> usize {
+    use crate::sketch::Quantiles;
+
+    let read: Vec<Quantiles> = [a, b]
+        .into_iter()
+        .filter_map(|bytes| Quantiles::from_bytes(bytes).ok())
+        .collect();
+    for sketch in &read {
+        let mut sketch = sketch.clone();
+        let (lo, hi) = (sketch.quantile(0.0), sketch.quantile(1.0));
+        for p in [0.0, 0.01, 0.5, 0.95, 0.99, 1.0] {
+            let q = sketch.quantile(p).expect("p is in [0, 1]");
+            if let (Some(q), Ok(Some(lo)), Ok(Some(hi))) = (q, &lo, &hi) {
+                assert!(*lo <= q && q <= *hi, "p{p} = {q} outside [{lo}, {hi}]");
+            }
+        }
+        assert!(sketch.quantile(1.5).is_err() && sketch.quantile(f64::NAN).is_err());
+        for x in [f64::NEG_INFINITY, -1.0, 0.0, 1e9, f64::NAN] {
+            if let Some(r) = sketch.rank(x) {
+                assert!((0.0..=1.0).contains(&r), "rank {r} of {x}");
+            }
+        }
+        let again = Quantiles::from_bytes(&sketch.to_bytes()).expect("written bytes read back");
+        assert_eq!(
+            again.count(),
+            sketch.count(),
+            "a round trip changes the count"
+        );
+    }
+    if let [x, y] = read.as_slice() {
+        let mut merged = x.clone();
+        if merged.merge(y).is_ok() {
+            assert_eq!(merged.count(), x.count() + y.count());
+            let union = Quantiles::union_all([x, y]).expect("the weights add up, as in the merge");
+            assert_eq!(union.count(), merged.count());
+            Quantiles::from_bytes(&union.to_bytes()).expect("a union reads back");
+        }
+    }
+    read.len()
+}

@@ -1,12 +1,17 @@
-//! Distinct-count states shared by materialized views and ad-hoc SQL: HyperLogLog sketches
-//! (Apache DataSketches HLL, whose serialized form is stable across its implementations) and
-//! exact distinct sets (roaring bitmaps for integers, sorted value sets otherwise).
+//! Sketch states shared by materialized views and ad-hoc SQL: HyperLogLog sketches of distinct
+//! values (Apache DataSketches HLL, whose serialized form is stable across its implementations),
+//! exact distinct sets (roaring bitmaps for integers, sorted value sets otherwise), and t-digest
+//! quantile sketches ([`Quantiles`], in `sketch/quantiles.rs`).
 //!
 //! Every value is hashed from its canonical bytes (see [`canonical_bytes`]) with DataSketches'
 //! fixed MurmurHash3 seed, so a sketch built on any machine, in any order, in any number of
 //! pieces, holds the same registers. Estimates use the composite estimator, a function of the
 //! registers alone: a view's sketch merged from many commits and a sketch built in one pass
 //! over the same values give the same estimate.
+
+#[cfg(test)]
+mod quantile_choice;
+mod quantiles;
 
 use std::collections::BTreeSet;
 
@@ -16,6 +21,8 @@ use roaring::RoaringTreemap;
 
 use crate::error::{Error, Result};
 use crate::views::key::KeyValue;
+
+pub use quantiles::{Quantiles, TDIGEST_K, check_fraction};
 
 /// log2 of the number of HLL registers: 2^15 registers give a relative standard error of about
 /// 0.57% (measured: median 0.34%, p95 0.95%, max 1.7% over groups of 1k–200k values).

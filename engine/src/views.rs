@@ -12,6 +12,7 @@ pub(crate) mod load;
 pub(crate) mod maintain;
 pub(crate) mod merge;
 pub(crate) mod part;
+pub(crate) mod percentile;
 pub(crate) mod progress;
 pub(crate) mod provider;
 pub(crate) mod read;

@@ -25,6 +25,9 @@ fn check(bytes: &[u8]) -> Option<Vec<AggState>> {
             AggState::Distinct(set) => {
                 let _ = set.count();
             }
+            AggState::Quantiles(sketch) => {
+                let _ = sketch.clone().quantile(0.99).expect("0.99 is a fraction");
+            }
             _ => {}
         }
     }

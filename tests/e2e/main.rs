@@ -31,4 +31,5 @@ mod subscribe;
 mod system_tables;
 mod tpch;
 mod transactions;
+mod view_percentiles;
 mod views;

@@ -174,3 +174,120 @@ async fn clickstream_views_work_from_psql() {
     drop(client);
     server.stop().await;
 }
+
+/// Percentiles over the wire: a view's p50/p95/p99 read as float8 from psql and tokio-postgres,
+/// its `p95_sketch` as bytea, read back by `sketch_quantile` from a parameter, and rolled up
+/// from hours to pages close to the one-pass answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn percentile_views_and_their_sketches_over_the_wire() {
+    let server = TestServer::start().await;
+    let view = "CREATE MATERIALIZED VIEW latency_hourly AS SELECT date_trunc('hour', ts) AS hour, \
+                page, approx_percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms) AS p50, \
+                approx_percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95, \
+                approx_percentile_cont(latency_ms, 0.99) AS p99 FROM events GROUP BY 1, 2";
+    psql(&server, &["-c", EVENTS, "-c", view]).await.unwrap();
+    std::fs::write(
+        server.dir.path().join("events.csv"),
+        clickstream_csv(30_000),
+    )
+    .unwrap();
+    let out = psql(
+        &server,
+        &[
+            "-c",
+            "\\copy events FROM 'events.csv' WITH (FORMAT csv, HEADER)",
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(out.contains("COPY 30000"), "{out}");
+    let query = |sql: &str| {
+        let (server, sql) = (&server, sql.to_string());
+        async move { psql(server, &["-A", "-t", "-c", &sql]).await.unwrap() }
+    };
+    let parse = |text: String| -> Vec<(String, f64)> {
+        text.lines()
+            .map(|l| {
+                let (key, value) = l.rsplit_once('|').unwrap();
+                (key.to_string(), value.parse().unwrap())
+            })
+            .collect()
+    };
+    let rollup = parse(
+        query(
+            "SELECT page, sketch_quantile(quantile_union_agg(p95_sketch), 0.95) FROM latency_hourly \
+             GROUP BY page ORDER BY page",
+        )
+        .await,
+    );
+    let one_pass = parse(
+        query(
+            "SELECT page, percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) FROM events \
+             GROUP BY page ORDER BY page",
+        )
+        .await,
+    );
+    assert_eq!(rollup.len(), 20, "{rollup:?}");
+    for ((page, estimate), (exact_page, exact)) in rollup.iter().zip(&one_pass) {
+        assert_eq!(page, exact_page);
+        // Latencies are uniform in 0..900 ms: a rank error of 1% is 9 ms.
+        assert!(
+            (estimate - exact).abs() < 9.0,
+            "{page}: {estimate} vs {exact}"
+        );
+    }
+
+    let client = server.connect().await;
+    let rows = client
+        .query(
+            "SELECT p50, p95, p99, p95_sketch FROM latency_hourly WHERE page = $1 ORDER BY hour",
+            &[&"/p/3"],
+        )
+        .await
+        .unwrap();
+    assert!(rows.len() > 10, "{} rows", rows.len());
+    for row in &rows {
+        let (p50, p95, p99): (f64, f64, f64) = (row.get(0), row.get(1), row.get(2));
+        assert!(p50 <= p95 && p95 <= p99, "{p50} {p95} {p99}");
+        let sketch: Vec<u8> = row.get(3);
+        let read = client
+            .query_one(
+                "SELECT sketch_quantile($1::bytea, 0.95), sketch_rank($1::bytea, $2::float8)",
+                &[&sketch, &p99],
+            )
+            .await
+            .unwrap();
+        assert_eq!(read.get::<_, f64>(0), p95);
+        let rank: f64 = read.get(1);
+        assert!((0.97..=1.0).contains(&rank), "rank of p99: {rank}");
+    }
+    let err = client
+        .query_one(
+            "SELECT sketch_quantile($1::bytea, 2.0)",
+            &[&vec![1u8, 2, 3]],
+        )
+        .await
+        .unwrap_err();
+    assert!(err.as_db_error().is_some(), "{err}");
+    let err = client
+        .query_one(
+            "SELECT approx_percentile_cont(latency_ms, 1.5) FROM events",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.as_db_error().map(|e| e.code().code()),
+        Some("22023"),
+        "{err}"
+    );
+    let err = client
+        .batch_execute("CREATE MATERIALIZED VIEW exact AS SELECT page, percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms) FROM events GROUP BY 1")
+        .await
+        .unwrap_err();
+    let db = err.as_db_error().expect("a server error");
+    assert_eq!(db.code().code(), "0A000", "{db:?}");
+    assert!(db.message().contains("approx_percentile_cont"), "{db:?}");
+    drop(client);
+    server.stop().await;
+}

@@ -12,6 +12,7 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use super::ViewDef;
 use super::key::KeyKind;
+use super::percentile;
 use crate::error::{Error, Result};
 use crate::query::depth;
 
@@ -32,6 +33,9 @@ pub(crate) enum AggKind {
     ApproxDistinct,
     /// `count(DISTINCT x)`: an exact set.
     CountDistinct,
+    /// `approx_percentile_cont` / `approx_median`: one t-digest per argument, shared by every
+    /// percentile of it (each read through [`OutputSource::Percentile`]).
+    Quantiles,
 }
 
 /// One maintained aggregate, compiled.
@@ -63,11 +67,20 @@ pub(crate) enum OutputSource {
     Group(usize),
     /// The finalized value of an aggregate.
     Agg(usize),
-    /// The serialized HLL sketch of an `approx_count_distinct` aggregate (`<column>_sketch`).
+    /// The serialized sketch of an `approx_count_distinct` or percentile aggregate
+    /// (`<column>_sketch`).
     Sketch(usize),
+    /// One percentile of the quantile sketch of an aggregate.
+    Percentile {
+        /// The aggregate holding the sketch.
+        agg: usize,
+        /// The fraction of values at or below the answer, in [0, 1].
+        p: f64,
+    },
 }
 
-/// Suffix of the BYTEA column that exposes an `approx_count_distinct` column's sketch.
+/// Suffix of the BYTEA column that exposes a sketch column's sketch (`approx_count_distinct`,
+/// percentiles).
 pub const SKETCH_SUFFIX: &str = "_sketch";
 
 /// A view ready to maintain and read.
@@ -151,7 +164,11 @@ pub(crate) fn compile(
         });
     }
     let group_count = groups.len();
-    let mut aggs = Vec::new();
+    let mut aggs: Vec<CompiledAgg> = Vec::new();
+    // Where each aggregate expression's value comes from: percentiles of one argument (and
+    // filter) share one sketch, so that p50, p95 and p99 keep a single state.
+    let mut sources = Vec::new();
+    let mut sketches: Vec<(Expr, Option<Expr>, usize)> = Vec::new();
     for (i, expr) in shape.aggregate.aggr_expr.iter().enumerate() {
         let output_type = shape
             .aggregate
@@ -159,12 +176,37 @@ pub(crate) fn compile(
             .field(group_count + i)
             .data_type()
             .clone();
+        if let Some(percentile) = percentile::of(expr, input_schema)? {
+            let existing = sketches
+                .iter()
+                .find(|(arg, filter, _)| *arg == percentile.arg && *filter == percentile.filter);
+            let agg = match existing {
+                Some((_, _, agg)) => *agg,
+                None => {
+                    aggs.push(CompiledAgg {
+                        kind: AggKind::Quantiles,
+                        arg: physical(&percentile.arg)?,
+                        arg_kind: KeyKind::Float,
+                        filter: percentile.filter.as_ref().map(&physical).transpose()?,
+                        output_type: DataType::Float64,
+                    });
+                    sketches.push((percentile.arg, percentile.filter, aggs.len() - 1));
+                    aggs.len() - 1
+                }
+            };
+            sources.push(OutputSource::Percentile {
+                agg,
+                p: percentile.p,
+            });
+            continue;
+        }
         aggs.push(compile_aggregate(
             expr,
             output_type,
             &physical,
             input_schema,
         )?);
+        sources.push(OutputSource::Agg(aggs.len() - 1));
     }
 
     let projection = &shape.projection;
@@ -184,7 +226,7 @@ pub(crate) fn compile(
         outputs.push(if index < group_count {
             OutputSource::Group(index)
         } else {
-            OutputSource::Agg(index - group_count)
+            sources[index - group_count]
         });
         let field = plan.schema().field(i);
         // The metadata says which declared type a group column has (CHAR(n) …).
@@ -195,12 +237,11 @@ pub(crate) fn compile(
     }
     // Every sketch is also exposed as BYTEA, so that rollups can union sketches.
     for i in 0..outputs.len() {
-        let OutputSource::Agg(agg) = outputs[i] else {
-            continue;
+        let agg = match outputs[i] {
+            OutputSource::Agg(agg) if aggs[agg].kind == AggKind::ApproxDistinct => agg,
+            OutputSource::Percentile { agg, .. } => agg,
+            _ => continue,
         };
-        if aggs[agg].kind != AggKind::ApproxDistinct {
-            continue;
-        }
         let name = format!("{}{SKETCH_SUFFIX}", fields[i].name());
         if fields.iter().any(|f| f.name() == &name) {
             return Err(Error::InvalidDefinition(format!(
@@ -263,7 +304,7 @@ fn compile_aggregate(
         ("approx_distinct" | "approx_count_distinct", _) => AggKind::ApproxDistinct,
         (other, _) => {
             return Err(Error::NotSupported(format!(
-                "aggregate {other} cannot be maintained incrementally; supported: count, sum, min, max, avg, approx_count_distinct, count(DISTINCT …)"
+                "aggregate {other} cannot be maintained incrementally; supported: count, sum, min, max, avg, approx_count_distinct, count(DISTINCT …), approx_percentile_cont, approx_median"
             )));
         }
     };
@@ -282,6 +323,8 @@ fn compile_aggregate(
         | AggKind::Max
         | AggKind::ApproxDistinct
         | AggKind::CountDistinct => true,
+        // Compiled by `percentile::of`, never here.
+        AggKind::Quantiles => false,
         AggKind::Sum => {
             matches!(arg_kind, KeyKind::Int | KeyKind::Float | KeyKind::Decimal)
                 && !arg_type.is_temporal()
@@ -335,7 +378,7 @@ pub(crate) fn kind_of(data_type: &DataType) -> Option<KeyKind> {
     })
 }
 
-fn unalias(expr: &Expr) -> &Expr {
+pub(super) fn unalias(expr: &Expr) -> &Expr {
     match expr {
         Expr::Alias(alias) => unalias(&alias.expr),
         other => other,
@@ -343,7 +386,7 @@ fn unalias(expr: &Expr) -> &Expr {
 }
 
 /// Rejects subqueries and functions whose result can change between evaluations.
-fn check_deterministic(expr: &Expr) -> Result<()> {
+pub(super) fn check_deterministic(expr: &Expr) -> Result<()> {
     let mut problem = None;
     expr.apply(|e| {
         match e {

@@ -20,7 +20,7 @@ use super::key::{KeyKind, KeyValue, encode_bytes, encode_value};
 use super::part::{DeltaPart, Entry, Groups};
 use super::state::{self, AggState};
 use crate::error::{Error, Result};
-use crate::sketch::{DistinctSet, Hll};
+use crate::sketch::{DistinctSet, Hll, Quantiles};
 
 /// The delta part that `batches` contribute to `view` (its id is assigned at commit).
 pub(crate) fn delta_part<'b>(
@@ -320,6 +320,14 @@ fn update_states(
                 }
             })
         }
+        (AggKind::Quantiles, Column::Float(a)) => {
+            let values = a.values();
+            each_value(group_of_row, mask, a.nulls(), |row, group| {
+                if let AggState::Quantiles(sketch) = &mut states[group] {
+                    sketch.insert(values[row]);
+                }
+            })
+        }
         (AggKind::Min | AggKind::Max, Column::Int(a)) => {
             let (want, values) = (extreme(kind), a.values());
             each_value(group_of_row, mask, a.nulls(), |row, group| {
@@ -415,6 +423,7 @@ pub(crate) fn initial_state(kind: AggKind, arg: KeyKind) -> AggState {
         AggKind::Avg => AggState::Avg { sum: 0.0, count: 0 },
         AggKind::ApproxDistinct => AggState::Hll(Hll::for_storage()),
         AggKind::CountDistinct => AggState::Distinct(DistinctSet::default()),
+        AggKind::Quantiles => AggState::Quantiles(Quantiles::new()),
     }
 }
 
@@ -457,6 +466,11 @@ fn update(state: &mut AggState, kind: AggKind, value: KeyValue) {
         }
         (AggState::Hll(hll), _) => hll.insert(&value),
         (AggState::Distinct(set), _) => set.insert(&value),
+        (AggState::Quantiles(sketch), _) => match value {
+            KeyValue::Int(v) => sketch.insert(v as f64),
+            KeyValue::Float(v) => sketch.insert(v),
+            _ => {}
+        },
     }
 }
 
@@ -700,6 +714,7 @@ mod tests {
                 (AggKind::Sum, &ints),
                 (AggKind::Avg, &floats),
                 (AggKind::Count, &floats),
+                (AggKind::Quantiles, &floats),
             ] {
                 let mut typed = vec![initial_state(kind, KeyKind::Int); 3];
                 update_states(&mut typed, kind, arg, &groups, Some(mask));

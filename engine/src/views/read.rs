@@ -14,7 +14,7 @@ use super::definition::{CompiledView, OutputSource};
 use super::key::{self, KeyKind, KeyValue, ValueRef};
 use super::state::{self, AggState, StateRef};
 use crate::error::{Error, Result};
-use crate::sketch::{DistinctSet, Hll};
+use crate::sketch::{DistinctSet, Hll, Quantiles};
 
 /// Builds a view's output rows (or the `projection` of them) from its stored `(key, state)`
 /// entries, one entry at a time and without copying them: group values are decoded straight
@@ -30,6 +30,8 @@ pub(crate) struct Finalizer<'v> {
     aggs: Vec<Option<AggColumn>>,
     /// Per aggregate: its serialized sketches, when `<column>_sketch` is projected.
     sketches: Vec<Option<BinaryBuilder>>,
+    /// The projected percentile columns, each read from its aggregate's sketch.
+    percentiles: Vec<PercentileColumn>,
     rows: usize,
     scratch: Vec<u8>,
     /// Whether a view without GROUP BY gets its one row even when nothing was pushed.
@@ -65,6 +67,14 @@ impl GroupColumn {
     }
 }
 
+/// The values of one projected percentile column, built as entries arrive.
+struct PercentileColumn {
+    /// The aggregate holding the sketch.
+    agg: usize,
+    p: f64,
+    values: Vec<Option<f64>>,
+}
+
 /// The finalized values of one aggregate, built as entries arrive.
 enum AggColumn {
     Empty,
@@ -83,7 +93,7 @@ impl AggColumn {
                     AggColumn::Int(Vec::with_capacity(rows))
                 }
                 StateRef::SumInt(_) => AggColumn::OptInt(Vec::with_capacity(rows)),
-                StateRef::SumFloat(_) | StateRef::Avg { .. } => {
+                StateRef::SumFloat(_) | StateRef::Avg { .. } | StateRef::Quantiles(_) => {
                     AggColumn::Float(Vec::with_capacity(rows))
                 }
                 StateRef::SumDecimal(_) => AggColumn::Decimal(Vec::with_capacity(rows)),
@@ -135,6 +145,7 @@ impl<'v> Finalizer<'v> {
         let mut groups: Vec<Option<GroupColumn>> = view.groups.iter().map(|_| None).collect();
         let mut aggs: Vec<Option<AggColumn>> = view.aggs.iter().map(|_| None).collect();
         let mut sketches: Vec<Option<BinaryBuilder>> = view.aggs.iter().map(|_| None).collect();
+        let mut percentiles = Vec::new();
         for &i in &projection {
             match view.outputs[i] {
                 OutputSource::Group(g) => {
@@ -145,6 +156,11 @@ impl<'v> Finalizer<'v> {
                 }
                 OutputSource::Agg(a) => aggs[a] = Some(AggColumn::Empty),
                 OutputSource::Sketch(a) => sketches[a] = Some(BinaryBuilder::new()),
+                OutputSource::Percentile { agg, p } => percentiles.push(PercentileColumn {
+                    agg,
+                    p,
+                    values: Vec::new(),
+                }),
             }
         }
         Finalizer {
@@ -154,6 +170,7 @@ impl<'v> Finalizer<'v> {
             groups,
             aggs,
             sketches,
+            percentiles,
             rows: 0,
             scratch: Vec::new(),
             default_row: true,
@@ -187,21 +204,35 @@ impl<'v> Finalizer<'v> {
         }
         let mut states = 0;
         let rows = self.rows;
-        let (aggs, sketches) = (&mut self.aggs, &mut self.sketches);
+        let (aggs, sketches, percentiles) =
+            (&mut self.aggs, &mut self.sketches, &mut self.percentiles);
         state::visit(value, |i, state| {
             states += 1;
+            if let StateRef::Quantiles(bytes) = state
+                && percentiles.iter().any(|c| c.agg == i)
+            {
+                // One decode for every percentile of this sketch.
+                let mut sketch = Quantiles::from_bytes(bytes)?;
+                for column in percentiles.iter_mut().filter(|c| c.agg == i) {
+                    column.values.push(sketch.quantile(column.p)?);
+                }
+            }
             if let Some(Some(column)) = aggs.get_mut(i) {
                 column.push(&state, rows)?;
             }
             if let Some(Some(builder)) = sketches.get_mut(i) {
                 match state {
-                    StateRef::Hll(bytes) => builder.append_value(bytes),
+                    StateRef::Hll(bytes) | StateRef::Quantiles(bytes) => {
+                        builder.append_value(bytes)
+                    }
                     _ => builder.append_null(),
                 }
             }
             Ok(())
         })?;
-        if states != self.view.aggs.len() {
+        if states != self.view.aggs.len()
+            || self.percentiles.iter().any(|c| c.values.len() != rows + 1)
+        {
             return Err(Error::Corrupt(format!(
                 "view \"{}\" has states of another definition",
                 self.view.def.name
@@ -224,6 +255,8 @@ impl<'v> Finalizer<'v> {
             self.push(&[], &state::encode(&initial))?;
         }
         let mut columns = Vec::with_capacity(self.projection.len());
+        let mut next_percentile = 0;
+        let mut finished_sketches: Vec<Option<ArrayRef>> = vec![None; view.aggs.len()];
         for &index in &self.projection {
             let array = match view.outputs[index] {
                 OutputSource::Group(i) => self.groups[i]
@@ -234,11 +267,29 @@ impl<'v> Finalizer<'v> {
                     .take()
                     .unwrap_or(AggColumn::Empty)
                     .finish(view.aggs[i].arg_kind, &view.aggs[i].output_type)?,
-                OutputSource::Sketch(i) => Arc::new(
-                    self.sketches[i]
-                        .as_mut()
-                        .map_or_else(|| BinaryBuilder::new().finish(), BinaryBuilder::finish),
-                ),
+                OutputSource::Percentile { .. } => {
+                    // Percentile columns were made in projection order.
+                    let column = &mut self.percentiles[next_percentile];
+                    next_percentile += 1;
+                    to_type(
+                        Arc::new(Float64Array::from(std::mem::take(&mut column.values))),
+                        &view.schema.fields()[index].data_type().clone(),
+                    )?
+                }
+                OutputSource::Sketch(i) => {
+                    // Percentile columns of one argument share a sketch: finished once.
+                    if let Some(done) = &finished_sketches[i] {
+                        Arc::clone(done)
+                    } else {
+                        let array: ArrayRef =
+                            Arc::new(self.sketches[i].as_mut().map_or_else(
+                                || BinaryBuilder::new().finish(),
+                                BinaryBuilder::finish,
+                            ));
+                        finished_sketches[i] = Some(Arc::clone(&array));
+                        array
+                    }
+                }
             };
             columns.push(array);
         }

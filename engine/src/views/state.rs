@@ -10,7 +10,7 @@ use std::cmp::Ordering;
 
 use super::key::KeyValue;
 use crate::error::{Error, Result};
-use crate::sketch::{DistinctSet, Hll};
+use crate::sketch::{DistinctSet, Hll, Quantiles};
 
 /// Encoding version of a state value.
 pub(crate) const STATE_VERSION: u8 = 1;
@@ -41,6 +41,9 @@ pub enum AggState {
     Hll(Hll),
     /// `count(DISTINCT x)`: the exact set of values.
     Distinct(DistinctSet),
+    /// `approx_percentile_cont` / `approx_median`: a t-digest of the values, shared by every
+    /// percentile of one argument.
+    Quantiles(Quantiles),
 }
 
 const TAG_COUNT: u8 = 1;
@@ -52,6 +55,7 @@ const TAG_MAX: u8 = 6;
 const TAG_AVG: u8 = 7;
 const TAG_HLL: u8 = 8;
 const TAG_DISTINCT: u8 = 9;
+const TAG_QUANTILES: u8 = 10;
 
 impl AggState {
     /// Combines another partial state of the same aggregate into this one.
@@ -73,6 +77,7 @@ impl AggState {
             }
             (AggState::Hll(a), AggState::Hll(b)) => a.merge(b),
             (AggState::Distinct(a), AggState::Distinct(b)) => a.merge(b)?,
+            (AggState::Quantiles(a), AggState::Quantiles(b)) => a.merge(b)?,
             (a, b) => {
                 return Err(Error::Corrupt(format!(
                     "cannot merge view states {a:?} and {b:?}"
@@ -172,6 +177,10 @@ pub(crate) fn encode_into<'a>(
                 out.push(TAG_DISTINCT);
                 blob(out, &set.to_bytes());
             }
+            AggState::Quantiles(sketch) => {
+                out.push(TAG_QUANTILES);
+                blob(out, &sketch.to_bytes());
+            }
         }
     }
 }
@@ -246,6 +255,8 @@ pub(crate) enum StateRef<'a> {
     Hll(&'a [u8]),
     /// A serialized exact distinct set.
     Distinct(&'a [u8]),
+    /// A serialized t-digest (the bytes `quantile_sketch` returns).
+    Quantiles(&'a [u8]),
 }
 
 impl StateRef<'_> {
@@ -264,6 +275,7 @@ impl StateRef<'_> {
             },
             StateRef::Hll(bytes) => AggState::Hll(Hll::from_bytes(bytes)?),
             StateRef::Distinct(bytes) => AggState::Distinct(DistinctSet::from_bytes(bytes)?),
+            StateRef::Quantiles(bytes) => AggState::Quantiles(Quantiles::from_bytes(bytes)?),
         })
     }
 }
@@ -306,6 +318,7 @@ pub(crate) fn visit<'a>(
             },
             TAG_HLL => StateRef::Hll(r.blob()?),
             TAG_DISTINCT => StateRef::Distinct(r.blob()?),
+            TAG_QUANTILES => StateRef::Quantiles(r.blob()?),
             tag => return Err(Error::Corrupt(format!("unknown view state tag {tag}"))),
         };
         f(i, state)?;
@@ -382,29 +395,53 @@ pub(crate) fn merge_values<'a>(
         return Err(Error::Corrupt("view states of different lengths".into()));
     }
     for (i, state) in states.iter_mut().enumerate() {
-        if let AggState::Hll(hll) = state {
+        match state {
             // One union for all the sketches of this state, not one per pair.
-            let mut sketches = vec![&*hll];
-            for other in &others {
-                match &other[i] {
-                    AggState::Hll(h) => sketches.push(h),
-                    b => {
-                        return Err(Error::Corrupt(format!(
-                            "cannot merge view states {:?} and {b:?}",
-                            AggState::Hll(hll.clone())
-                        )));
-                    }
-                }
+            AggState::Hll(hll) => {
+                let sketches = same_kind(i, &*hll, &others, |s| match s {
+                    AggState::Hll(h) => Some(h),
+                    _ => None,
+                })?;
+                *hll = Hll::union_all(sketches);
             }
-            let merged = Hll::union_all(sketches);
-            *hll = merged;
-        } else {
-            for other in &others {
-                state.merge(&other[i])?;
+            AggState::Quantiles(sketch) => {
+                let sketches = same_kind(i, &*sketch, &others, |s| match s {
+                    AggState::Quantiles(q) => Some(q),
+                    _ => None,
+                })?;
+                *sketch = Quantiles::union_all(sketches)?;
+            }
+            _ => {
+                for other in &others {
+                    state.merge(&other[i])?;
+                }
             }
         }
     }
     Ok(encode(&states))
+}
+
+/// `first` and the state at position `i` of each of `others`, all of the kind `pick` accepts.
+fn same_kind<'a, T: std::fmt::Debug>(
+    i: usize,
+    first: &'a T,
+    others: &'a [Vec<AggState>],
+    pick: impl Fn(&'a AggState) -> Option<&'a T>,
+) -> Result<Vec<&'a T>> {
+    let mut all = Vec::with_capacity(1 + others.len());
+    all.push(first);
+    for other in others {
+        match pick(&other[i]) {
+            Some(s) => all.push(s),
+            None => {
+                return Err(Error::Corrupt(format!(
+                    "cannot merge view states {first:?} and {:?}",
+                    other[i]
+                )));
+            }
+        }
+    }
+    Ok(all)
 }
 
 #[cfg(test)]
