@@ -43,7 +43,8 @@ def load(conn, rows):
                     "latency_ms DOUBLE PRECISION)")
         cur.execute("CREATE MATERIALIZED VIEW per_day AS SELECT day, "
                     "approx_count_distinct(user_id) AS users, "
-                    "approx_count_distinct(page) AS pages "
+                    "approx_count_distinct(page) AS pages, "
+                    "approx_percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95 "
                     "FROM ev GROUP BY day")
         with cur.copy("COPY ev FROM STDIN") as copy:
             for row in rows:
@@ -112,6 +113,56 @@ def check_hll(conn, days):
                          "estimate")
 
 
+def rank_of(value, values):
+    """The fraction of `values` at or below `value`, and the fraction strictly below it."""
+    below = sum(1 for v in values if v < value)
+    at_or_below = sum(1 for v in values if v <= value)
+    return below / len(values), at_or_below / len(values)
+
+
+def within_rank(value, values, p, tolerance=0.01):
+    """True when `value` could be the `p` quantile of `values` within `tolerance` of rank."""
+    below, at_or_below = rank_of(value, values)
+    return below - tolerance <= p <= at_or_below + tolerance
+
+
+def check_quantiles(conn, days):
+    """t-digest: Python reads Tally's sketches and unions with them, both ways."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT to_char(day, '%Y-%m-%d'), p95, p95_sketch FROM per_day ORDER BY day")
+        fetched = cur.fetchall()
+    all_values = []
+    for day, p95, blob in fetched:
+        values = [latency for _, _, latency in days[day]]
+        all_values += values
+        tally = ds.tdigest_double.deserialize(bytes(blob))
+        check(tally.get_total_weight(), len(values),
+              f"t-digest of {day}: Python reads Tally's sketch of every value")
+        check(within_rank(p95, values, 0.95), True,
+              f"t-digest of {day}: Tally's p95 is within 1% of rank 0.95")
+        check(within_rank(tally.get_quantile(0.95), values, 0.95), True,
+              f"t-digest of {day}: Python's p95 of Tally's sketch is within 1% of rank 0.95")
+        python = ds.tdigest_double(200)
+        for v in values:
+            python.update(v)
+        python.merge(tally)
+        check(within_rank(python.get_quantile(0.95), values, 0.95), True,
+              f"t-digest of {day}: Python's sketch merged with Tally's keeps p95 within 1%")
+    # Tally's SQL unions a sketch Python built of all the values with its own: every value twice.
+    python_all = ds.tdigest_double(200)
+    for v in all_values:
+        python_all.update(v)
+    with conn.cursor() as cur:
+        cur.execute("SELECT sketch_quantile(quantile_union_agg(s), 0.99), "
+                    "sketch_quantile(quantile_union_agg(s), 0.5) FROM "
+                    "(SELECT p95_sketch AS s FROM per_day UNION ALL SELECT %s::bytea)",
+                    (python_all.serialize(),))
+        p99, p50 = cur.fetchone()
+    check(within_rank(p99, all_values, 0.99) and within_rank(p50, all_values, 0.5), True,
+          "t-digest: Tally's SQL unions a Python sketch of the same values (p50 and p99 within "
+          "1% of rank)")
+
+
 def main():
     dsn = sys.argv[1]
     rows = events()
@@ -119,6 +170,7 @@ def main():
     with psycopg.connect(dsn, autocommit=True) as conn:
         load(conn, rows)
         check_hll(conn, days)
+        check_quantiles(conn, days)
     print("PASS")
 
 
