@@ -7,6 +7,15 @@
 //! pieces, holds the same registers. Estimates use the composite estimator, a function of the
 //! registers alone: a view's sketch merged from many commits and a sketch built in one pass
 //! over the same values give the same estimate.
+//!
+//! Frequent items (top-k) and theta (set operation) sketches live in [`frequent`] and
+//! [`theta`].
+
+mod frequent;
+mod theta;
+
+pub use frequent::{TOPK_LG_MAX_MAP_SIZE, TopItem, TopK};
+pub use theta::{THETA_LG_K, Theta};
 
 use std::collections::BTreeSet;
 
