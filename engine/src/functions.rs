@@ -6,6 +6,9 @@
 //! - `hll_sketch(x)`: the HyperLogLog sketch of the values, as BYTEA;
 //! - `hll_union_agg(sketch)`: the union of BYTEA sketches, as BYTEA (like PostgreSQL's `hll`);
 //! - `hll_cardinality(sketch)`: the estimate of one BYTEA sketch, as BIGINT;
+//! - the top-k (`approx_top_k`, `topk_sketch`, `topk_union_agg`, `sketch_top_k`) and theta
+//!   (`theta_sketch`, `theta_union_agg`, `theta_intersect_agg`, `theta_estimate`,
+//!   `theta_intersect`, `theta_a_not_b`) sketch families (see [`sketches`]);
 //! - `length(bytea)` and `octet_length(bytea)`: the number of bytes (see [`bytea`]);
 //! - `uuid_in(text)`, `uuid_out(uuid)` (see [`uuid`]) and the JSON accessors behind `->`,
 //!   `->>`, `#>`, `#>>` and `json_extract_path_text` (see [`json`]);
@@ -14,6 +17,7 @@
 
 mod bytea;
 mod json;
+pub(crate) mod sketches;
 mod types;
 mod uuid;
 
@@ -58,7 +62,9 @@ pub(crate) fn register(builder: &mut SessionStateBuilder) {
         Input::Sketches,
         Output::Sketch,
     ))));
+    aggregates.extend(sketches::aggregates());
     let scalars = builder.scalar_functions().get_or_insert_with(Vec::new);
+    scalars.extend(sketches::scalars());
     scalars.push(Arc::new(ScalarUDF::from(HllCardinality::new())));
     scalars.push(Arc::new(ScalarUDF::from(bytea::ByteLength::length())));
     scalars.push(Arc::new(ScalarUDF::from(bytea::ByteLength::octet_length())));

@@ -14,8 +14,8 @@
 mod frequent;
 mod theta;
 
-pub use frequent::{TOPK_LG_MAX_MAP_SIZE, TopItem, TopK};
-pub use theta::{THETA_LG_K, Theta};
+pub use frequent::TopK;
+pub use theta::Theta;
 
 use std::collections::BTreeSet;
 

@@ -1,0 +1,182 @@
+//! Top-k (frequent items) and theta sketches: the ad-hoc functions, the same answers from
+//! views, rollups over a view's sketches (top pages per week from a per-day view, retention
+//! from a per-day theta view), and refusals of bad arguments.
+
+use tally_engine::{Database, ErrorKind};
+use tally_tests::*;
+
+const VISITS_DDL: &str = "CREATE TABLE visits (ts TIMESTAMP NOT NULL, day INT, country TEXT, \
+                          page TEXT, user_id BIGINT) WITH (time_column = 'ts')";
+
+/// `days` days of visits: on day `d`, users `0..100 + 10 d` (users below 30 come back every
+/// day, the others only on even days), pages skewed towards `/home`.
+async fn visits(db: &Database, days: i64) {
+    db.sql(VISITS_DDL).await.unwrap();
+    let mut values = Vec::new();
+    for day in 1..=days {
+        for user in 0..100 + 10 * day {
+            if user >= 30 && day % 2 == 1 && day != 1 {
+                continue;
+            }
+            let country = ["de", "fr"][(user % 2) as usize];
+            let page = match user % 10 {
+                0..=4 => "/home",
+                5..=7 => "/docs",
+                8 => "/blog",
+                _ => "/about",
+            };
+            values.push(format!(
+                "(TIMESTAMP '2026-01-01 00:00:00' + INTERVAL '{day} days', {day}, '{country}', '{page}', {user})"
+            ));
+        }
+    }
+    for chunk in values.chunks(200) {
+        db.sql(&format!("INSERT INTO visits VALUES {}", chunk.join(", ")))
+            .await
+            .unwrap();
+    }
+}
+
+async fn one(db: &Database, sql: &str) -> String {
+    let lines = query_lines(db, sql).await;
+    assert_eq!(lines.len(), 1, "{sql}: {lines:?}");
+    lines.into_iter().next().unwrap()
+}
+
+#[tokio::test]
+async fn ad_hoc_top_k_and_theta_functions() {
+    let (_dir, db) = temp_db(test_options());
+    visits(&db, 7).await;
+    let top = one(
+        &db,
+        "SELECT approx_top_k(page, 2) FROM visits WHERE day = 1",
+    )
+    .await;
+    assert_eq!(
+        top,
+        r#"[{"value": "/home", "count": 55}, {"value": "/docs", "count": 33}]"#
+    );
+    // Integers count by their text form; the sketch route gives the same answer.
+    assert_eq!(
+        one(
+            &db,
+            "SELECT approx_top_k(user_id % 3, 1) FROM visits WHERE day = 1"
+        )
+        .await,
+        r#"[{"value": "0", "count": 37}]"#
+    );
+    assert_eq!(
+        one(
+            &db,
+            "SELECT sketch_top_k(topk_sketch(page), 2) FROM visits WHERE day = 1"
+        )
+        .await,
+        top
+    );
+    assert_eq!(
+        one(
+            &db,
+            "SELECT sketch_top_k(topk_union_agg(s), 2) FROM \
+             (SELECT country, topk_sketch(page) AS s FROM visits WHERE day = 1 GROUP BY country) AS q"
+        )
+        .await,
+        top
+    );
+    assert_eq!(
+        one(
+            &db,
+            "SELECT approx_top_k(page, 3) FROM visits WHERE day = 99"
+        )
+        .await,
+        "[]"
+    );
+
+    // Theta: exact below 4096 distinct values.
+    assert_eq!(
+        one(
+            &db,
+            "SELECT theta_estimate(theta_sketch(user_id)) FROM visits"
+        )
+        .await,
+        "160.0"
+    );
+    let retained = "SELECT theta_estimate(theta_intersect(a.s, b.s)), \
+                    theta_estimate(theta_a_not_b(a.s, b.s)) FROM \
+                    (SELECT theta_sketch(user_id) AS s FROM visits WHERE day = 1) AS a, \
+                    (SELECT theta_sketch(user_id) AS s FROM visits WHERE day = 7) AS b";
+    assert_eq!(one(&db, retained).await, "30.0|80.0");
+    assert_eq!(
+        one(
+            &db,
+            "SELECT theta_estimate(theta_intersect_agg(s)), theta_estimate(theta_union_agg(s)) FROM \
+             (SELECT day, theta_sketch(user_id) AS s FROM visits GROUP BY day) AS q"
+        )
+        .await,
+        "30.0|160.0"
+    );
+    assert_eq!(
+        one(
+            &db,
+            "SELECT theta_union_agg(s) IS NULL, theta_intersect_agg(s) IS NULL FROM \
+             (SELECT day, theta_sketch(user_id) AS s FROM visits WHERE day = 99 GROUP BY day) AS q"
+        )
+        .await,
+        "true|true"
+    );
+}
+
+#[tokio::test]
+async fn bad_arguments_are_clear_errors() {
+    let (_dir, db) = temp_db(test_options());
+    visits(&db, 1).await;
+    for (sql, kind, words) in [
+        (
+            "SELECT approx_top_k(page, 0) FROM visits",
+            Some(ErrorKind::InvalidArgument),
+            "positive",
+        ),
+        (
+            "SELECT sketch_top_k(topk_sketch(page), -1) FROM visits",
+            Some(ErrorKind::InvalidArgument),
+            "positive",
+        ),
+        (
+            "SELECT sketch_top_k(page::bytea, 3) FROM visits",
+            Some(ErrorKind::InvalidArgument),
+            "frequent items",
+        ),
+        (
+            "SELECT theta_estimate(page::bytea) FROM visits",
+            Some(ErrorKind::InvalidArgument),
+            "theta",
+        ),
+        (
+            "SELECT theta_estimate(theta_intersect(theta_sketch(user_id), 'xx'::bytea)) FROM visits",
+            Some(ErrorKind::InvalidArgument),
+            "theta",
+        ),
+        (
+            "SELECT theta_union_agg(s) FROM (SELECT hll_sketch(user_id) AS s FROM visits) AS q",
+            Some(ErrorKind::InvalidArgument),
+            "theta",
+        ),
+        ("SELECT theta_estimate(page) FROM visits", None, "BYTEA"),
+        (
+            "SELECT approx_top_k(page, 'x') FROM visits",
+            None,
+            "integer",
+        ),
+        (
+            "SELECT approx_top_k(page, day) FROM visits",
+            None,
+            "constant",
+        ),
+        ("SELECT topk_union_agg(user_id) FROM visits", None, "BYTEA"),
+    ] {
+        let err = db.sql(sql).await.expect_err(sql);
+        if let Some(kind) = kind {
+            assert_eq!(err.kind(), kind, "{sql}: {err}");
+        }
+        assert!(err.to_string().contains(words), "{sql}: {err}");
+    }
+}
