@@ -180,3 +180,137 @@ async fn bad_arguments_are_clear_errors() {
         assert!(err.to_string().contains(words), "{sql}: {err}");
     }
 }
+
+/// A per-day, per-country view keeps top pages and user sketches; it reads like its query,
+/// rolls up to the week (top pages) and answers retention by a self-join, through flushes,
+/// compaction and a reopen.
+#[tokio::test]
+async fn views_keep_top_k_and_theta_sketches_and_roll_up() {
+    let (dir, db) = temp_db(test_options());
+    visits(&db, 3).await;
+    let query = "SELECT day, country, approx_top_k(page, 2) AS top, theta_sketch(user_id) AS users, \
+                 topk_sketch(user_id) AS frequent_users, count(*) AS n FROM visits GROUP BY day, country";
+    db.sql(&format!("CREATE MATERIALIZED VIEW daily AS {query}"))
+        .await
+        .unwrap();
+    let columns = "day, country, top, users, frequent_users, n";
+    let read = format!("SELECT {columns} FROM daily ORDER BY day, country");
+    let recompute = format!("SELECT * FROM ({query}) AS q ORDER BY day, country");
+    assert_eq!(
+        query_lines(&db, &read).await,
+        query_lines(&db, &recompute).await
+    );
+    // The hidden sketch of `top`, left out of `*`.
+    let star = db.sql("SELECT * FROM daily LIMIT 1").await.unwrap();
+    let names: Vec<String> = star[0]
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(
+        names,
+        ["day", "country", "top", "users", "frequent_users", "n"]
+    );
+
+    // More days arrive in several commits, with flushes and compactions between them.
+    for day in 4..=7 {
+        let mut values = Vec::new();
+        for user in 0..100 + 10 * day {
+            if user >= 30 && day % 2 == 1 {
+                continue;
+            }
+            let country = ["de", "fr"][(user % 2) as usize];
+            let page = ["/home", "/home", "/docs", "/blog"][(user % 4) as usize];
+            values.push(format!(
+                "(TIMESTAMP '2026-01-01 00:00:00' + INTERVAL '{day} days', {day}, '{country}', '{page}', {user})"
+            ));
+        }
+        for chunk in values.chunks(40) {
+            db.sql(&format!("INSERT INTO visits VALUES {}", chunk.join(", ")))
+                .await
+                .unwrap();
+        }
+        if day % 2 == 0 {
+            db.flush().await.unwrap();
+        } else {
+            db.compact_views().await.unwrap();
+        }
+        assert_eq!(
+            query_lines(&db, &read).await,
+            query_lines(&db, &recompute).await,
+            "day {day}"
+        );
+    }
+
+    let weekly = "SELECT country, sketch_top_k(topk_union_agg(top_sketch), 3) FROM daily \
+                  GROUP BY country ORDER BY country";
+    let weekly_recomputed =
+        "SELECT country, approx_top_k(page, 3) FROM visits GROUP BY country ORDER BY country";
+    assert_eq!(
+        query_lines(&db, weekly).await,
+        query_lines(&db, weekly_recomputed).await
+    );
+    let retention = "SELECT a.country, theta_estimate(theta_intersect(a.users, b.users)) \
+                     FROM daily AS a JOIN daily AS b ON a.country = b.country \
+                     WHERE a.day = 1 AND b.day = 7 ORDER BY a.country";
+    let exact = "SELECT a.country, count(DISTINCT a.user_id)::double precision FROM visits AS a \
+                 JOIN visits AS b ON a.country = b.country AND a.user_id = b.user_id \
+                 WHERE a.day = 1 AND b.day = 7 GROUP BY a.country ORDER BY a.country";
+    assert_eq!(
+        query_lines(&db, retention).await,
+        query_lines(&db, exact).await
+    );
+    assert_eq!(
+        query_lines(&db, retention).await,
+        vec!["de|15.0".to_string(), "fr|15.0".to_string()]
+    );
+
+    drop(db);
+    let db = Database::open(dir.path().join("data"), test_options()).unwrap();
+    assert_eq!(
+        query_lines(&db, &read).await,
+        query_lines(&db, &recompute).await
+    );
+    assert_eq!(
+        query_lines(&db, weekly).await,
+        query_lines(&db, weekly_recomputed).await
+    );
+}
+
+#[tokio::test]
+async fn views_refuse_bad_top_k_arguments() {
+    let (_dir, db) = temp_db(test_options());
+    visits(&db, 1).await;
+    for (sql, kind, words) in [
+        (
+            "SELECT day, approx_top_k(page, 0) AS t FROM visits GROUP BY day",
+            Some(ErrorKind::InvalidArgument),
+            "positive",
+        ),
+        (
+            "SELECT day, approx_top_k(page, day) AS t FROM visits GROUP BY day",
+            Some(ErrorKind::NotSupported),
+            "constant",
+        ),
+        (
+            "SELECT day, topk_sketch(page::bytea) AS t FROM visits GROUP BY day",
+            None,
+            "hex",
+        ),
+        (
+            "SELECT day, approx_top_k(page, 2) AS t, count(*) AS t_sketch FROM visits GROUP BY day",
+            Some(ErrorKind::InvalidDefinition),
+            "t_sketch",
+        ),
+    ] {
+        let err = db
+            .sql(&format!("CREATE MATERIALIZED VIEW bad AS {sql}"))
+            .await
+            .expect_err(sql);
+        if let Some(kind) = kind {
+            assert_eq!(err.kind(), kind, "{sql}: {err}");
+        }
+        assert!(err.to_string().contains(words), "{sql}: {err}");
+    }
+}

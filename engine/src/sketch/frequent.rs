@@ -130,9 +130,44 @@ impl TopK {
         out
     }
 
-    /// The DataSketches serialized form (strings items: u32 LE length and UTF-8 bytes).
+    /// The DataSketches serialized form (strings items: u32 LE length and UTF-8 bytes), in
+    /// one canonical layout: items in ascending byte order, and the smallest current map size
+    /// that holds them. DataSketches writes items in its hash table's order, which depends on
+    /// the order they arrived in; this form depends only on the counts, so a view's sketch
+    /// merged from many commits has the bytes of one built in one pass. Every DataSketches
+    /// library reads it (they do not require an item order).
     pub fn to_bytes(&self) -> Vec<u8> {
-        self.0.serialize()
+        if self.0.is_empty() {
+            return self.0.serialize();
+        }
+        let mut items: Vec<(String, u64)> = self
+            .0
+            .frequent_items_with_threshold(ErrorType::NoFalseNegatives, 0)
+            .into_iter()
+            .map(|row| (row.item().clone(), row.lower_bound()))
+            .collect();
+        items.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let lg_max = self.0.lg_max_map_size();
+        // The map of 2^lg slots holds 3/4 of them; at least 2^3 slots.
+        let lg_cur = (3..lg_max)
+            .find(|lg| (1usize << lg) * 3 / 4 >= items.len())
+            .unwrap_or(lg_max);
+        let size: usize = items.iter().map(|(v, _)| 12 + v.len()).sum();
+        let mut out = Vec::with_capacity(32 + size);
+        // Preamble longs, serial version, family (10: frequent items), map sizes, flags.
+        out.extend_from_slice(&[4, 1, 10, lg_max, lg_cur, 0, 0, 0]);
+        out.extend_from_slice(&(items.len() as u32).to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&self.0.total_weight().to_le_bytes());
+        out.extend_from_slice(&self.0.maximum_error().to_le_bytes());
+        for (_, count) in &items {
+            out.extend_from_slice(&count.to_le_bytes());
+        }
+        for (value, _) in &items {
+            out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+            out.extend_from_slice(value.as_bytes());
+        }
+        out
     }
 
     /// Reads a sketch written by [`TopK::to_bytes`] or by another DataSketches library's
@@ -237,6 +272,10 @@ mod tests {
             .collect();
         let merged = TopK::union_all(&stored).unwrap();
         assert_eq!(merged, one);
+        assert_eq!(merged.to_bytes(), one.to_bytes(), "one canonical form");
+        // DataSketches' own layout reads as the same sketch.
+        let theirs = TopK::from_bytes(&one.0.serialize()).unwrap();
+        assert_eq!(theirs.to_bytes(), one.to_bytes());
         assert_eq!(merged.top(5), one.top(5));
         assert_eq!(TopK::from_bytes(&merged.to_bytes()).unwrap(), merged);
     }

@@ -10,7 +10,7 @@ use std::cmp::Ordering;
 
 use super::key::KeyValue;
 use crate::error::{Error, Result};
-use crate::sketch::{DistinctSet, Hll};
+use crate::sketch::{DistinctSet, Hll, Theta, TopK};
 
 /// Encoding version of a state value.
 pub(crate) const STATE_VERSION: u8 = 1;
@@ -41,6 +41,10 @@ pub enum AggState {
     Hll(Hll),
     /// `count(DISTINCT x)`: the exact set of values.
     Distinct(DistinctSet),
+    /// `approx_top_k(x, k)` / `topk_sketch(x)`: a frequent items sketch of the values' text.
+    TopK(TopK),
+    /// `theta_sketch(x)`: a theta sketch of the values.
+    Theta(Theta),
 }
 
 const TAG_COUNT: u8 = 1;
@@ -52,6 +56,9 @@ const TAG_MAX: u8 = 6;
 const TAG_AVG: u8 = 7;
 const TAG_HLL: u8 = 8;
 const TAG_DISTINCT: u8 = 9;
+// Tag 10 is the quantile sketch's.
+const TAG_TOP_K: u8 = 11;
+const TAG_THETA: u8 = 12;
 
 impl AggState {
     /// Combines another partial state of the same aggregate into this one.
@@ -73,6 +80,8 @@ impl AggState {
             }
             (AggState::Hll(a), AggState::Hll(b)) => a.merge(b),
             (AggState::Distinct(a), AggState::Distinct(b)) => a.merge(b)?,
+            (AggState::TopK(a), AggState::TopK(b)) => a.merge(b)?,
+            (AggState::Theta(a), AggState::Theta(b)) => a.merge(b),
             (a, b) => {
                 return Err(Error::Corrupt(format!(
                     "cannot merge view states {a:?} and {b:?}"
@@ -172,6 +181,14 @@ pub(crate) fn encode_into<'a>(
                 out.push(TAG_DISTINCT);
                 blob(out, &set.to_bytes());
             }
+            AggState::TopK(sketch) => {
+                out.push(TAG_TOP_K);
+                blob(out, &sketch.to_bytes());
+            }
+            AggState::Theta(sketch) => {
+                out.push(TAG_THETA);
+                blob(out, &sketch.to_bytes());
+            }
         }
     }
 }
@@ -246,6 +263,10 @@ pub(crate) enum StateRef<'a> {
     Hll(&'a [u8]),
     /// A serialized exact distinct set.
     Distinct(&'a [u8]),
+    /// A serialized frequent items sketch (the bytes `topk_sketch` returns).
+    TopK(&'a [u8]),
+    /// A serialized theta sketch (the bytes `theta_sketch` returns).
+    Theta(&'a [u8]),
 }
 
 impl StateRef<'_> {
@@ -264,6 +285,8 @@ impl StateRef<'_> {
             },
             StateRef::Hll(bytes) => AggState::Hll(Hll::from_bytes(bytes)?),
             StateRef::Distinct(bytes) => AggState::Distinct(DistinctSet::from_bytes(bytes)?),
+            StateRef::TopK(bytes) => AggState::TopK(TopK::from_bytes(bytes)?),
+            StateRef::Theta(bytes) => AggState::Theta(Theta::from_bytes(bytes)?),
         })
     }
 }
@@ -306,6 +329,8 @@ pub(crate) fn visit<'a>(
             },
             TAG_HLL => StateRef::Hll(r.blob()?),
             TAG_DISTINCT => StateRef::Distinct(r.blob()?),
+            TAG_TOP_K => StateRef::TopK(r.blob()?),
+            TAG_THETA => StateRef::Theta(r.blob()?),
             tag => return Err(Error::Corrupt(format!("unknown view state tag {tag}"))),
         };
         f(i, state)?;
@@ -398,6 +423,20 @@ pub(crate) fn merge_values<'a>(
             }
             let merged = Hll::union_all(sketches);
             *hll = merged;
+        } else if let AggState::Theta(theta) = state {
+            // Likewise one theta union.
+            let mut sketches = vec![&*theta];
+            for other in &others {
+                match &other[i] {
+                    AggState::Theta(t) => sketches.push(t),
+                    b => {
+                        return Err(Error::Corrupt(format!(
+                            "cannot merge view states {theta:?} and {b:?}"
+                        )));
+                    }
+                }
+            }
+            *theta = Theta::union_all(sketches);
         } else {
             for other in &others {
                 state.merge(&other[i])?;
