@@ -468,7 +468,7 @@ mod property {
         "CASE WHEN x > 0 THEN 'pos' ELSE 'other' END",
         "lower(k2)",
     ];
-    const AGGS: [&str; 20] = [
+    const AGGS: [&str; 26] = [
         "count(*)",
         "count(x)",
         "sum(x)",
@@ -489,6 +489,16 @@ mod property {
         "count(DISTINCT x)",
         "count(DISTINCT k2) FILTER (WHERE y > 0)",
         "count(DISTINCT ts)",
+        // Sketches: a case holds at most 180 rows, far below the 768 distinct items a top-k
+        // sketch counts exactly and the 4096 hashes a theta sketch keeps, so their documented
+        // error bound is zero here and the view must equal the recompute exactly (top-k JSON
+        // and sketch bytes alike, whatever the order of merges and compactions).
+        "approx_top_k(k2, 2)",
+        "approx_top_k(x, 3) FILTER (WHERE k1 <> 0)",
+        "topk_sketch(ts)",
+        "theta_sketch(x)",
+        "theta_sketch(k2) FILTER (WHERE y > 0)",
+        "theta_sketch(y)",
     ];
     /// Comparisons on each group expression (`{}` is the view column), pushed into view scans.
     const GROUP_PREDICATES: [&[&str]; 5] = [

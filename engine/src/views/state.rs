@@ -489,6 +489,40 @@ mod tests {
         assert!(merge_values(&encode(&b[..2]), [encode(&a).as_slice()]).is_err());
     }
 
+    #[test]
+    fn sketch_states_round_trip_merge_and_refuse_damage() {
+        let state = |values: std::ops::Range<i64>| {
+            let mut top = TopK::new();
+            let mut theta = Theta::new();
+            for v in values {
+                top.insert(&(v % 7).to_string());
+                theta.insert(&KeyValue::Int(v));
+            }
+            vec![AggState::TopK(top), AggState::Theta(theta)]
+        };
+        let (a, b) = (state(0..100), state(50..300));
+        assert_eq!(decode(&encode(&a)).unwrap(), a);
+        let merged = merge_values(&encode(&a), [encode(&b).as_slice()]).unwrap();
+        let swapped = merge_values(&encode(&b), [encode(&a).as_slice()]).unwrap();
+        assert_eq!(
+            merged, swapped,
+            "merging in either order gives the same bytes"
+        );
+        let merged = decode(&merged).unwrap();
+        let (AggState::TopK(top), AggState::Theta(theta)) = (&merged[0], &merged[1]) else {
+            panic!("{merged:?}");
+        };
+        assert_eq!(top.total(), 350);
+        assert_eq!(theta.estimate(), 300.0);
+        // A damaged sketch inside a well-formed value is refused, never a panic.
+        let mut damaged = encode(&a);
+        let at = damaged.len() - 20;
+        damaged[at] ^= 0xff;
+        damaged[8] ^= 0xff;
+        assert!(decode(&damaged).is_err());
+        assert!(merge_values(&encode(&a[..1]), [encode(&b[1..]).as_slice()]).is_err());
+    }
+
     /// Found by fuzzing (fuzz/fuzz_targets/view_state.rs): merging two stored `avg` states
     /// whose counts overflow i64 panicked (with overflow checks) instead of wrapping as `count`
     /// does.
