@@ -314,3 +314,69 @@ async fn views_refuse_bad_top_k_arguments() {
         assert!(err.to_string().contains(words), "{sql}: {err}");
     }
 }
+
+/// The examples of docs/sql.md ("Top-k and set operations") run and agree with the table.
+#[tokio::test]
+async fn the_documented_examples_run() {
+    let (_dir, db) = temp_db(test_options());
+    visits(&db, 7).await;
+    db.sql(
+        "CREATE MATERIALIZED VIEW daily AS \
+         SELECT date_trunc('day', ts) AS day, country, \
+                approx_top_k(page, 10) AS top_pages, \
+                theta_sketch(user_id)  AS users \
+         FROM visits GROUP BY 1, 2",
+    )
+    .await
+    .unwrap();
+    let weekly = query_lines(
+        &db,
+        "SELECT country, sketch_top_k(topk_union_agg(top_pages_sketch), 10) AS top_pages \
+         FROM daily GROUP BY 1 ORDER BY 1",
+    )
+    .await;
+    let direct = query_lines(
+        &db,
+        "SELECT country, approx_top_k(page, 10) FROM visits GROUP BY 1 ORDER BY 1",
+    )
+    .await;
+    assert_eq!(weekly, direct);
+    query_lines(
+        &db,
+        "SELECT date_trunc('week', day) AS week, country, \
+         sketch_top_k(topk_union_agg(top_pages_sketch), 10) AS top_pages FROM daily GROUP BY 1, 2",
+    )
+    .await;
+    assert_eq!(
+        query_lines(
+            &db,
+            "SELECT a.country, theta_estimate(a.users) AS cohort, \
+             theta_estimate(theta_intersect(a.users, b.users)) AS retained \
+             FROM daily AS a JOIN daily AS b \
+             ON a.country = b.country AND b.day = a.day + INTERVAL '6 days' \
+             WHERE a.day = TIMESTAMP '2026-01-02' ORDER BY 1",
+        )
+        .await,
+        ["de|55.0|15.0", "fr|55.0|15.0"]
+    );
+    assert_eq!(
+        query_lines(
+            &db,
+            "SELECT a.country, theta_estimate(theta_a_not_b(a.users, b.users)) AS churned \
+             FROM daily AS a JOIN daily AS b ON a.country = b.country \
+             WHERE a.day = TIMESTAMP '2026-01-02' AND b.day = TIMESTAMP '2026-01-08' ORDER BY 1",
+        )
+        .await,
+        ["de|40.0", "fr|40.0"]
+    );
+    assert_eq!(
+        query_lines(
+            &db,
+            "SELECT country, theta_estimate(theta_intersect_agg(users)) FROM daily \
+             WHERE day >= TIMESTAMP '2026-01-02' AND day < TIMESTAMP '2026-01-09' \
+             GROUP BY country ORDER BY 1",
+        )
+        .await,
+        ["de|15.0", "fr|15.0"]
+    );
+}
