@@ -380,3 +380,119 @@ async fn the_documented_examples_run() {
         ["de|15.0", "fr|15.0"]
     );
 }
+
+/// Beyond exact mode (groups of 20,000 users and 3,000 pages, ingested in pieces, flushed and
+/// compacted between them), a view's estimates stay within the documented bounds of the truth:
+/// theta within 3 standard errors (1.6% each) of the union it comes from, and top-k counts
+/// never below the true count and at most 3.5/1024 of the group's rows above it.
+#[tokio::test]
+async fn estimates_beyond_exact_mode_stay_within_their_bounds() {
+    use arrow::array::{
+        Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    };
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use std::sync::Arc;
+
+    let (_dir, db) = temp_db(test_options());
+    db.sql("CREATE TABLE t (ts TIMESTAMP NOT NULL, g INT, page TEXT, u BIGINT) WITH (time_column = 'ts')")
+        .await
+        .unwrap();
+    db.sql(
+        "CREATE MATERIALIZED VIEW v AS SELECT g, approx_top_k(page, 5) AS pages, \
+         theta_sketch(u) AS users, count(*) AS n FROM t GROUP BY g",
+    )
+    .await
+    .unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            false,
+        ),
+        Field::new("g", DataType::Int32, true),
+        Field::new("page", DataType::Utf8, true),
+        Field::new("u", DataType::Int64, true),
+    ]));
+    let hash = |i: u64| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 20;
+    let rows_per_piece = 20_000u64;
+    for piece in 0..6u64 {
+        let n = piece * rows_per_piece..(piece + 1) * rows_per_piece;
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(TimestampMicrosecondArray::from_iter_values(
+                    n.clone().map(|i| JAN_1_2026_US + i as i64),
+                )),
+                Arc::new(Int32Array::from_iter_values(
+                    n.clone().map(|i| (i % 2) as i32),
+                )),
+                Arc::new(StringArray::from_iter_values(n.clone().map(|i| {
+                    // A few heavy pages and a long tail of 3,000.
+                    let h = hash(i);
+                    if h % 4 == 0 {
+                        format!("/hot/{}", h % 5)
+                    } else {
+                        format!("/p/{}", h % 3000)
+                    }
+                }))),
+                // Group 0 sees users 0..20000, group 1 users 10000..30000.
+                Arc::new(Int64Array::from_iter_values(
+                    n.map(|i| (hash(i ^ 5) % 20_000 + (i % 2) * 10_000) as i64),
+                )),
+            ],
+        )
+        .unwrap();
+        db.ingest("t", batch).await.unwrap();
+        match piece % 3 {
+            0 => db.flush().await.unwrap(),
+            1 => db.compact_views().await.unwrap(),
+            _ => {}
+        }
+    }
+    let pairs = query_lines(
+        &db,
+        "SELECT theta_estimate(a.users), theta_estimate(theta_intersect(a.users, b.users)), \
+         theta_estimate(theta_a_not_b(a.users, b.users)), \
+         (SELECT count(DISTINCT u) FROM t WHERE g = 0) AS truth, \
+         (SELECT count(DISTINCT u) FROM t WHERE g = 0 AND u IN (SELECT u FROM t WHERE g = 1)) AS truth_both \
+         FROM v AS a, v AS b WHERE a.g = 0 AND b.g = 1",
+    )
+    .await;
+    let fields: Vec<f64> = pairs[0].split('|').map(|f| f.parse().unwrap()).collect();
+    let (estimate, both, only_a, truth, truth_both) =
+        (fields[0], fields[1], fields[2], fields[3], fields[4]);
+    assert!(truth > 4096.0, "the test must leave exact mode: {truth}");
+    let union = 30_000.0;
+    let bound = 3.0 * union / 4096f64.sqrt();
+    assert!(
+        (estimate - truth).abs() <= 3.0 * truth / 4096f64.sqrt(),
+        "{estimate} vs {truth}"
+    );
+    assert!((both - truth_both).abs() <= bound, "{both} vs {truth_both}");
+    assert!((only_a - (truth - truth_both)).abs() <= bound, "{only_a}");
+
+    for g in 0..2 {
+        let top = query_lines(&db, &format!("SELECT pages, n FROM v WHERE g = {g}")).await;
+        let (json, n) = top[0].rsplit_once('|').unwrap();
+        let n: f64 = n.parse().unwrap();
+        let exact = query_lines(
+            &db,
+            &format!("SELECT page, count(*) FROM t WHERE g = {g} GROUP BY page ORDER BY 2 DESC, 1 LIMIT 5"),
+        )
+        .await;
+        for line in exact {
+            let (page, count) = line.split_once('|').unwrap();
+            let count: f64 = count.parse().unwrap();
+            let needle = format!("{{\"value\": \"{page}\", \"count\": ");
+            let at = json
+                .find(&needle)
+                .unwrap_or_else(|| panic!("{page} missing from {json}"));
+            let rest = &json[at + needle.len()..];
+            let estimate: f64 = rest[..rest.find('}').unwrap()].parse().unwrap();
+            assert!(
+                estimate >= count && estimate - count <= n * 3.5 / 1024.0,
+                "{page}: {estimate} vs {count} of {n}"
+            );
+        }
+    }
+}
