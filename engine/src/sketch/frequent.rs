@@ -261,7 +261,7 @@ mod tests {
     fn merged_pieces_count_like_one_pass_and_round_trip() {
         let values: Vec<String> = (0..5000).map(|i| format!("v{}", i % 300)).collect();
         let mut one = TopK::new();
-        let mut pieces = vec![TopK::new(), TopK::new(), TopK::new()];
+        let mut pieces = [TopK::new(), TopK::new(), TopK::new()];
         for (i, v) in values.iter().enumerate() {
             one.insert(v);
             pieces[i % 3].insert(v);
