@@ -496,3 +496,53 @@ async fn estimates_beyond_exact_mode_stay_within_their_bounds() {
         }
     }
 }
+
+/// Over the wire: `approx_top_k` is `json` (text a driver parses), sketches are `bytea`,
+/// `theta_estimate` is `float8`, and a damaged sketch is SQLSTATE 22023.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_clients_see_json_bytea_and_clear_errors() {
+    use tokio_postgres::types::Type;
+    let server = crate::pg::TestServer::start().await;
+    let client = server.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE hits (ts TIMESTAMP NOT NULL, page TEXT, user_id BIGINT); \
+             INSERT INTO hits VALUES ('2026-01-01 10:00:00', '/a', 1), ('2026-01-01 11:00:00', '/a', 2), \
+             ('2026-01-01 12:00:00', '/b', 2); \
+             CREATE MATERIALIZED VIEW daily AS SELECT date_trunc('day', ts) AS day, \
+             approx_top_k(page, 5) AS pages, theta_sketch(user_id) AS users FROM hits GROUP BY 1",
+        )
+        .await
+        .unwrap();
+    let statement = client
+        .prepare("SELECT pages, users, pages_sketch, theta_estimate(users) FROM daily")
+        .await
+        .unwrap();
+    let types: Vec<Type> = statement
+        .columns()
+        .iter()
+        .map(|c| c.type_().clone())
+        .collect();
+    assert_eq!(types, [Type::JSON, Type::BYTEA, Type::BYTEA, Type::FLOAT8]);
+    let row = client.query_one(&statement, &[]).await.unwrap();
+    let users: Vec<u8> = row.get(1);
+    assert!(!users.is_empty());
+    assert_eq!(row.get::<_, f64>(3), 2.0);
+    let text = client
+        .simple_query("SELECT pages FROM daily")
+        .await
+        .unwrap();
+    let pages = text.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+        _ => None,
+    });
+    assert_eq!(
+        pages.as_deref(),
+        Some(r#"[{"value": "/a", "count": 2}, {"value": "/b", "count": 1}]"#)
+    );
+    let err = client
+        .simple_query("SELECT theta_estimate('\\x0102'::bytea)")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("22023"), "{err}");
+}
