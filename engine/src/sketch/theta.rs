@@ -87,15 +87,24 @@ impl Theta {
     }
 
     /// The sketch as one compact sketch (ordered, as DataSketches serializes by default).
+    ///
+    /// Values added here go through a DataSketches union, which keeps the `2^THETA_LG_K`
+    /// smallest hashes: an update sketch keeps up to 15/16 of twice as many, and where it
+    /// drops them depends on the order values came in. After the union the sketch is a
+    /// function of the set of values alone, so one built in one pass (an ad-hoc
+    /// `theta_sketch`) and a view's, merged from many commits in any order, are the same bytes.
     pub fn compact(&self) -> CompactThetaSketch {
         match (&self.building, &self.merged) {
             (None, Some(merged)) => merged.clone(),
-            (Some(building), None) => building.compact(true),
             (None, None) => Theta::builder().compact(true),
-            (Some(building), Some(merged)) => {
+            (building, merged) => {
                 let mut union = Theta::union();
-                union.update(building).expect("one seed");
-                union.update(merged).expect("one seed");
+                if let Some(b) = building {
+                    union.update(b).expect("one seed");
+                }
+                if let Some(m) = merged {
+                    union.update(m).expect("one seed");
+                }
                 union.to_sketch(true)
             }
         }
@@ -151,7 +160,6 @@ impl Theta {
     /// mode).
     pub fn estimate(&self) -> f64 {
         match (&self.building, &self.merged) {
-            (Some(b), None) => b.estimate(),
             (None, Some(m)) => m.estimate(),
             (None, None) => 0.0,
             _ => self.compact().estimate(),
@@ -261,6 +269,31 @@ mod tests {
                 .estimate(),
             0.0
         );
+    }
+
+    /// Beyond exact mode too, pieces merged in any grouping give the one-pass bytes.
+    #[test]
+    fn estimates_do_not_depend_on_how_values_were_split() {
+        let one = ints(0..60_000);
+        assert!(!one.is_exact());
+        let pieces: Vec<Theta> = (0..6)
+            .map(|p| ints((0..60_000).filter(|v| v % 6 == p)))
+            .collect();
+        assert_eq!(Theta::union_all(&pieces), one);
+        // Unions of unions, as compaction builds them, and pairwise merges in another order.
+        let left = Theta::union_all(&pieces[..2]);
+        let right = Theta::union_all(&pieces[2..]);
+        assert_eq!(Theta::union_all([&right, &left]), one);
+        let mut pairwise = Theta::new();
+        for p in pieces.iter().rev() {
+            pairwise.merge(p);
+        }
+        assert_eq!(pairwise, one);
+        let e = one.estimate();
+        assert!((e - 60_000.0).abs() < 60_000.0 * 0.05, "{e}");
+        // Exact up to 2^12 values.
+        assert!(ints(0..4096).is_exact());
+        assert_eq!(ints(0..4096).estimate(), 4096.0);
     }
 
     #[test]
