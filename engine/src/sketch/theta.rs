@@ -212,6 +212,10 @@ impl Theta {
 impl Clone for Theta {
     /// The clone holds the compact form (DataSketches' update sketch cannot be cloned).
     fn clone(&self) -> Self {
+        if self.building.is_none() && self.merged.is_none() {
+            // The initial state of every group of a batch: nothing to compact.
+            return Theta::new();
+        }
         Theta::of(self.compact())
     }
 }
