@@ -369,8 +369,12 @@ impl Accumulator for SketchAccumulator {
     }
 
     fn size(&self) -> usize {
-        // Both sketches hold at most a few thousand entries of 8 to ~40 bytes.
-        std::mem::size_of_val(self) + 64 * 1024
+        std::mem::size_of_val(self)
+            + match &self.state {
+                Sketch::TopK(s) => s.memory_size(),
+                Sketch::Theta(s) => s.memory_size(),
+                Sketch::Intersection(s) => s.as_ref().map_or(0, Theta::memory_size),
+            }
     }
 }
 

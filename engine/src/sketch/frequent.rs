@@ -56,6 +56,11 @@ impl TopK {
         self.0.update_ref(value);
     }
 
+    /// An estimate of the memory the sketch holds, in bytes.
+    pub fn memory_size(&self) -> usize {
+        self.0.estimated_size()
+    }
+
     /// Whether no value was counted.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

@@ -166,6 +166,19 @@ impl Theta {
         }
     }
 
+    /// An estimate of the memory the sketch holds, in bytes.
+    pub fn memory_size(&self) -> usize {
+        std::mem::size_of::<Theta>()
+            + self
+                .building
+                .as_ref()
+                .map_or(0, ThetaSketch::estimated_size)
+            + self
+                .merged
+                .as_ref()
+                .map_or(0, CompactThetaSketch::estimated_size)
+    }
+
     /// Whether the sketch is exact (holds every distinct value's hash).
     pub fn is_exact(&self) -> bool {
         !self.compact().is_estimation_mode()
