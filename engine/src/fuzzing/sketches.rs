@@ -66,6 +66,26 @@ mod tests {
     use super::*;
     use crate::views::key::KeyValue;
 
+    /// The checked-in seeds (fuzz/make_seeds.py) are two sketches that read.
+    #[test]
+    fn the_seed_corpora_hold_sketches_that_read() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
+        for (target, reads) in [
+            (
+                "topk_state",
+                (|b: &[u8]| TopK::from_bytes(b).is_ok()) as fn(&[u8]) -> bool,
+            ),
+            ("theta_state", |b: &[u8]| Theta::from_bytes(b).is_ok()),
+        ] {
+            let dir = std::fs::read_dir(root.join(target)).expect("a seed corpus");
+            for seed in dir {
+                let data = std::fs::read(seed.expect("a seed").path()).expect("a seed");
+                let (a, b) = split(&data).expect("a cut byte");
+                assert!(reads(a) && reads(b), "{target}: {data:?}");
+            }
+        }
+    }
+
     /// The checks pass on real sketches and on their damaged and cut copies.
     #[test]
     fn the_checks_hold_on_real_and_damaged_sketches() {
