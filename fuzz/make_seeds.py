@@ -294,6 +294,44 @@ def quantile_seeds():
     blob = lambda tag, data: bytes([tag]) + struct.pack("<I", len(data)) + data
     state = b"\x01" + struct.pack("<H", 3) + blob(10, many) + blob(10, empty) + blob(10, one)
     write("view_state", "quantiles", bytes([len(state)]) + state + state)
+def sketch_seeds():
+    """topk_state and theta_state: a cut byte, then two sketch images (docs/format.md, tags 11
+    and 12: DataSketches' frequent strings and compact theta layouts)."""
+
+    def frequent(items, offset=0):
+        if not items:
+            return bytes([1, 1, 10, 10, 3, 5, 0, 0])
+        items = sorted(items.items())
+        out = bytes([4, 1, 10, 10, 3, 0, 0, 0]) + struct.pack("<II", len(items), 0)
+        out += struct.pack("<QQ", sum(c for _, c in items) + offset, offset)
+        out += b"".join(struct.pack("<Q", c) for _, c in items)
+        out += b"".join(struct.pack("<I", len(v)) + v.encode() for v, _ in items)
+        return out
+
+    def theta(hashes, theta=None):
+        # Seed hash of DataSketches' default seed 9001: 0x93cc.
+        flags = 0x1A  # read-only, compact, ordered
+        if not hashes and theta is None:
+            return bytes([1, 3, 3, 0, 0, flags | 4]) + struct.pack("<H", 0x93CC)
+        hashes = sorted(hashes)
+        if theta is None:
+            out = bytes([2, 3, 3, 0, 0, flags]) + struct.pack("<HII", 0x93CC, len(hashes), 0)
+        else:
+            out = bytes([3, 3, 3, 0, 0, flags]) + struct.pack("<HII", 0x93CC, len(hashes), 0)
+            out += struct.pack("<Q", theta)
+        return out + b"".join(struct.pack("<Q", h) for h in hashes)
+
+    def pair(a, b):
+        return bytes([len(a)]) + a + b
+
+    pages = frequent({"/home": 5, "/docs": 3, "/blog": 1})
+    write("topk_state", "two", pair(pages, frequent({"/home": 2, "/about": 7})))
+    write("topk_state", "empty", pair(frequent({}), pages))
+    write("topk_state", "offset", pair(frequent({"a": 9, "b": 4}, offset=2), pages))
+    small = theta([1 << 40, 1 << 50, 1 << 60, 3 << 60])
+    write("theta_state", "two", pair(small, theta([1 << 50, 5 << 59, 7])))
+    write("theta_state", "empty", pair(theta([]), small))
+    write("theta_state", "estimating", pair(theta([1 << 40, 1 << 55], theta=1 << 58), small))
 
 
 if __name__ == "__main__":
@@ -305,3 +343,4 @@ if __name__ == "__main__":
     key_seeds()
     catalog_seeds()
     quantile_seeds()
+    sketch_seeds()

@@ -8,6 +8,9 @@
 //! - `hll_cardinality(sketch)`: the estimate of one BYTEA sketch, as BIGINT;
 //! - `approx_percentile_cont`, `approx_median`, `quantile_sketch`, `quantile_union_agg`,
 //!   `sketch_quantile` and `sketch_rank` over t-digests (see [`quantiles`]);
+//! - the top-k (`approx_top_k`, `topk_sketch`, `topk_union_agg`, `sketch_top_k`) and theta
+//!   (`theta_sketch`, `theta_union_agg`, `theta_intersect_agg`, `theta_estimate`,
+//!   `theta_intersect`, `theta_a_not_b`) sketch families (see [`sketches`]);
 //! - `length(bytea)` and `octet_length(bytea)`: the number of bytes (see [`bytea`]);
 //! - `uuid_in(text)`, `uuid_out(uuid)` (see [`uuid`]) and the JSON accessors behind `->`,
 //!   `->>`, `#>`, `#>>` and `json_extract_path_text` (see [`json`]);
@@ -17,6 +20,7 @@
 mod bytea;
 mod json;
 mod quantiles;
+pub(crate) mod sketches;
 mod types;
 mod uuid;
 
@@ -77,7 +81,9 @@ pub(crate) fn register(builder: &mut SessionStateBuilder) {
         Input::Sketches,
         Output::Sketch,
     ))));
+    aggregates.extend(sketches::aggregates());
     let scalars = builder.scalar_functions().get_or_insert_with(Vec::new);
+    scalars.extend(sketches::scalars());
     scalars.push(Arc::new(ScalarUDF::from(HllCardinality::new())));
     scalars.push(Arc::new(ScalarUDF::from(quantiles::SketchRead::new(
         quantiles::Read::Quantile,

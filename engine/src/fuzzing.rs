@@ -3,6 +3,10 @@
 //! arbitrary bytes as a damaged or hostile data directory would, and over the statement path
 //! (depth bound, parser, planner) for arbitrary SQL text. Not a supported API.
 
+mod sketches;
+
+pub use sketches::{check_theta_state, check_top_k_state};
+
 use crate::catalog::{self, SegmentMeta, TableDef};
 use crate::error::Result;
 use crate::query::depth;

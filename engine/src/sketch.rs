@@ -8,6 +8,15 @@
 //! pieces, holds the same registers. Estimates use the composite estimator, a function of the
 //! registers alone: a view's sketch merged from many commits and a sketch built in one pass
 //! over the same values give the same estimate.
+//!
+//! Frequent items (top-k) and theta (set operation) sketches live in [`frequent`] and
+//! [`theta`].
+
+mod frequent;
+mod theta;
+
+pub use frequent::TopK;
+pub use theta::Theta;
 
 #[cfg(test)]
 mod quantile_choice;

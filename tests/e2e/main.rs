@@ -26,6 +26,7 @@ mod pg_views;
 mod prepared_plans;
 mod psql;
 mod retention;
+mod sketches;
 mod sql;
 mod subscribe;
 mod system_tables;

@@ -471,7 +471,7 @@ mod property {
     /// Percentiles: below about k = 200 values per group a t-digest keeps every value, so the
     /// view's answer equals the recompute's exactly whatever the order of merges; larger groups
     /// are held to the rank error in `view_percentiles`.
-    const AGGS: [&str; 25] = [
+    const AGGS: [&str; 31] = [
         "count(*)",
         "count(x)",
         "sum(x)",
@@ -497,6 +497,16 @@ mod property {
         "approx_percentile_cont(x, 0.95)",
         "approx_median(x) FILTER (WHERE k1 <> 0)",
         "approx_percentile_cont(0.99) WITHIN GROUP (ORDER BY y)",
+        // Sketches: a case holds at most 180 rows, far below the 768 distinct items a top-k
+        // sketch counts exactly and the 4096 hashes a theta sketch keeps, so their documented
+        // error bound is zero here and the view must equal the recompute exactly (top-k JSON
+        // and sketch bytes alike, whatever the order of merges and compactions).
+        "approx_top_k(k2, 2)",
+        "approx_top_k(x, 3) FILTER (WHERE k1 <> 0)",
+        "topk_sketch(ts)",
+        "theta_sketch(x)",
+        "theta_sketch(k2) FILTER (WHERE y > 0)",
+        "theta_sketch(y)",
     ];
     /// Comparisons on each group expression (`{}` is the view column), pushed into view scans.
     const GROUP_PREDICATES: [&[&str]; 5] = [

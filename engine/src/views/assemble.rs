@@ -152,7 +152,9 @@ fn segment_column(
                 let mut found = false;
                 state::visit(segment.states.value(*row as usize), |i, s| {
                     if i == agg
-                        && let StateRef::Hll(bytes) | StateRef::Quantiles(bytes) = s
+                        && let StateRef::Hll(bytes)
+                        | StateRef::Quantiles(bytes)
+                        | StateRef::TopK(bytes) = s
                     {
                         sketches.append_value(bytes);
                         found = true;

@@ -36,6 +36,21 @@ pub(crate) enum AggKind {
     /// `approx_percentile_cont` / `approx_median`: one t-digest per argument, shared by every
     /// percentile of it (each read through [`OutputSource::Percentile`]).
     Quantiles,
+    /// `approx_top_k(x, k)`: a frequent items sketch, read as the JSON text of its `k` most
+    /// frequent values (and as BYTEA in `<column>_sketch`).
+    TopK(usize),
+    /// `topk_sketch(x)`: a frequent items sketch, read as BYTEA.
+    TopKSketch,
+    /// `theta_sketch(x)`: a theta sketch, read as BYTEA.
+    Theta,
+}
+
+impl AggKind {
+    /// Whether the aggregate's column is an estimate whose sketch a hidden `<column>_sketch`
+    /// BYTEA column exposes.
+    fn has_sketch_column(self) -> bool {
+        matches!(self, AggKind::ApproxDistinct | AggKind::TopK(_))
+    }
 }
 
 /// One maintained aggregate, compiled.
@@ -67,7 +82,7 @@ pub(crate) enum OutputSource {
     Group(usize),
     /// The finalized value of an aggregate.
     Agg(usize),
-    /// The serialized sketch of an `approx_count_distinct` or percentile aggregate
+    /// The serialized sketch of an `approx_count_distinct`, percentile or `approx_top_k` aggregate
     /// (`<column>_sketch`).
     Sketch(usize),
     /// One percentile of the quantile sketch of an aggregate.
@@ -80,7 +95,7 @@ pub(crate) enum OutputSource {
 }
 
 /// Suffix of the BYTEA column that exposes a sketch column's sketch (`approx_count_distinct`,
-/// percentiles).
+/// percentiles, `approx_top_k`).
 pub const SKETCH_SUFFIX: &str = "_sketch";
 
 /// A view ready to maintain and read.
@@ -238,7 +253,7 @@ pub(crate) fn compile(
     // Every sketch is also exposed as BYTEA, so that rollups can union sketches.
     for i in 0..outputs.len() {
         let agg = match outputs[i] {
-            OutputSource::Agg(agg) if aggs[agg].kind == AggKind::ApproxDistinct => agg,
+            OutputSource::Agg(agg) if aggs[agg].kind.has_sketch_column() => agg,
             OutputSource::Percentile { agg, .. } => agg,
             _ => continue,
         };
@@ -302,13 +317,20 @@ fn compile_aggregate(
         ("max", _) => AggKind::Max,
         ("avg" | "mean", _) => AggKind::Avg,
         ("approx_distinct" | "approx_count_distinct", _) => AggKind::ApproxDistinct,
+        ("approx_top_k", _) => AggKind::TopK(top_k_of(&params.args)?),
+        ("topk_sketch", _) => AggKind::TopKSketch,
+        ("theta_sketch", _) => AggKind::Theta,
         (other, _) => {
             return Err(Error::NotSupported(format!(
-                "aggregate {other} cannot be maintained incrementally; supported: count, sum, min, max, avg, approx_count_distinct, count(DISTINCT …), approx_percentile_cont, approx_median"
+                "aggregate {other} cannot be maintained incrementally; supported: count, sum, min, max, avg, approx_count_distinct, count(DISTINCT …), approx_percentile_cont, approx_median, approx_top_k, topk_sketch, theta_sketch"
             )));
         }
     };
-    let [arg] = params.args.as_slice() else {
+    let args = match kind {
+        AggKind::TopK(_) => &params.args[..1],
+        _ => &params.args[..],
+    };
+    let [arg] = args else {
         return Err(Error::NotSupported(format!(
             "{name} with {} arguments cannot be maintained",
             params.args.len()
@@ -316,13 +338,32 @@ fn compile_aggregate(
     };
     check_deterministic(arg)?;
     let arg_type = arg.get_type(input_schema).map_err(Error::Query)?;
-    let arg_kind = key_kind(&arg_type, arg)?;
+    let mut arg_kind = key_kind(&arg_type, arg)?;
+    let mut arg = arg.clone();
+    if matches!(kind, AggKind::TopK(_) | AggKind::TopKSketch) {
+        // A frequent items sketch counts values by their text form, as the ad-hoc function
+        // does (see `sketch::TopK`).
+        if arg_kind == KeyKind::Bytes && !arg_type.is_null() && !is_text(&arg_type) {
+            return Err(Error::NotSupported(format!(
+                "{name} of {arg_type} is not supported; count encode(x, 'hex') instead"
+            )));
+        }
+        arg = Expr::Cast(datafusion::logical_expr::Cast::new(
+            Box::new(arg),
+            DataType::Utf8,
+        ));
+        arg_kind = KeyKind::Bytes;
+    }
+    let arg = &arg;
     let supported = match kind {
         AggKind::Count
         | AggKind::Min
         | AggKind::Max
         | AggKind::ApproxDistinct
-        | AggKind::CountDistinct => true,
+        | AggKind::CountDistinct
+        | AggKind::TopK(_)
+        | AggKind::TopKSketch
+        | AggKind::Theta => true,
         // Compiled by `percentile::of`, never here.
         AggKind::Quantiles => false,
         AggKind::Sum => {
@@ -349,6 +390,23 @@ fn compile_aggregate(
         filter: filter.transpose()?,
         output_type,
     })
+}
+
+/// The `k` of `approx_top_k(x, k)`: a positive integer literal.
+fn top_k_of(args: &[Expr]) -> Result<usize> {
+    match args {
+        [_, Expr::Literal(value, _)] => crate::functions::sketches::top_k_limit(value),
+        [_, k] => Err(Error::NotSupported(format!(
+            "approx_top_k(x, k) in a materialized view takes a constant k, not {k}"
+        ))),
+        _ => Err(Error::NotSupported(
+            "approx_top_k takes two arguments: approx_top_k(x, k)".into(),
+        )),
+    }
+}
+
+fn is_text(t: &DataType) -> bool {
+    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
 }
 
 /// How values of a type are held in keys and states.

@@ -20,7 +20,7 @@ use super::key::{KeyKind, KeyValue, encode_bytes, encode_value};
 use super::part::{DeltaPart, Entry, Groups};
 use super::state::{self, AggState};
 use crate::error::{Error, Result};
-use crate::sketch::{DistinctSet, Hll, Quantiles};
+use crate::sketch::{DistinctSet, Hll, Quantiles, Theta, TopK};
 
 /// The delta part that `batches` contribute to `view` (its id is assigned at commit).
 pub(crate) fn delta_part<'b>(
@@ -328,6 +328,30 @@ fn update_states(
                 }
             })
         }
+        // Frequent items count text (the view casts its argument to text); theta sketches hash
+        // as DataSketches' other libraries do (see `sketch::Theta`).
+        (AggKind::TopK(_) | AggKind::TopKSketch, Column::Text(a)) => {
+            each_value(group_of_row, mask, a.nulls(), |row, group| {
+                if let AggState::TopK(sketch) = &mut states[group] {
+                    sketch.insert(a.value(row));
+                }
+            })
+        }
+        (AggKind::Theta, Column::Text(a)) => {
+            each_value(group_of_row, mask, a.nulls(), |row, group| {
+                if let AggState::Theta(theta) = &mut states[group] {
+                    theta.insert_text(a.value(row).as_bytes());
+                }
+            })
+        }
+        (AggKind::Theta, Column::Int(a)) => {
+            let values = a.values();
+            each_value(group_of_row, mask, a.nulls(), |row, group| {
+                if let AggState::Theta(theta) = &mut states[group] {
+                    theta.insert_bytes(&values[row].to_le_bytes());
+                }
+            })
+        }
         (AggKind::Min | AggKind::Max, Column::Int(a)) => {
             let (want, values) = (extreme(kind), a.values());
             each_value(group_of_row, mask, a.nulls(), |row, group| {
@@ -424,6 +448,8 @@ pub(crate) fn initial_state(kind: AggKind, arg: KeyKind) -> AggState {
         AggKind::ApproxDistinct => AggState::Hll(Hll::for_storage()),
         AggKind::CountDistinct => AggState::Distinct(DistinctSet::default()),
         AggKind::Quantiles => AggState::Quantiles(Quantiles::new()),
+        AggKind::TopK(_) | AggKind::TopKSketch => AggState::TopK(TopK::new()),
+        AggKind::Theta => AggState::Theta(Theta::new()),
     }
 }
 
@@ -471,6 +497,12 @@ fn update(state: &mut AggState, kind: AggKind, value: KeyValue) {
             KeyValue::Float(v) => sketch.insert(v),
             _ => {}
         },
+        (AggState::TopK(sketch), _) => {
+            if let KeyValue::Bytes(text) = &value {
+                sketch.insert(&String::from_utf8_lossy(text));
+            }
+        }
+        (AggState::Theta(theta), _) => theta.insert(&value),
     }
 }
 

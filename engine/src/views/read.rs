@@ -10,11 +10,11 @@ use arrow::array::{
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
 
-use super::definition::{CompiledView, OutputSource};
+use super::definition::{AggKind, CompiledView, OutputSource};
 use super::key::{self, KeyKind, KeyValue, ValueRef};
 use super::state::{self, AggState, StateRef};
 use crate::error::{Error, Result};
-use crate::sketch::{DistinctSet, Hll, Quantiles};
+use crate::sketch::{DistinctSet, Hll, Quantiles, TopK};
 
 /// Builds a view's output rows (or the `projection` of them) from its stored `(key, state)`
 /// entries, one entry at a time and without copying them: group values are decoded straight
@@ -83,9 +83,22 @@ enum AggColumn {
     Float(Vec<Option<f64>>),
     Decimal(Vec<Option<i128>>),
     Values(Vec<KeyValue>),
+    /// `approx_top_k(x, k)`: the JSON text of each group's top `k`.
+    TopK(usize, Vec<String>),
+    /// Sketches read as BYTEA (`topk_sketch`, `theta_sketch`).
+    Bytes(BinaryBuilder),
 }
 
 impl AggColumn {
+    /// The empty column of an aggregate of `kind`.
+    fn of(kind: AggKind) -> AggColumn {
+        match kind {
+            AggKind::TopK(k) => AggColumn::TopK(k, Vec::new()),
+            AggKind::TopKSketch | AggKind::Theta => AggColumn::Bytes(BinaryBuilder::new()),
+            _ => AggColumn::Empty,
+        }
+    }
+
     fn push(&mut self, state: &StateRef<'_>, rows: usize) -> Result<()> {
         if let AggColumn::Empty = self {
             *self = match state {
@@ -98,6 +111,7 @@ impl AggColumn {
                 }
                 StateRef::SumDecimal(_) => AggColumn::Decimal(Vec::with_capacity(rows)),
                 StateRef::Min(_) | StateRef::Max(_) => AggColumn::Values(Vec::with_capacity(rows)),
+                StateRef::TopK(_) | StateRef::Theta(_) => AggColumn::Bytes(BinaryBuilder::new()),
             };
         }
         match (self, state) {
@@ -114,6 +128,12 @@ impl AggColumn {
             (AggColumn::Decimal(c), StateRef::SumDecimal(v)) => c.push(*v),
             (AggColumn::Values(c), StateRef::Min(v) | StateRef::Max(v)) => {
                 c.push(v.clone().unwrap_or(KeyValue::Null))
+            }
+            (AggColumn::TopK(k, c), StateRef::TopK(bytes)) => {
+                c.push(TopK::from_bytes(bytes)?.top_json(*k))
+            }
+            (AggColumn::Bytes(c), StateRef::TopK(bytes) | StateRef::Theta(bytes)) => {
+                c.append_value(bytes)
             }
             (_, state) => {
                 return Err(Error::Corrupt(format!(
@@ -132,6 +152,8 @@ impl AggColumn {
             AggColumn::Float(v) => Arc::new(Float64Array::from(v)),
             AggColumn::Decimal(v) => return decimal(Decimal128Array::from(v), output),
             AggColumn::Values(v) => return build(&v, arg_kind, output),
+            AggColumn::TopK(_, v) => Arc::new(StringArray::from(v)),
+            AggColumn::Bytes(mut b) => Arc::new(b.finish()),
         };
         to_type(array, output)
     }
@@ -154,7 +176,7 @@ impl<'v> Finalizer<'v> {
                         _ => GroupColumn::Values(Vec::new()),
                     })
                 }
-                OutputSource::Agg(a) => aggs[a] = Some(AggColumn::Empty),
+                OutputSource::Agg(a) => aggs[a] = Some(AggColumn::of(view.aggs[a].kind)),
                 OutputSource::Sketch(a) => sketches[a] = Some(BinaryBuilder::new()),
                 OutputSource::Percentile { agg, p } => percentiles.push(PercentileColumn {
                     agg,
@@ -222,7 +244,7 @@ impl<'v> Finalizer<'v> {
             }
             if let Some(Some(builder)) = sketches.get_mut(i) {
                 match state {
-                    StateRef::Hll(bytes) | StateRef::Quantiles(bytes) => {
+                    StateRef::Hll(bytes) | StateRef::Quantiles(bytes) | StateRef::TopK(bytes) => {
                         builder.append_value(bytes)
                     }
                     _ => builder.append_null(),

@@ -10,7 +10,7 @@ use std::cmp::Ordering;
 
 use super::key::KeyValue;
 use crate::error::{Error, Result};
-use crate::sketch::{DistinctSet, Hll, Quantiles};
+use crate::sketch::{DistinctSet, Hll, Quantiles, Theta, TopK};
 
 /// Encoding version of a state value.
 pub(crate) const STATE_VERSION: u8 = 1;
@@ -44,6 +44,10 @@ pub enum AggState {
     /// `approx_percentile_cont` / `approx_median`: a t-digest of the values, shared by every
     /// percentile of one argument.
     Quantiles(Quantiles),
+    /// `approx_top_k(x, k)` / `topk_sketch(x)`: a frequent items sketch of the values' text.
+    TopK(TopK),
+    /// `theta_sketch(x)`: a theta sketch of the values.
+    Theta(Theta),
 }
 
 const TAG_COUNT: u8 = 1;
@@ -56,6 +60,8 @@ const TAG_AVG: u8 = 7;
 const TAG_HLL: u8 = 8;
 const TAG_DISTINCT: u8 = 9;
 const TAG_QUANTILES: u8 = 10;
+const TAG_TOP_K: u8 = 11;
+const TAG_THETA: u8 = 12;
 
 impl AggState {
     /// Combines another partial state of the same aggregate into this one.
@@ -78,6 +84,8 @@ impl AggState {
             (AggState::Hll(a), AggState::Hll(b)) => a.merge(b),
             (AggState::Distinct(a), AggState::Distinct(b)) => a.merge(b)?,
             (AggState::Quantiles(a), AggState::Quantiles(b)) => a.merge(b)?,
+            (AggState::TopK(a), AggState::TopK(b)) => a.merge(b)?,
+            (AggState::Theta(a), AggState::Theta(b)) => a.merge(b),
             (a, b) => {
                 return Err(Error::Corrupt(format!(
                     "cannot merge view states {a:?} and {b:?}"
@@ -181,6 +189,14 @@ pub(crate) fn encode_into<'a>(
                 out.push(TAG_QUANTILES);
                 blob(out, &sketch.to_bytes());
             }
+            AggState::TopK(sketch) => {
+                out.push(TAG_TOP_K);
+                blob(out, &sketch.to_bytes());
+            }
+            AggState::Theta(sketch) => {
+                out.push(TAG_THETA);
+                blob(out, &sketch.to_bytes());
+            }
         }
     }
 }
@@ -257,6 +273,10 @@ pub(crate) enum StateRef<'a> {
     Distinct(&'a [u8]),
     /// A serialized t-digest (the bytes `quantile_sketch` returns).
     Quantiles(&'a [u8]),
+    /// A serialized frequent items sketch (the bytes `topk_sketch` returns).
+    TopK(&'a [u8]),
+    /// A serialized theta sketch (the bytes `theta_sketch` returns).
+    Theta(&'a [u8]),
 }
 
 impl StateRef<'_> {
@@ -276,6 +296,8 @@ impl StateRef<'_> {
             StateRef::Hll(bytes) => AggState::Hll(Hll::from_bytes(bytes)?),
             StateRef::Distinct(bytes) => AggState::Distinct(DistinctSet::from_bytes(bytes)?),
             StateRef::Quantiles(bytes) => AggState::Quantiles(Quantiles::from_bytes(bytes)?),
+            StateRef::TopK(bytes) => AggState::TopK(TopK::from_bytes(bytes)?),
+            StateRef::Theta(bytes) => AggState::Theta(Theta::from_bytes(bytes)?),
         })
     }
 }
@@ -319,6 +341,8 @@ pub(crate) fn visit<'a>(
             TAG_HLL => StateRef::Hll(r.blob()?),
             TAG_DISTINCT => StateRef::Distinct(r.blob()?),
             TAG_QUANTILES => StateRef::Quantiles(r.blob()?),
+            TAG_TOP_K => StateRef::TopK(r.blob()?),
+            TAG_THETA => StateRef::Theta(r.blob()?),
             tag => return Err(Error::Corrupt(format!("unknown view state tag {tag}"))),
         };
         f(i, state)?;
@@ -411,6 +435,13 @@ pub(crate) fn merge_values<'a>(
                 })?;
                 *sketch = Quantiles::union_all(sketches)?;
             }
+            AggState::Theta(theta) => {
+                let sketches = same_kind(i, &*theta, &others, |s| match s {
+                    AggState::Theta(t) => Some(t),
+                    _ => None,
+                })?;
+                *theta = Theta::union_all(sketches);
+            }
             _ => {
                 for other in &others {
                     state.merge(&other[i])?;
@@ -485,6 +516,40 @@ mod tests {
         assert!(decode(&encode(&a)[..5]).is_err());
         assert!(merge_values(&encode(&a), [encode(&b[..2]).as_slice()]).is_err());
         assert!(merge_values(&encode(&b[..2]), [encode(&a).as_slice()]).is_err());
+    }
+
+    #[test]
+    fn sketch_states_round_trip_merge_and_refuse_damage() {
+        let state = |values: std::ops::Range<i64>| {
+            let mut top = TopK::new();
+            let mut theta = Theta::new();
+            for v in values {
+                top.insert(&(v % 7).to_string());
+                theta.insert(&KeyValue::Int(v));
+            }
+            vec![AggState::TopK(top), AggState::Theta(theta)]
+        };
+        let (a, b) = (state(0..100), state(50..300));
+        assert_eq!(decode(&encode(&a)).unwrap(), a);
+        let merged = merge_values(&encode(&a), [encode(&b).as_slice()]).unwrap();
+        let swapped = merge_values(&encode(&b), [encode(&a).as_slice()]).unwrap();
+        assert_eq!(
+            merged, swapped,
+            "merging in either order gives the same bytes"
+        );
+        let merged = decode(&merged).unwrap();
+        let (AggState::TopK(top), AggState::Theta(theta)) = (&merged[0], &merged[1]) else {
+            panic!("{merged:?}");
+        };
+        assert_eq!(top.total(), 350);
+        assert_eq!(theta.estimate(), 300.0);
+        // A damaged sketch inside a well-formed value is refused, never a panic.
+        let mut damaged = encode(&a);
+        let at = damaged.len() - 20;
+        damaged[at] ^= 0xff;
+        damaged[8] ^= 0xff;
+        assert!(decode(&damaged).is_err());
+        assert!(merge_values(&encode(&a[..1]), [encode(&b[1..]).as_slice()]).is_err());
     }
 
     /// Found by fuzzing (fuzz/fuzz_targets/view_state.rs): merging two stored `avg` states
