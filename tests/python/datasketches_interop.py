@@ -44,7 +44,8 @@ def load(conn, rows):
         cur.execute("CREATE MATERIALIZED VIEW per_day AS SELECT day, "
                     "approx_count_distinct(user_id) AS users, "
                     "approx_count_distinct(page) AS pages, "
-                    "approx_percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95 "
+                    "approx_percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95, "
+                    "approx_top_k(page, 5) AS pages_top, theta_sketch(user_id) AS users_theta "
                     "FROM ev GROUP BY day")
         with cur.copy("COPY ev FROM STDIN") as copy:
             for row in rows:
@@ -163,6 +164,92 @@ def check_quantiles(conn, days):
           "1% of rank)")
 
 
+def check_top_k(conn, days):
+    """Frequent items: Python reads Tally's sketches; merged sketches count every value twice."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT to_char(day, '%Y-%m-%d'), pages_top, pages_top_sketch "
+                    "FROM per_day ORDER BY day")
+        fetched = cur.fetchall()
+    for day, top, blob in fetched:
+        pages = [p for _, p, _ in days[day]]
+        counts = {}
+        for page in pages:
+            counts[page] = counts.get(page, 0) + 1
+        # A json column: psycopg parses it.
+        top = [(e["value"], e["count"]) for e in top]
+        exact = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
+        check(top, exact, f"top-k of {day}: Tally's top 5 pages are the exact ones (exact mode)")
+        tally = ds.frequent_strings_sketch.deserialize(bytes(blob))
+        check(tally.total_weight, len(pages), f"top-k of {day}: Python reads every value")
+        items = tally.get_frequent_items(ds.frequent_items_error_type.NO_FALSE_NEGATIVES)
+        python_top = sorted(((i, e) for i, e, _, _ in items), key=lambda kv: (-kv[1], kv[0]))[:5]
+        check(python_top, exact, f"top-k of {day}: Python's top 5 of Tally's sketch")
+        python = ds.frequent_strings_sketch(10)
+        for page in pages:
+            python.update(page)
+        with conn.cursor() as cur:
+            cur.execute("SELECT sketch_top_k(topk_union_agg(s), 5) FROM "
+                        "(SELECT pages_top_sketch AS s FROM per_day WHERE day = %s::date "
+                        "UNION ALL SELECT %s::bytea)", (day, python.serialize()))
+            (merged,) = cur.fetchone()
+        doubled = [(v, 2 * c) for v, c in exact]
+        check([(e["value"], e["count"]) for e in merged], doubled,
+              f"top-k of {day}: Tally's SQL unions Python's sketch of the same pages")
+        python.merge(tally)
+        items = python.get_frequent_items(ds.frequent_items_error_type.NO_FALSE_NEGATIVES)
+        python_top = sorted(((i, e) for i, e, _, _ in items), key=lambda kv: (-kv[1], kv[0]))[:5]
+        check(python_top, doubled, f"top-k of {day}: Python merges Tally's sketch into its own")
+
+
+def check_theta(conn, days):
+    """Theta: the same values hash to the same sketch; intersections agree with Python's."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT to_char(day, '%Y-%m-%d'), theta_estimate(users_theta), users_theta "
+                    "FROM per_day ORDER BY day")
+        fetched = cur.fetchall()
+    sketches = {}
+    for day, estimate, blob in fetched:
+        tally = ds.compact_theta_sketch.deserialize(bytes(blob))
+        sketches[day] = tally
+        check(tally.get_estimate(), estimate,
+              f"theta of {day}: Python's estimate of Tally's sketch is Tally's")
+        python = ds.update_theta_sketch()
+        for user, _, _ in days[day]:
+            python.update(user)
+        both = ds.theta_union()
+        both.update(tally)
+        both.update(python.compact())
+        alone = ds.theta_union()
+        alone.update(tally)
+        check(both.get_result().get_estimate(), alone.get_result().get_estimate(),
+              f"theta of {day}: Python's sketch of the same users adds nothing")
+        with conn.cursor() as cur:
+            cur.execute("SELECT theta_estimate(theta_union_agg(s)) FROM (SELECT users_theta AS s "
+                        "FROM per_day WHERE day = %s::date UNION ALL "
+                        "SELECT %s::bytea)", (day, python.compact().serialize()))
+            (merged,) = cur.fetchone()
+        check(merged, estimate, f"theta of {day}: Tally's SQL unions Python's sketch to the same "
+                                "estimate")
+    first, second = sorted(sketches)[:2]
+    with conn.cursor() as cur:
+        cur.execute("SELECT theta_estimate(theta_intersect(a.users_theta, b.users_theta)), "
+                    "theta_estimate(theta_a_not_b(a.users_theta, b.users_theta)) "
+                    "FROM per_day a, per_day b WHERE a.day = %s::date AND b.day = %s::date", (first, second))
+        both, only_first = cur.fetchone()
+    inter = ds.theta_intersection()
+    inter.update(sketches[first])
+    inter.update(sketches[second])
+    check(both, inter.get_result().get_estimate(),
+          "theta: Tally's intersection of two days is Python's")
+    check(only_first, ds.theta_a_not_b().compute(sketches[first], sketches[second]).get_estimate(),
+          "theta: Tally's A-not-B of two days is Python's")
+    a = {u for u, _, _ in days[first]}
+    b = {u for u, _, _ in days[second]}
+    exact = len(a & b)
+    check(abs(both - exact) <= 0.1 * exact, True,
+          f"theta: the intersection estimate {both:.0f} is within 10% of the exact {exact}")
+
+
 def main():
     dsn = sys.argv[1]
     rows = events()
@@ -171,6 +258,8 @@ def main():
         load(conn, rows)
         check_hll(conn, days)
         check_quantiles(conn, days)
+        check_top_k(conn, days)
+        check_theta(conn, days)
     print("PASS")
 
 

@@ -6,7 +6,8 @@
 //! - `j #> '{a,b}'`, `json_extract_path(j, 'a', 'b')`: the value at a path, as JSON;
 //! - `j #>> '{a,b}'`, `json_extract_path_text(j, 'a', 'b')`: the same as text (also spelled
 //!   `jsonb_extract_path[_text]`); a path step into an array is its index;
-//! - `json_in(text)`, `jsonb_in(text)`: text checked to be JSON (what `::json` casts become).
+//! - `json_in(text)`, `jsonb_in(text)`: text checked to be JSON (what `::json` casts become);
+//!   `json_out(json)`: the same text typed text (what `::text` of JSON becomes).
 //!
 //! JSON results are `Utf8` whose field names the type (`tally.sql_type` = `json`, or `jsonb`
 //! when the input is JSONB), so clients see json/jsonb columns. The operators reach these
@@ -59,6 +60,7 @@ pub(super) fn functions() -> Vec<Arc<ScalarUDF>> {
         ),
         Arc::new(ScalarUDF::from(JsonIn::new(ColumnType::Json))),
         Arc::new(ScalarUDF::from(JsonIn::new(ColumnType::Jsonb))),
+        Arc::new(ScalarUDF::from(JsonIn::new(ColumnType::Text))),
     ]
 }
 
@@ -237,7 +239,8 @@ impl JsonAccess {
     }
 }
 
-/// `json_in(text)` / `jsonb_in(text)`: the text, checked to be JSON, typed json/jsonb.
+/// `json_in(text)` / `jsonb_in(text)`: the text, checked to be JSON, typed json/jsonb; and
+/// `json_out(json)` (`kind` text): JSON's text, typed text (the field loses the JSON mark).
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub(super) struct JsonIn {
     kind: ColumnType,
@@ -253,12 +256,13 @@ impl JsonIn {
     }
 }
 
-/// The name of the function that checks text into `kind` (JSON or JSONB).
+/// The name of the function that checks text into `kind` (JSON or JSONB), or that gives JSON
+/// as text (`kind` text).
 pub(super) fn json_in_name(kind: ColumnType) -> &'static str {
-    if kind == ColumnType::Jsonb {
-        "jsonb_in"
-    } else {
-        "json_in"
+    match kind {
+        ColumnType::Jsonb => "jsonb_in",
+        ColumnType::Text => "json_out",
+        _ => "json_in",
     }
 }
 
@@ -292,6 +296,9 @@ impl ScalarUDFImpl for JsonIn {
         let [arg] = args.args.as_slice() else {
             return exec_err!("{} takes one argument", self.name());
         };
+        if self.kind == ColumnType::Text {
+            return Ok(arg.clone());
+        }
         match arg {
             ColumnarValue::Scalar(scalar) => {
                 if let Some(Some(text)) = scalar.try_as_str() {

@@ -48,6 +48,7 @@ pub(crate) struct TypedText {
     uuid_out: Arc<ScalarUDF>,
     json_in: Arc<ScalarUDF>,
     jsonb_in: Arc<ScalarUDF>,
+    json_out: Arc<ScalarUDF>,
 }
 
 impl TypedText {
@@ -59,6 +60,7 @@ impl TypedText {
             uuid_out: find("uuid_out"),
             json_in: find(super::json::json_in_name(ColumnType::Json)),
             jsonb_in: find(super::json::json_in_name(ColumnType::Jsonb)),
+            json_out: find(super::json::json_in_name(ColumnType::Text)),
         }
     }
 
@@ -98,9 +100,22 @@ impl TypedText {
                     _ => text.cast_to(to, schema)?,
                 })
             } else if (is_text(&from) || from == DataType::Null) && is_text(to) {
+                let json = |t| matches!(t, Some(ColumnType::Json | ColumnType::Jsonb));
                 match ColumnType::from_field(field) {
                     Some(ColumnType::Json) => Some(call(&self.json_in, expr)),
                     Some(ColumnType::Jsonb) => Some(call(&self.jsonb_in, expr)),
+                    // JSON cast to text is text: without this the no-op cast would be dropped
+                    // and the column would stay typed json.
+                    to_type
+                        if !json(to_type)
+                            && json(ColumnType::from_field(&expr.to_field(schema)?.1)) =>
+                    {
+                        let text = call(&self.json_out, expr);
+                        Some(match to {
+                            DataType::Utf8 => text,
+                            _ => text.cast_to(to, schema)?,
+                        })
+                    }
                     _ => None,
                 }
             } else {
