@@ -168,8 +168,9 @@ def top_k_recall(con, dsn, parquet):
         return scores
 
     with psycopg.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute("SELECT day, country, top::text FROM top_daily")
-        tally = {key(d, c): [e["value"] for e in json.loads(t)] for d, c, t in cur.fetchall()}
+        cur.execute('SELECT day, country, "top" FROM top_daily')
+        # A json column: psycopg parses it.
+        tally = {key(d, c): [e["value"] for e in t] for d, c, t in cur.fetchall()}
     duck = {key(d, c): list(t) for d, c, t in con.sql(
         "SELECT date_trunc('day', ts), country, approx_top_k(page, 10) FROM events "
         "GROUP BY 1, 2").fetchall()}

@@ -67,8 +67,15 @@ impl Quantiles {
 
     /// The value at normalized rank `p` (0 the minimum, 1 the maximum), `None` when empty.
     /// `p` outside [0, 1] (or NaN) is an invalid argument.
+    ///
+    /// While the sketch still holds every value as its own centroid (groups of up to a few
+    /// hundred values), the answer is exact: `percentile_cont`'s linear interpolation between
+    /// the two values around rank `p`, as PostgreSQL and DuckDB compute it.
     pub fn quantile(&mut self, p: f64) -> Result<Option<f64>> {
         check_fraction(p)?;
+        if let Some(values) = self.every_value() {
+            return Ok(interpolate(&values, p));
+        }
         self.0
             .quantile(p)
             .map_err(|e| Error::InvalidArgument(format!("percentile {p}: {e}")))
@@ -80,6 +87,42 @@ impl Quantiles {
             return None;
         }
         self.0.rank(value).ok().flatten()
+    }
+
+    /// Every value counted, ascending, when the sketch still holds each as its own centroid
+    /// (read off its serialized image, documented in docs/format.md); `None` otherwise.
+    fn every_value(&self) -> Option<Vec<f64>> {
+        let n = self.count();
+        if n == 0 || n > u64::from(EXACT_UP_TO) {
+            return None;
+        }
+        let bytes = self.to_bytes();
+        let f64_at = |at: usize| Some(f64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?));
+        let u32_at = |at: usize| Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?));
+        let flags = *bytes.get(4)?;
+        if flags & 2 != 0 {
+            return Some(vec![f64_at(8)?]);
+        }
+        let centroids = u32_at(8)? as usize;
+        let buffered = u32_at(12)? as usize;
+        // One value per centroid and buffered value, or not every value is its own.
+        if centroids.checked_add(buffered)? as u64 != n {
+            return None;
+        }
+        let mut values = Vec::with_capacity(centroids + buffered);
+        for i in 0..centroids {
+            let at = 32 + 16 * i;
+            let weight = u64::from_le_bytes(bytes.get(at + 8..at + 16)?.try_into().ok()?);
+            if weight != 1 {
+                return None;
+            }
+            values.push(f64_at(at)?);
+        }
+        for i in 0..buffered {
+            values.push(f64_at(32 + 16 * centroids + 8 * i)?);
+        }
+        values.sort_by(f64::total_cmp);
+        Some(values)
     }
 
     /// The number of values counted.
@@ -114,6 +157,21 @@ impl Quantiles {
         }
         Ok(Quantiles(sketch))
     }
+}
+
+/// Groups of at most this many values are answered exactly while the sketch keeps each value
+/// (see [`Quantiles::quantile`]); larger ones never are, so a read does not serialize them.
+const EXACT_UP_TO: u32 = 2 * TDIGEST_K as u32;
+
+/// `percentile_cont(p)` of ascending `values` (not empty): linear interpolation at position
+/// `p · (n − 1)`.
+fn interpolate(values: &[f64], p: f64) -> Option<f64> {
+    let last = values.len().checked_sub(1)?;
+    let position = p * last as f64;
+    let low = position.floor() as usize;
+    let high = position.ceil() as usize;
+    let (a, b) = (values[low.min(last)], values[high.min(last)]);
+    Some(a + (position - low as f64) * (b - a))
 }
 
 /// The length of a DataSketches t-digest image (family 20) that has been read, from its
@@ -234,6 +292,27 @@ mod tests {
             let r = sketch.rank(sorted[25_000]).unwrap();
             assert!((r - 0.5).abs() < 0.01, "rank {r}");
         }
+    }
+
+    #[test]
+    fn small_groups_answer_percentile_cont_exactly() {
+        let values = [3.0, 1.0, 10.0, 7.0, 2.0];
+        let mut sketch = of(values);
+        // Sorted: 1 2 3 7 10; p = 0.9 is position 3.6: 7 + 0.6 · 3.
+        assert_eq!(sketch.quantile(0.9).unwrap(), Some(8.8));
+        assert_eq!(sketch.quantile(0.5).unwrap(), Some(3.0));
+        assert_eq!(sketch.quantile(0.0).unwrap(), Some(1.0));
+        assert_eq!(sketch.quantile(1.0).unwrap(), Some(10.0));
+        assert_eq!(of([4.5]).quantile(0.3).unwrap(), Some(4.5));
+        // Merged pieces and a sketch read back from its bytes answer the same.
+        let mut merged = Quantiles::union_all([&of([3.0, 1.0]), &of([10.0, 7.0, 2.0])]).unwrap();
+        assert_eq!(merged.quantile(0.9).unwrap(), Some(8.8));
+        let mut read = Quantiles::from_bytes(&sketch.to_bytes()).unwrap();
+        assert_eq!(read.quantile(0.9).unwrap(), Some(8.8));
+        // A large group is the t-digest's estimate, within its rank error.
+        let mut big = of((0..100_000).map(f64::from));
+        let p99 = big.quantile(0.99).unwrap().unwrap();
+        assert!((p99 - 98_999.01).abs() < 100.0, "{p99}");
     }
 
     #[test]
