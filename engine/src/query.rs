@@ -307,7 +307,6 @@ impl QueryEngine {
         if command == "SELECT" {
             let slot = stream::claim();
             let streaming = slot.is_some();
-            let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
             let (state, plan, physical, output) = self
                 .runtime
                 .run(async move {
@@ -320,6 +319,9 @@ impl QueryEngine {
                     Ok((state, plan, physical, output))
                 })
                 .await?;
+            // The columns as the query yields them, after analysis (a JSON column cast to text
+            // is text there, while the plan as written still marks it JSON).
+            let schema = physical.schema();
             if let Some((cache, params)) = cache {
                 cache.insert(params, &plan, &physical, Arc::clone(&schema));
             }

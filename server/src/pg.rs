@@ -665,10 +665,9 @@ impl Connection {
             }
             data.push(Ok(encoder.take_row()));
         }
-        Ok(Response::Query(QueryResponse::new(
-            fields,
-            stream::iter(data),
-        )))
+        let mut response = QueryResponse::new(fields, stream::iter(data));
+        response.set_command_tag("SHOW");
+        Ok(Response::Query(response))
     }
 }
 
@@ -836,7 +835,11 @@ where
             Err(e) => return Ok(Some(e)),
         }
     }
-    let tag = Tag::new(response.command_tag()).with_rows(rows);
+    // PostgreSQL's SHOW completes as `SHOW`, without a row count.
+    let tag = match response.command_tag() {
+        "SHOW" => Tag::new("SHOW"),
+        command => Tag::new(command).with_rows(rows),
+    };
     client
         .feed(PgWireBackendMessage::CommandComplete(tag.into()))
         .await?;
@@ -1193,7 +1196,8 @@ fn returns_rows(parsed: &Parsed) -> bool {
 
 /// Whether Execute is answered by [`Connection::execute_whole`] rather than pgwire: a query's
 /// portal not yet run, without a row limit (pgwire's Execute collects every row of such a
-/// portal before it sends the first), and `COPY … TO STDOUT` (whose tag pgwire miscounts).
+/// portal before it sends the first), `COPY … TO STDOUT` (whose tag pgwire miscounts) and
+/// SHOW (tagged `SHOW`, without a count).
 async fn takes_over(portal: &Portal<Parsed>, max_rows: i32) -> bool {
     let parsed = &portal.statement.statement;
     let query = matches!(parsed.statement, Statement::Engine(_))
@@ -1203,7 +1207,10 @@ async fn takes_over(portal: &Portal<Parsed>, max_rows: i32) -> bool {
             .as_ref()
             .is_some_and(|p| p.command == "SELECT");
     let copy_out = matches!(parsed.statement, Statement::CopyOut(_));
-    (query || copy_out) && matches!(*portal.state.lock().await, PortalExecutionState::Initial)
+    // SHOW too, so that it completes as `SHOW` (pgwire would append a row count).
+    let show = matches!(parsed.statement, Statement::Show(_)) && max_rows == 0;
+    (query || copy_out || show)
+        && matches!(*portal.state.lock().await, PortalExecutionState::Initial)
 }
 
 impl Connection {

@@ -247,6 +247,11 @@ async fn describe_answers_no_data_on_the_wire() {
             s(&["1", "t:0", "n", "2", "n", "H", "c", "C:COPY 0", "Z"]),
         ),
         (
+            "SHOW statement_timeout",
+            &[],
+            s(&["1", "t:0", "T:1", "2", "T:1", "C:SHOW", "Z"]),
+        ),
+        (
             "DROP TABLE ext",
             &[],
             s(&["1", "t:0", "n", "2", "n", "C:DROP TABLE", "Z"]),
@@ -256,6 +261,11 @@ async fn describe_answers_no_data_on_the_wire() {
         let seen = raw.round(&extended_round(sql, params)).await;
         assert_eq!(&seen, expected, "{sql}");
     }
+    // In the simple protocol as well, SHOW completes as `SHOW`.
+    let seen = raw
+        .round(&message(b'Q', &cstr("SHOW statement_timeout")))
+        .await;
+    assert_eq!(seen, s(&["T:1", "C:SHOW", "Z"]));
     server.stop().await;
 }
 

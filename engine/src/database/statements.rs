@@ -6,6 +6,8 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast;
 
@@ -85,7 +87,7 @@ impl Database {
         // An INSERT's plan yields its row count, which PostgreSQL reports in the command tag,
         // never as a row: a client's Describe must get no columns for it (NoData).
         let schema = if returns_rows(command) {
-            Arc::new(plan.schema().as_arrow().clone())
+            Arc::new(described_columns(&state, &plan))
         } else {
             Arc::new(arrow::datatypes::Schema::empty())
         };
@@ -391,4 +393,18 @@ fn first_literal_null(insert: &ast::Insert, index: usize) -> Option<usize> {
     values.rows.iter().position(|row| {
         matches!(row.get(index), Some(ast::Expr::Value(v)) if matches!(v.value, ast::Value::Null))
     })
+}
+
+/// The columns a Describe announces for `plan`: those of the analyzed plan, which execution
+/// yields (a JSON column cast to text is text only after analysis), or the plan's own when it
+/// cannot be analyzed before its parameters are bound.
+fn described_columns(state: &SessionState, plan: &LogicalPlan) -> arrow::datatypes::Schema {
+    let analyzed =
+        state
+            .analyzer()
+            .execute_and_check(plan.clone(), state.config_options(), |_, _| {});
+    match analyzed {
+        Ok(analyzed) => analyzed.schema().as_arrow().clone(),
+        Err(_) => plan.schema().as_arrow().clone(),
+    }
 }

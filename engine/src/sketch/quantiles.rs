@@ -99,7 +99,8 @@ impl Quantiles {
         let bytes = self.to_bytes();
         let f64_at = |at: usize| Some(f64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?));
         let u32_at = |at: usize| Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?));
-        let flags = *bytes.get(4)?;
+        // Preamble, serial version, family, k (two bytes), then the flags.
+        let flags = *bytes.get(5)?;
         if flags & 2 != 0 {
             return Some(vec![f64_at(8)?]);
         }
@@ -304,6 +305,14 @@ mod tests {
         assert_eq!(sketch.quantile(0.0).unwrap(), Some(1.0));
         assert_eq!(sketch.quantile(1.0).unwrap(), Some(10.0));
         assert_eq!(of([4.5]).quantile(0.3).unwrap(), Some(4.5));
+        // At any compression (k's high byte sits beside the flags in the image).
+        for k in [10, 200, 600, 1000] {
+            let mut wide = Quantiles::with_k(k).unwrap();
+            for v in values {
+                wide.insert(v);
+            }
+            assert_eq!(wide.quantile(0.9).unwrap(), Some(8.8), "k = {k}");
+        }
         // Merged pieces and a sketch read back from its bytes answer the same.
         let mut merged = Quantiles::union_all([&of([3.0, 1.0]), &of([10.0, 7.0, 2.0])]).unwrap();
         assert_eq!(merged.quantile(0.9).unwrap(), Some(8.8));
