@@ -1,7 +1,7 @@
 //! `tally-bench sketches`: what percentiles cost the writer. The workload's three views are
 //! ingested as they are, and again with p50, p95 and p99 of `latency_ms` added to
 //! `page_hourly` (one quantile sketch per group, shared by the three), each configuration
-//! `repeat` times into fresh databases; then the bytes per group of `page_hourly` either way,
+//! `repeat` times into fresh databases (the two alternating); then the bytes per group of `page_hourly` either way,
 //! and how long a p95-per-day rollup of it takes.
 
 use std::time::Instant;
@@ -36,24 +36,43 @@ pub async fn run(
     println!("| figure | value |");
     println!("|---|---|");
     println!("| rows | {rows} in batches of {batch_rows}, sync on |");
-    let mut baseline = 0.0;
-    for (label, views) in [
+    let configurations = [
         ("the 3 views", clickstream::VIEWS.to_vec()),
         (
             "the 3 views, `page_hourly` with p50/p95/p99 of `latency_ms`",
             with_percentiles,
         ),
-    ] {
-        let (rates, db, dir) = rates(&batches, &views, repeat).await?;
-        let mut rates = rates;
-        let (rate, low, high) = median_and_range(&mut rates);
-        if baseline == 0.0 {
-            baseline = rate;
+    ];
+    // The two configurations alternate, round by round, so that whatever else the machine is
+    // doing weighs on both alike; the cost is the median of the rounds' paired ratios.
+    let rows_in: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut last = Vec::new();
+    for round in 0..repeat {
+        for (i, (_, views)) in configurations.iter().enumerate() {
+            let dir = tempfile::tempdir()?;
+            let (db, secs) = ingest_with(dir.path(), &batches, views).await?;
+            rates[i].push(rows_in as f64 / secs);
+            if round + 1 == repeat {
+                last.push((db, dir));
+            } else {
+                db.close()?;
+            }
         }
-        println!(
-            "| ingest with {label}, median of {repeat} | {rate:.0} rows/s ({:.2} of the 3 views; {low:.0}–{high:.0}) |",
-            rate / baseline
-        );
+    }
+    let mut ratios: Vec<f64> = rates[1].iter().zip(&rates[0]).map(|(b, a)| b / a).collect();
+    let (ratio, ratio_low, ratio_high) = median_and_range(&mut ratios);
+    for (i, ((label, _), (db, dir))) in configurations.iter().zip(last).enumerate() {
+        let (rate, low, high) = median_and_range(&mut rates[i]);
+        if i == 0 {
+            println!(
+                "| ingest with {label}, median of {repeat} | {rate:.0} rows/s ({low:.0}–{high:.0}) |"
+            );
+        } else {
+            println!(
+                "| ingest with {label}, median of {repeat} | {rate:.0} rows/s ({low:.0}–{high:.0}); {ratio:.2} of the 3 views (median of the rounds' ratios, {ratio_low:.2}–{ratio_high:.2}) |"
+            );
+        }
         db.compact_views().await?;
         for (name, groups, bytes) in int_rows(
             &db,
@@ -87,24 +106,4 @@ pub async fn run(
         drop(dir);
     }
     Ok(())
-}
-
-/// Ingest rates of `repeat` fresh databases with `views`; the last database stays open.
-async fn rates(
-    batches: &[RecordBatch],
-    views: &[(&str, &str)],
-    repeat: usize,
-) -> Result<(Vec<f64>, tally_engine::Database, tempfile::TempDir), Box<dyn std::error::Error>> {
-    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let mut rates = Vec::with_capacity(repeat);
-    for round in 0..repeat {
-        let dir = tempfile::tempdir()?;
-        let (db, secs) = ingest_with(dir.path(), batches, views).await?;
-        rates.push(rows as f64 / secs);
-        if round + 1 == repeat {
-            return Ok((rates, db, dir));
-        }
-        db.close()?;
-    }
-    unreachable!("repeat is at least 1")
 }

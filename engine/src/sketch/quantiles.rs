@@ -17,36 +17,78 @@ use crate::error::{Error, Result};
 pub const TDIGEST_K: u16 = 200;
 
 /// A t-digest of the values of one aggregate over one group.
+///
+/// Small groups (most groups of a fine-grained view) keep their values as they are: a t-digest
+/// of at most k/2 values never merges two of them into one centroid, so the values are the
+/// digest, and adding, merging, reading and writing them needs no digest at all. The bytes
+/// written are the same DataSketches image either way (each value a centroid of weight 1).
 #[derive(Clone)]
-pub struct Quantiles(TDigestMut);
+pub struct Quantiles(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    /// Every value counted (finite), in no particular order: at most `k / 2` of them.
+    Values { k: u16, values: Vec<f64> },
+    /// The t-digest, once there are more.
+    Digest(TDigestMut),
+}
 
 impl Quantiles {
     /// An empty sketch at the default compression.
     pub fn new() -> Quantiles {
-        Quantiles(TDigestMut::new(TDIGEST_K).expect("TDIGEST_K is a valid k"))
+        Quantiles(Repr::Values {
+            k: TDIGEST_K,
+            values: Vec::new(),
+        })
     }
 
     /// An empty sketch of compression `k` (ad-hoc `approx_percentile_cont(x, p, k)`).
     pub fn with_k(k: u16) -> Result<Quantiles> {
         TDigestMut::new(k)
-            .map(Quantiles)
+            .map(|_| {
+                Quantiles(Repr::Values {
+                    k,
+                    values: Vec::new(),
+                })
+            })
             .map_err(|e| Error::InvalidArgument(format!("invalid t-digest size {k}: {e}")))
+    }
+
+    /// The compression parameter.
+    fn k(&self) -> u16 {
+        match &self.0 {
+            Repr::Values { k, .. } => *k,
+            Repr::Digest(digest) => digest.k(),
+        }
     }
 
     /// Adds one value (NaN and ±Infinity are skipped).
     #[inline]
     pub fn insert(&mut self, value: f64) {
-        // `update` panics only past u64::MAX values, which one group cannot reach by inserts.
-        if self.0.total_weight() < u64::MAX {
-            self.0.update(value);
+        if !value.is_finite() {
+            return;
+        }
+        match &mut self.0 {
+            Repr::Values { k, values } => {
+                values.push(value);
+                if values.len() > small_limit(*k) {
+                    self.0 = Repr::Digest(digest_of(*k, values));
+                }
+            }
+            // `update` panics only past u64::MAX values, which one group cannot reach by
+            // inserts.
+            Repr::Digest(digest) => {
+                if digest.total_weight() < u64::MAX {
+                    digest.update(value);
+                }
+            }
         }
     }
 
     /// Combines another sketch into this one. A damaged sketch whose weights would overflow
     /// together is refused.
     pub fn merge(&mut self, other: &Quantiles) -> Result<()> {
-        check_weights([self, other])?;
-        self.0.merge(&other.0);
+        *self = Quantiles::union_all([&*self, other])?;
         Ok(())
     }
 
@@ -60,9 +102,30 @@ impl Quantiles {
             _ => {}
         }
         check_weights(sketches.iter().copied())?;
-        Ok(Quantiles(
-            sketches.into_iter().map(|s| s.0.clone()).collect(),
-        ))
+        let k = sketches[0].k();
+        let small: Option<usize> = sketches
+            .iter()
+            .map(|s| match &s.0 {
+                Repr::Values { values, .. } => Some(values.len()),
+                Repr::Digest(_) => None,
+            })
+            .sum();
+        if let Some(n) = small
+            && n <= small_limit(k)
+        {
+            let mut values = Vec::with_capacity(n);
+            for sketch in &sketches {
+                if let Repr::Values { values: v, .. } = &sketch.0 {
+                    values.extend_from_slice(v);
+                }
+            }
+            return Ok(Quantiles(Repr::Values { k, values }));
+        }
+        let digests = sketches.into_iter().map(|s| match &s.0 {
+            Repr::Values { values, .. } => digest_of(k, values),
+            Repr::Digest(digest) => digest.clone(),
+        });
+        Ok(Quantiles(Repr::Digest(digests.collect())))
     }
 
     /// The value at normalized rank `p` (0 the minimum, 1 the maximum), `None` when empty.
@@ -73,10 +136,18 @@ impl Quantiles {
     /// the two values around rank `p`, as PostgreSQL and DuckDB compute it.
     pub fn quantile(&mut self, p: f64) -> Result<Option<f64>> {
         check_fraction(p)?;
-        if let Some(values) = self.every_value() {
+        let digest = match &mut self.0 {
+            Repr::Values { values, .. } => {
+                let mut sorted = values.clone();
+                sorted.sort_by(f64::total_cmp);
+                return Ok(interpolate(&sorted, p));
+            }
+            Repr::Digest(digest) => digest,
+        };
+        if let Some(values) = every_value(digest) {
             return Ok(interpolate(&values, p));
         }
-        self.0
+        digest
             .quantile(p)
             .map_err(|e| Error::InvalidArgument(format!("percentile {p}: {e}")))
     }
@@ -86,64 +157,42 @@ impl Quantiles {
         if value.is_nan() {
             return None;
         }
-        self.0.rank(value).ok().flatten()
-    }
-
-    /// Every value counted, ascending, when the sketch still holds each as its own centroid
-    /// (read off its serialized image, documented in docs/format.md); `None` otherwise.
-    fn every_value(&self) -> Option<Vec<f64>> {
-        let n = self.count();
-        if n == 0 || n > u64::from(EXACT_UP_TO) {
-            return None;
+        match &mut self.0 {
+            Repr::Values { k, values } => digest_of(*k, values).rank(value).ok().flatten(),
+            Repr::Digest(digest) => digest.rank(value).ok().flatten(),
         }
-        let bytes = self.to_bytes();
-        let f64_at = |at: usize| Some(f64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?));
-        let u32_at = |at: usize| Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?));
-        // Preamble, serial version, family, k (two bytes), then the flags.
-        let flags = *bytes.get(5)?;
-        if flags & 2 != 0 {
-            return Some(vec![f64_at(8)?]);
-        }
-        let centroids = u32_at(8)? as usize;
-        let buffered = u32_at(12)? as usize;
-        // One value per centroid and buffered value, or not every value is its own.
-        if centroids.checked_add(buffered)? as u64 != n {
-            return None;
-        }
-        let mut values = Vec::with_capacity(centroids + buffered);
-        for i in 0..centroids {
-            let at = 32 + 16 * i;
-            let weight = u64::from_le_bytes(bytes.get(at + 8..at + 16)?.try_into().ok()?);
-            if weight != 1 {
-                return None;
-            }
-            values.push(f64_at(at)?);
-        }
-        for i in 0..buffered {
-            values.push(f64_at(32 + 16 * centroids + 8 * i)?);
-        }
-        values.sort_by(f64::total_cmp);
-        Some(values)
     }
 
     /// The number of values counted.
     pub fn count(&self) -> u64 {
-        self.0.total_weight()
+        match &self.0 {
+            Repr::Values { values, .. } => values.len() as u64,
+            Repr::Digest(digest) => digest.total_weight(),
+        }
     }
 
     /// Whether no value was counted.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        match &self.0 {
+            Repr::Values { values, .. } => values.is_empty(),
+            Repr::Digest(digest) => digest.is_empty(),
+        }
     }
 
     /// The DataSketches serialized form (`tdigest_double`), compressed first.
     pub fn to_bytes(&self) -> Vec<u8> {
-        self.0.clone().serialize()
+        match &self.0 {
+            Repr::Values { k, values } => image_of_values(*k, values),
+            Repr::Digest(digest) => digest.clone().serialize(),
+        }
     }
 
     /// Reads a sketch written by [`Quantiles::to_bytes`] or by another DataSketches t-digest
     /// of doubles.
     pub fn from_bytes(bytes: &[u8]) -> Result<Quantiles> {
+        if let Some((k, values)) = values_of_image(bytes) {
+            return Ok(Quantiles(Repr::Values { k, values }));
+        }
         let sketch = TDigestMut::deserialize(bytes)
             .map_err(|e| Error::Corrupt(format!("invalid quantile sketch (t-digest): {e}")))?;
         // DataSketches reads past nothing but ignores what follows the image: a longer value
@@ -156,8 +205,154 @@ impl Quantiles {
                 bytes.len().saturating_sub(len)
             )));
         }
-        Ok(Quantiles(sketch))
+        Ok(Quantiles(Repr::Digest(sketch)))
     }
+}
+
+/// The most values a sketch of compression `k` keeps as they are: a t-digest of at most k/2
+/// values never merges two into one centroid (DataSketches' compression skips them).
+fn small_limit(k: u16) -> usize {
+    usize::from(k / 2)
+}
+
+/// A t-digest of `values`, added in order (what inserting them one by one builds).
+fn digest_of(k: u16, values: &[f64]) -> TDigestMut {
+    let mut digest = TDigestMut::new(k).expect("k was checked when the sketch was made");
+    for &value in values {
+        digest.update(value);
+    }
+    digest
+}
+
+// The DataSketches t-digest image (family 20, serial version 1; docs/format.md): preamble
+// longs, serial version, family, k (u16), flags, two unused bytes; then the single value, or
+// the centroid and buffered counts (u32 each), min, max and the centroids (mean f64, weight
+// u64), all little-endian.
+const FAMILY_TDIGEST: u8 = 20;
+const SERIAL_VERSION: u8 = 1;
+const FLAG_EMPTY: u8 = 1;
+const FLAG_SINGLE: u8 = 2;
+const FLAG_REVERSE_MERGE: u8 = 4;
+
+/// The image DataSketches writes for a digest of `values` (at most k/2 of them): each value a
+/// centroid of weight 1, ascending, flagged as once compressed (as a serialized digest is).
+fn image_of_values(k: u16, values: &[f64]) -> Vec<u8> {
+    let header = |out: &mut Vec<u8>, preamble: u8, flags: u8| {
+        out.extend_from_slice(&[preamble, SERIAL_VERSION, FAMILY_TDIGEST]);
+        out.extend_from_slice(&k.to_le_bytes());
+        out.extend_from_slice(&[flags, 0, 0]);
+    };
+    match values {
+        [] => {
+            let mut out = Vec::with_capacity(8);
+            header(&mut out, 1, FLAG_EMPTY);
+            out
+        }
+        [one] => {
+            let mut out = Vec::with_capacity(16);
+            header(&mut out, 1, FLAG_SINGLE | FLAG_REVERSE_MERGE);
+            out.extend_from_slice(&one.to_le_bytes());
+            out
+        }
+        _ => {
+            let mut sorted = values.to_vec();
+            sorted.sort_by(f64::total_cmp);
+            let mut out = Vec::with_capacity(32 + 16 * sorted.len());
+            header(&mut out, 2, FLAG_REVERSE_MERGE);
+            out.extend_from_slice(&(sorted.len() as u32).to_le_bytes());
+            out.extend_from_slice(&0u32.to_le_bytes());
+            out.extend_from_slice(&sorted[0].to_le_bytes());
+            out.extend_from_slice(&sorted[sorted.len() - 1].to_le_bytes());
+            for value in &sorted {
+                out.extend_from_slice(&value.to_le_bytes());
+                out.extend_from_slice(&1u64.to_le_bytes());
+            }
+            out
+        }
+    }
+}
+
+/// The values of an image that holds at most k/2 values, each its own centroid of weight 1,
+/// well formed in every respect DataSketches checks (finite, ascending, within the extrema
+/// it states, no bytes after it); `None` for any other image, which [`TDigestMut`] reads (and
+/// refuses if damaged).
+fn values_of_image(bytes: &[u8]) -> Option<(u16, Vec<f64>)> {
+    let f64_at = |at: usize| Some(f64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?));
+    let u32_at = |at: usize| Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?));
+    let (&[preamble, version, family, k0, k1, flags, 0, 0], rest) = bytes.split_first_chunk()?
+    else {
+        return None;
+    };
+    let k = u16::from_le_bytes([k0, k1]);
+    if version != SERIAL_VERSION || family != FAMILY_TDIGEST || k < 10 {
+        return None;
+    }
+    let flags = flags & !FLAG_REVERSE_MERGE;
+    match (preamble, flags, rest.len()) {
+        (1, FLAG_EMPTY, 0) => return Some((k, Vec::new())),
+        (1, FLAG_SINGLE, 8) => {
+            let value = f64_at(8)?;
+            return value.is_finite().then(|| (k, vec![value]));
+        }
+        (2, 0, _) => {}
+        _ => return None,
+    }
+    let centroids = u32_at(8)? as usize;
+    if u32_at(12)? != 0 || centroids < 2 || centroids > small_limit(k) {
+        return None;
+    }
+    if bytes.len() != 32 + 16 * centroids {
+        return None;
+    }
+    let (min, max) = (f64_at(16)?, f64_at(24)?);
+    let mut values = Vec::with_capacity(centroids);
+    for i in 0..centroids {
+        let at = 32 + 16 * i;
+        let (value, weight) = (
+            f64_at(at)?,
+            u64::from_le_bytes(bytes[at + 8..at + 16].try_into().ok()?),
+        );
+        if weight != 1 || !value.is_finite() || values.last().is_some_and(|last| *last > value) {
+            return None;
+        }
+        values.push(value);
+    }
+    (values[0] == min && values[centroids - 1] == max).then_some((k, values))
+}
+
+/// Every value counted by `digest`, ascending, when it still holds each as its own centroid
+/// (read off its serialized image); `None` otherwise.
+fn every_value(digest: &TDigestMut) -> Option<Vec<f64>> {
+    let n = digest.total_weight();
+    if n == 0 || n > u64::from(EXACT_UP_TO) {
+        return None;
+    }
+    let bytes = digest.clone().serialize();
+    let f64_at = |at: usize| Some(f64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?));
+    let u32_at = |at: usize| Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?));
+    if bytes.get(5)? & FLAG_SINGLE != 0 {
+        return Some(vec![f64_at(8)?]);
+    }
+    let centroids = u32_at(8)? as usize;
+    let buffered = u32_at(12)? as usize;
+    // One value per centroid and buffered value, or not every value is its own.
+    if centroids.checked_add(buffered)? as u64 != n {
+        return None;
+    }
+    let mut values = Vec::with_capacity(centroids + buffered);
+    for i in 0..centroids {
+        let at = 32 + 16 * i;
+        let weight = u64::from_le_bytes(bytes.get(at + 8..at + 16)?.try_into().ok()?);
+        if weight != 1 {
+            return None;
+        }
+        values.push(f64_at(at)?);
+    }
+    for i in 0..buffered {
+        values.push(f64_at(32 + 16 * centroids + 8 * i)?);
+    }
+    values.sort_by(f64::total_cmp);
+    Some(values)
 }
 
 /// Groups of at most this many values are answered exactly while the sketch keeps each value
@@ -179,7 +374,6 @@ fn interpolate(values: &[f64], p: f64) -> Option<f64> {
 /// header: 8 bytes when empty, 16 with one value, else 32 and 16 per centroid and 8 per
 /// buffered value. `None` for the reference implementation's format, which has no family byte.
 fn image_len(bytes: &[u8]) -> Option<usize> {
-    const FAMILY_TDIGEST: u8 = 20;
     if bytes.get(2) != Some(&FAMILY_TDIGEST) {
         return None;
     }
@@ -322,6 +516,80 @@ mod tests {
         let mut big = of((0..100_000).map(f64::from));
         let p99 = big.quantile(0.99).unwrap().unwrap();
         assert!((p99 - 98_999.01).abs() < 100.0, "{p99}");
+    }
+
+    /// A DataSketches digest of `values`, inserted in order.
+    fn reference(values: &[f64]) -> TDigestMut {
+        let mut digest = TDigestMut::new(TDIGEST_K).unwrap();
+        for v in values {
+            digest.update(*v);
+        }
+        digest
+    }
+
+    fn is_values(q: &Quantiles) -> bool {
+        matches!(q.0, Repr::Values { .. })
+    }
+
+    #[test]
+    fn small_groups_write_and_read_the_images_datasketches_writes() {
+        let mut seed = 7u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 11) as f64 / (1u64 << 53) as f64 * 1000.0 - 200.0
+        };
+        for n in 0..=120usize {
+            let mut values: Vec<f64> = (0..n).map(|_| next()).collect();
+            if n % 7 == 3 {
+                values[0] = values[n - 1]; // ties
+            }
+            let ours = of(values.iter().copied());
+            assert_eq!(is_values(&ours), n <= 100, "n = {n}");
+            let theirs = reference(&values).serialize();
+            assert_eq!(ours.to_bytes(), theirs, "n = {n}");
+            let read = Quantiles::from_bytes(&theirs).unwrap();
+            assert_eq!(is_values(&read), n <= 100, "n = {n}");
+            assert_eq!(read.count(), n as u64);
+            assert_eq!(read.to_bytes(), theirs, "n = {n}");
+            // Pieces merged: values while they fit, else the digest DataSketches' union makes.
+            let (a, b) = values.split_at(n / 3);
+            let union = Quantiles::union_all([&of(a.iter().copied()), &of(b.iter().copied())]);
+            let union = union.unwrap();
+            assert_eq!(is_values(&union), n <= 100, "n = {n}");
+            if n <= 100 {
+                assert_eq!(union.to_bytes(), theirs, "n = {n}");
+            } else {
+                let digests = [reference(a), reference(b)];
+                let expected: TDigestMut = digests.into_iter().filter(|d| !d.is_empty()).collect();
+                assert_eq!(union.to_bytes(), expected.clone().serialize(), "n = {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn small_images_that_are_not_plain_values_are_read_by_datasketches() {
+        let image = of([1.0, 2.0, 3.0]).to_bytes();
+        // A weight other than 1, values out of order, extrema that disagree, a buffered value:
+        // not a small group's image. DataSketches reads or refuses each.
+        let mut weighted = image.clone();
+        weighted[40] = 2;
+        let read = Quantiles::from_bytes(&weighted).unwrap();
+        assert!(!is_values(&read));
+        assert_eq!(read.count(), 4);
+        let mut unordered = image.clone();
+        unordered[32..40].copy_from_slice(&5.0f64.to_le_bytes());
+        assert!(Quantiles::from_bytes(&unordered).is_err());
+        let mut wrong_min = image.clone();
+        wrong_min[16..24].copy_from_slice(&0.5f64.to_le_bytes());
+        assert!(!is_values(&Quantiles::from_bytes(&wrong_min).unwrap()));
+        let mut nan = image.clone();
+        nan[48..56].copy_from_slice(&f64::NAN.to_le_bytes());
+        assert!(Quantiles::from_bytes(&nan).is_err());
+        let mut short = image;
+        short.pop();
+        assert!(Quantiles::from_bytes(&short).is_err());
     }
 
     #[test]
