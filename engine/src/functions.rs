@@ -39,8 +39,8 @@ use datafusion::logical_expr::{
 
 use crate::error::to_datafusion;
 use crate::sketch::Hll;
+use crate::views::column::Column;
 use crate::views::definition::kind_of;
-use crate::views::maintain::Column;
 
 /// Registers Tally's functions on a session being built (replacing DataFusion's own
 /// `approx_distinct`, whose hash is not stable across versions, and its t-digest percentiles,

@@ -5,6 +5,7 @@
 
 pub(crate) mod assemble;
 pub(crate) mod bounds;
+pub(crate) mod column;
 pub(crate) mod compact;
 pub(crate) mod definition;
 pub(crate) mod key;

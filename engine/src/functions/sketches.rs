@@ -29,8 +29,8 @@ use datafusion::physical_expr::expressions::Literal;
 use crate::error::{Error, Result, to_datafusion};
 use crate::sketch::{Theta, TopK};
 use crate::types::ColumnType;
+use crate::views::column::Column;
 use crate::views::definition::kind_of;
-use crate::views::maintain::Column;
 
 /// The aggregates of this module.
 pub(super) fn aggregates() -> Vec<Arc<AggregateUDF>> {

@@ -10,9 +10,9 @@ use std::cmp::Ordering;
 use arrow::compute::cast;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator};
 
+use super::column::Column;
 use super::definition::{CompiledView, OutputSource};
 use super::key::{KeyValue, encode_value};
-use super::maintain::Column;
 
 /// A comparison of one group column with a value.
 #[derive(Debug, Clone, PartialEq)]
