@@ -8,6 +8,7 @@ pub mod depth;
 pub(crate) mod extension;
 pub(crate) mod hidden;
 pub(crate) mod intervals;
+pub(crate) mod output_names;
 pub(crate) mod plan_cache;
 pub(crate) mod runtime;
 pub(crate) mod stream;
@@ -282,7 +283,19 @@ impl QueryEngine {
         state: &SessionState,
         statement: DfStatement,
     ) -> Result<(LogicalPlan, &'static str)> {
-        let plan = state.statement_to_plan(statement).await.map_err(classify)?;
+        // A query is kept for a second planning (an INSERT's VALUES may be large).
+        let retry = output_names::is_query(&statement).then(|| statement.clone());
+        let plan = match (state.statement_to_plan(statement).await, retry) {
+            (Ok(plan), _) => plan,
+            // `SELECT a, a …`: PostgreSQL answers it, DataFusion needs distinct names.
+            (Err(e), Some(retry)) if output_names::is_duplicate_names(&e) => {
+                match output_names::plan(state, retry).await {
+                    Some(plan) => plan,
+                    None => return Err(classify(e)),
+                }
+            }
+            (Err(e), _) => return Err(classify(e)),
+        };
         let command = command_of(&plan)?;
         Ok((plan, command))
     }

@@ -301,3 +301,75 @@ async fn copy_out_tags_count_rows_not_headers() {
     assert_eq!(seen, ["H", "c", "C:COPY 2", "H", "c", "C:COPY 1", "Z"]);
     server.stop().await;
 }
+
+/// `SELECT a, a …` and other repeated output names, which PostgreSQL answers (DataFusion alone
+/// refuses to plan them): the columns keep their names, in the simple and extended protocols.
+#[tokio::test]
+async fn repeated_output_names_are_answered_as_postgres_does() {
+    let server = TestServer::start().await;
+    let client = server.connect().await;
+    client.batch_execute(DDL).await.unwrap();
+    client
+        .batch_execute("INSERT INTO ext (id, label) VALUES (1, 'one'), (2, 'two'), (2, 'deux')")
+        .await
+        .unwrap();
+    let cases: &[(&str, &[&str], &[&str])] = &[
+        (
+            "SELECT id, id FROM ext ORDER BY id, label",
+            &["id", "id"],
+            &["1|1", "2|2", "2|2"],
+        ),
+        (
+            "SELECT id AS n, label AS n FROM ext WHERE id = 2 ORDER BY 2",
+            &["n", "n"],
+            &["2|deux", "2|two"],
+        ),
+        (
+            "SELECT id, id, count(*) AS rows FROM ext GROUP BY id HAVING count(*) > 1",
+            &["id", "id", "rows"],
+            &["2|2|2"],
+        ),
+        (
+            "SELECT *, label FROM ext WHERE id = 1",
+            &["id", "label", "ts", "label"],
+            &["1|one||one"],
+        ),
+        (
+            "SELECT label, id, label AS l FROM ext ORDER BY l LIMIT 1",
+            &["label", "id", "l"],
+            &["deux|2|deux"],
+        ),
+    ];
+    for (sql, names, rows) in cases {
+        let statement = client
+            .prepare(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let described: Vec<&str> = statement.columns().iter().map(|c| c.name()).collect();
+        assert_eq!(&described, names, "{sql}");
+        let mut seen = Vec::new();
+        for message in client.simple_query(sql).await.unwrap() {
+            if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
+                let columns: Vec<&str> = row.columns().iter().map(|c| c.name()).collect();
+                assert_eq!(&columns, names, "{sql}");
+                let values: Vec<&str> = (0..row.len()).map(|i| row.get(i).unwrap_or("")).collect();
+                seen.push(values.join("|"));
+            }
+        }
+        assert_eq!(&seen, rows, "{sql}");
+        // The prepared statement runs too, with the same rows.
+        assert_eq!(
+            client.query(&statement, &[]).await.unwrap().len(),
+            rows.len(),
+            "{sql}"
+        );
+    }
+    // Repeated names inside a subquery are still refused (PostgreSQL would answer this `*`;
+    // DataFusion needs distinct names in a derived table).
+    let err = client
+        .simple_query("SELECT * FROM (SELECT id, id FROM ext) s")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "42000", "{err}");
+    server.stop().await;
+}
