@@ -6,7 +6,7 @@
 #   <target>/dist/ship/tally.debug  its symbols and line tables (found through .gnu_debuglink)
 #
 # A panic's backtrace names functions and Tally's lines when tally.debug is next to tally (or
-# under /usr/lib/debug); without it, frames are unnamed. Expect about 45 minutes on 2 cores from
+# under /usr/lib/debug); without it, frames are unnamed. Expect 60–85 minutes on 2 cores from
 # cold, and a few minutes of link after a change. README.md, "The release binary and its symbols".
 set -euo pipefail
 cd "$(dirname "$0")/.."
