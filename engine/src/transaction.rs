@@ -137,6 +137,7 @@ impl Held {
             let Some(state) = snapshot.tables.get_mut(&name) else {
                 continue;
             };
+            snapshot.held_tables.insert(table_id);
             let state = Arc::make_mut(state);
             state.hot.extend(batches.into_iter().map(|(batch, bytes)| {
                 Arc::new(HotBatch {

@@ -9,6 +9,7 @@ pub(crate) mod compact;
 pub(crate) mod definition;
 pub(crate) mod key;
 pub(crate) mod load;
+pub(crate) mod logical;
 pub(crate) mod maintain;
 pub(crate) mod merge;
 pub(crate) mod part;

@@ -111,6 +111,9 @@ pub(crate) struct CompiledView {
     /// How deep its definition nests ([`depth::bound`]): its expressions are evaluated and
     /// dropped on a stack sized for that ([`depth::with_big_stack`]), whatever thread does it.
     pub depth: usize,
+    /// Its definition as logical expressions, for answering queries over its table from it
+    /// (`None`: never used for that).
+    pub logical: Option<super::logical::LogicalView>,
 }
 
 impl Drop for CompiledView {
@@ -120,6 +123,7 @@ impl Drop for CompiledView {
             self.filter.take(),
             std::mem::take(&mut self.groups),
             std::mem::take(&mut self.aggs),
+            self.logical.take(),
         );
         depth::with_big_stack(self.depth, move || drop(exprs));
     }
@@ -268,6 +272,7 @@ pub(crate) fn compile(
         fields.push(Field::new(name, DataType::Binary, true));
     }
     Ok(CompiledView {
+        logical: super::logical::LogicalView::of(plan, state),
         depth: crate::query::statement_bound(&def.query),
         def: Arc::new(def),
         filter,
