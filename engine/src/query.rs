@@ -133,7 +133,7 @@ fn parse_error(e: datafusion::error::DataFusionError) -> Error {
 /// (see [`hidden`]), and types an INSERT's UUID literals (see [`typed_values`]).
 pub(crate) fn rewrite_for_planning(statement: &mut DfStatement, snapshot: &Snapshot) {
     hidden::hide_sketch_columns(statement, &|name| {
-        snapshot.views.get(name).map(|v| v.view.sketch_columns())
+        snapshot.views.get(name).map(|v| v.view.hidden_columns())
     });
     typed_values::type_insert_literals(statement, snapshot);
 }

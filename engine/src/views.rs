@@ -7,6 +7,7 @@ pub(crate) mod assemble;
 pub(crate) mod bounds;
 pub(crate) mod compact;
 pub(crate) mod definition;
+pub(crate) mod hidden_columns;
 pub(crate) mod key;
 pub(crate) mod load;
 pub(crate) mod logical;

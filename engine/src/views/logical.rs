@@ -9,7 +9,10 @@ use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 
+use arrow::datatypes::Field;
+
 use super::definition::SKETCH_SUFFIX;
+use super::hidden_columns::{COUNT_SUFFIX, SUM_SUFFIX};
 
 /// A view's groups, aggregates and filter, normalized by [`normalize`].
 #[derive(Debug, Clone)]
@@ -41,13 +44,21 @@ pub(crate) struct ViewAggregate {
     pub column: String,
     /// The hidden BYTEA column holding its sketch, for `approx_count_distinct`.
     pub sketch: Option<String>,
+    /// The hidden columns holding the sum and the count of an `avg`.
+    pub avg_parts: Option<(String, String)>,
 }
 
 impl LogicalView {
     /// The matching shape of a planned view query (`plan` as the SQL planner made it), or
     /// `None` if the analyzer cannot take it (such a view is then never used to answer
     /// queries; its maintenance does not depend on this).
-    pub(crate) fn of(plan: &LogicalPlan, state: &SessionState) -> Option<LogicalView> {
+    /// `fields` are the view's columns, hidden ones included.
+    pub(crate) fn of(
+        plan: &LogicalPlan,
+        state: &SessionState,
+        fields: &[Field],
+    ) -> Option<LogicalView> {
+        let exists = |name: &String| fields.iter().any(|f| f.name() == name);
         let analyzed = state
             .analyzer()
             .execute_and_check(plan.clone(), state.config_options(), |_, _| {})
@@ -80,11 +91,22 @@ impl LogicalView {
                 continue;
             }
             let expr = normalize(aggregate.aggr_expr.get(index - group_count)?);
-            let sketch = is_approx_distinct(&expr).then(|| format!("{name}{SKETCH_SUFFIX}"));
+            let sketch = is_approx_distinct(&expr)
+                .then(|| format!("{name}{SKETCH_SUFFIX}"))
+                .filter(exists);
+            let avg_parts = is_avg(&expr)
+                .then(|| {
+                    (
+                        format!("{name}{SUM_SUFFIX}"),
+                        format!("{name}{COUNT_SUFFIX}"),
+                    )
+                })
+                .filter(|(s, c)| exists(s) && exists(c));
             aggs.push(ViewAggregate {
                 expr,
                 column: name,
                 sketch,
+                avg_parts,
             });
         }
         Some(LogicalView {
@@ -117,6 +139,11 @@ fn filter_conjuncts(mut input: &LogicalPlan) -> Option<Vec<Expr>> {
 /// exposes.
 pub(crate) fn is_approx_distinct(expr: &Expr) -> bool {
     matches!(expr, Expr::AggregateFunction(f) if f.func.name() == "approx_distinct")
+}
+
+/// Whether an aggregate call is `avg`.
+fn is_avg(expr: &Expr) -> bool {
+    matches!(expr, Expr::AggregateFunction(f) if f.func.name() == "avg")
 }
 
 /// `expr` without aliases and with every column unqualified: a view and a query over one

@@ -1,7 +1,8 @@
 //! A query's aggregates computed from a view's columns: read as they are when each query group
 //! is one view row, or re-aggregated from mergeable states when the query's groups are
 //! coarser (counts and sums add, minimums and maximums of minimums and maximums, averages from
-//! a sum and a count of the same argument, distinct counts by a union of HLL sketches).
+//! the sums and counts an average keeps, or a sum and a count of the same argument, distinct
+//! counts by a union of HLL sketches).
 
 use std::sync::Arc;
 
@@ -102,9 +103,16 @@ impl Aggregates<'_> {
             view_column(&inner_column(inner.len() - 1))
         };
         if name == "avg" {
-            let (s, c) = self.sum_and_count(call)?;
-            let s = add(sum(view_column(&s.column)));
-            let c = add(sum(view_column(&c.column)));
+            // The view's own average keeps its sum and count; else its sum(x) and count(x).
+            let (s, c) = match exact.and_then(|a| a.avg_parts.as_ref()) {
+                Some((s, c)) => (s.as_str(), c.as_str()),
+                None => {
+                    let (s, c) = self.sum_and_count(call)?;
+                    (s.column.as_str(), c.column.as_str())
+                }
+            };
+            let s = add(sum(view_column(s)));
+            let c = add(sum(view_column(c)));
             return Ok(average(s, c));
         }
         let Some(agg) = exact else {
@@ -159,7 +167,8 @@ impl Aggregates<'_> {
         let params = &avg.params;
         let refuse = || {
             Refusal(format!(
-                "avg({}) needs the view's sum and count of the same argument to be combined",
+                "avg({}) over coarser groups needs the view's avg, or its sum and count, of the \
+                 same argument",
                 params
                     .args
                     .first()
