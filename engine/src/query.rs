@@ -197,6 +197,7 @@ impl QueryEngine {
         let sketch_functions = view_match::SketchFunctions {
             hll_union: registered(base.aggregate_functions(), "hll_union_agg")?,
             hll_cardinality: registered(base.scalar_functions(), "hll_cardinality")?,
+            theta_union: registered(base.aggregate_functions(), "theta_union_agg")?,
         };
         let threads = options.target_partitions.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)

@@ -342,6 +342,7 @@ fn derive(
         view,
         table: query.input,
         functions,
+        grouped: !query.groups.is_empty(),
     };
     let aggs = query
         .aggs

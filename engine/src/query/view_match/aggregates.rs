@@ -2,7 +2,7 @@
 //! is one view row, or re-aggregated from mergeable states when the query's groups are
 //! coarser (counts and sums add, minimums and maximums of minimums and maximums, averages from
 //! the sums and counts an average keeps, or a sum and a count of the same argument, distinct
-//! counts by a union of HLL sketches).
+//! counts by a union of HLL sketches, theta sketches by their union).
 
 use std::sync::Arc;
 
@@ -24,6 +24,8 @@ pub(crate) struct SketchFunctions {
     pub hll_union: Arc<AggregateUDF>,
     /// `hll_cardinality(sketch)`.
     pub hll_cardinality: Arc<ScalarUDF>,
+    /// `theta_union_agg(sketch)`.
+    pub theta_union: Arc<AggregateUDF>,
 }
 
 /// How the query's aggregates are read from a view.
@@ -45,6 +47,8 @@ pub(super) struct Aggregates<'a> {
     /// The table's columns (the input of the query's aggregate), for nullability.
     pub table: &'a DFSchema,
     pub functions: &'a SketchFunctions,
+    /// Whether the query has a GROUP BY (so no group is empty).
+    pub grouped: bool,
 }
 
 impl Aggregates<'_> {
@@ -150,9 +154,27 @@ impl Aggregates<'_> {
                 ));
                 coalesce(vec![estimate, zero()])
             }
+            // A theta sketch is a function of its set of values, so the union of the groups'
+            // sketches is the sketch of their rows; over no groups at all, though, the union
+            // is NULL where theta_sketch gives the empty sketch.
+            "theta_sketch" if self.grouped => {
+                add(Expr::AggregateFunction(AggregateFunction::new_udf(
+                    Arc::clone(&self.functions.theta_union),
+                    vec![column],
+                    false,
+                    None,
+                    vec![],
+                    None,
+                )))
+            }
             other => {
                 return Err(Refusal(format!(
-                    "{other} cannot be re-aggregated to coarser groups"
+                    "{other} cannot be re-aggregated to coarser groups{}",
+                    if other == "theta_sketch" {
+                        " without GROUP BY"
+                    } else {
+                        ""
+                    }
                 )));
             }
         })

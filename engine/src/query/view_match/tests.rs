@@ -91,8 +91,9 @@ fn run(snapshot: Snapshot, query: &str) -> (LogicalPlan, LogicalPlan, Vec<String
         true,
         Arc::clone(&log),
         SketchFunctions {
-            hll_union: any_aggregate,
+            hll_union: Arc::clone(&any_aggregate),
             hll_cardinality: any_scalar,
+            theta_union: any_aggregate,
         },
     );
     let original = analyzed(&ctx, query);
