@@ -234,6 +234,19 @@ async fn coarser_groupings_and_filters_on_groups_are_answered_from_views() {
             "country_daily",
             "SELECT date_trunc('month', ts), count(*) FROM events GROUP BY 1 ORDER BY 1",
         ),
+        // The view queries themselves, coarser and filtered on a group column.
+        (
+            "country_daily",
+            "SELECT date_trunc('week', ts) AS week, country, device, count(*) AS views, \
+             approx_count_distinct(user_id) AS users, \
+             approx_count_distinct(session_id) AS sessions FROM events \
+             WHERE country = 'US' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+        ),
+        (
+            "errors_minute",
+            "SELECT date_trunc('hour', ts) AS hour, status, count(*) AS n FROM events \
+             WHERE status >= 400 AND status <> 404 GROUP BY 1, 2 ORDER BY 1, 2",
+        ),
         (
             "errors_minute",
             "SELECT date_trunc('hour', ts) AS hour, count(*) AS n FROM events \
@@ -407,6 +420,14 @@ async fn the_smallest_view_that_can_answer_does() {
     .unwrap();
     let sql = "SELECT page, count(*) FROM events GROUP BY page ORDER BY page";
     assert_answered(&db, "page_daily", sql).await;
+    // EXPLAIN VERBOSE shows the plan after the rewrite.
+    let verbose = query_lines(&db, &format!("EXPLAIN VERBOSE {sql}")).await;
+    assert!(
+        verbose
+            .iter()
+            .any(|l| l.contains("tally_view_match") && l.contains("TableScan: page_daily")),
+        "{verbose:#?}"
+    );
     let lines = matching(&db, sql).await;
     assert!(
         lines.iter().any(|l| l.starts_with(
@@ -438,6 +459,37 @@ async fn rewriting_turns_off_per_session_and_per_database() {
     assert!(
         lines[0].starts_with("events: answered from view"),
         "{lines:#?}"
+    );
+    // In the library, SET holds for the rest of one execute call.
+    let results = db
+        .execute(&format!("SET tally.view_rewrite = off; EXPLAIN {sql}; SET tally.view_rewrite TO 'on'; EXPLAIN {sql}"))
+        .await
+        .unwrap();
+    let lines = |r: &tally_engine::StatementResult| -> Vec<String> {
+        r.batches
+            .iter()
+            .flat_map(batch_lines)
+            .filter_map(|l| l.strip_prefix("view matching|").map(str::to_string))
+            .collect()
+    };
+    assert_eq!(results[0].command, "SET");
+    assert_eq!(
+        lines(&results[1]),
+        ["events: not answered from a view: tally.view_rewrite is off"]
+    );
+    assert!(lines(&results[3])[0].starts_with("events: answered from view"));
+    assert!(
+        matching(&db, sql).await[0].starts_with("events: answered from view"),
+        "the next call"
+    );
+    let err = db
+        .execute("SET tally.view_rewrite = maybe")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.kind(),
+        tally_engine::ErrorKind::InvalidArgument,
+        "{err}"
     );
     let prepared = db.prepare(sql).await.unwrap();
     let off = OFF

@@ -40,6 +40,40 @@ impl SessionSettings {
     }
 }
 
+/// The value of `SET tally.view_rewrite = …` (`on`/`off` …), or why it is not one; `None` for
+/// any other statement. `Database::execute` applies it to the statements after it in the same
+/// call, which are one session to the library.
+pub(crate) fn view_rewrite_assignment(
+    statement: &datafusion::sql::parser::Statement,
+) -> Option<crate::error::Result<bool>> {
+    use datafusion::sql::sqlparser::ast::{Set, Statement};
+    let datafusion::sql::parser::Statement::Statement(statement) = statement else {
+        return None;
+    };
+    let Statement::Set(Set::SingleAssignment {
+        variable, values, ..
+    }) = statement.as_ref()
+    else {
+        return None;
+    };
+    if !variable.to_string().eq_ignore_ascii_case(VIEW_REWRITE) {
+        return None;
+    }
+    let text = match values.as_slice() {
+        [value] => value.to_string(),
+        _ => String::new(),
+    };
+    let text = text.trim_matches('\'');
+    Some(parse_bool_setting(text).ok_or_else(|| {
+        crate::error::Error::InvalidArgument(format!(
+            "parameter \"{VIEW_REWRITE}\" requires a Boolean value, not \"{text}\""
+        ))
+    }))
+}
+
+/// The name of the view rewriting setting.
+pub const VIEW_REWRITE: &str = "tally.view_rewrite";
+
 /// Parses a boolean setting as PostgreSQL does: `on`/`off`, `true`/`false`, `yes`/`no`, `1`/`0`
 /// (any case, unambiguous prefixes of the words are not accepted).
 pub fn parse_bool_setting(value: &str) -> Option<bool> {
