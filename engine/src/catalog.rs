@@ -46,6 +46,10 @@ pub struct TableDef {
     /// segments (`WITH (retention = '30 days')`); views keep their aggregates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_seconds: Option<u64>,
+    /// Whether retention has removed rows from it: its views then still count rows the table
+    /// no longer holds, so none of them answers queries over the table (view matching).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rows_removed: bool,
 }
 
 impl TableDef {

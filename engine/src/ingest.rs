@@ -333,6 +333,7 @@ mod tests {
     fn table() -> TableDef {
         TableDef {
             retention_seconds: None,
+            rows_removed: false,
             v: 1,
             id: 1,
             name: "t".into(),

@@ -44,6 +44,7 @@ pub use metrics::Metrics;
 pub use options::Options;
 pub use query::depth;
 pub use query::extension::{CatalogSnapshot, SessionExtension, TableInfo, ViewInfo};
+pub use query::settings::{SessionSettings, parse_bool_setting};
 pub use query::{BatchStream, CATALOG, SCHEMA, StatementResult, StreamedResult};
 pub use retention::{RetentionReport, format_period};
 pub use transaction::Transaction;

@@ -55,6 +55,10 @@ pub struct Options {
     /// An ingest into a table waits (backpressure, never an error) while one of its views has
     /// this many delta parts that compaction has not merged yet.
     pub view_parts_to_delay: usize,
+    /// Answer aggregate queries over a table from a materialized view of it where a view can
+    /// give the same answer (`tally.view_rewrite`; see `docs/sql.md`, "Queries answered from
+    /// views"). A [`SessionSettings`](crate::SessionSettings) scope overrides it.
+    pub view_rewrite: bool,
     /// Hooks that add schemas and functions to every query session (see
     /// [`SessionExtension`]); the Postgres server adds its `pg_catalog` here.
     pub session_extensions: Vec<Arc<dyn SessionExtension>>,
@@ -79,6 +83,7 @@ impl Default for Options {
             changefeed_linger: Duration::from_secs(300),
             compaction_interval: Duration::from_millis(500),
             view_parts_to_delay: 256,
+            view_rewrite: true,
             session_extensions: Vec::new(),
         }
     }

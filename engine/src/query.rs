@@ -11,10 +11,12 @@ pub(crate) mod intervals;
 pub(crate) mod output_names;
 pub(crate) mod plan_cache;
 pub(crate) mod runtime;
+pub mod settings;
 pub(crate) mod stream;
 pub(crate) mod system;
 pub(crate) mod table;
 pub(crate) mod typed_values;
+pub(crate) mod view_match;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -132,7 +134,7 @@ fn parse_error(e: datafusion::error::DataFusionError) -> Error {
 /// (see [`hidden`]), and types an INSERT's UUID literals (see [`typed_values`]).
 pub(crate) fn rewrite_for_planning(statement: &mut DfStatement, snapshot: &Snapshot) {
     hidden::hide_sketch_columns(statement, &|name| {
-        snapshot.views.get(name).map(|v| v.view.sketch_columns())
+        snapshot.views.get(name).map(|v| v.view.hidden_columns())
     });
     typed_values::type_insert_literals(statement, snapshot);
 }
@@ -154,6 +156,11 @@ pub(crate) struct QueryEngine {
     extensions: Vec<Arc<dyn extension::SessionExtension>>,
     /// Where plans execute (see [`runtime`]).
     runtime: runtime::QueryRuntime,
+    /// [`Options::view_rewrite`]: whether view matching runs outside a
+    /// [`settings::SessionSettings`] scope that says otherwise.
+    view_rewrite: bool,
+    /// The sketch functions a view rollup calls.
+    sketch_functions: view_match::SketchFunctions,
 }
 
 impl QueryEngine {
@@ -188,6 +195,11 @@ impl QueryEngine {
         for extension in &options.session_extensions {
             extension.configure(&mut base).map_err(Error::Query)?;
         }
+        let sketch_functions = view_match::SketchFunctions {
+            hll_union: registered(base.aggregate_functions(), "hll_union_agg")?,
+            hll_cardinality: registered(base.scalar_functions(), "hll_cardinality")?,
+            theta_union: registered(base.aggregate_functions(), "theta_union_agg")?,
+        };
         let threads = options.target_partitions.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
         });
@@ -197,6 +209,8 @@ impl QueryEngine {
             segments_dir,
             extensions: options.session_extensions.clone(),
             runtime: runtime::QueryRuntime::new(threads)?,
+            view_rewrite: options.view_rewrite,
+            sketch_functions,
         })
     }
 
@@ -265,6 +279,20 @@ impl QueryEngine {
             writer,
             Arc::clone(&self.backfills),
         )));
+        if !snapshot.views.is_empty() {
+            // Queries over tables with views may be answered from them (see [`view_match`]).
+            let enabled = settings::SessionSettings::current()
+                .view_rewrite
+                .unwrap_or(self.view_rewrite);
+            let log = Arc::new(view_match::MatchLog::default());
+            state.config_mut().set_extension(Arc::clone(&log));
+            state.add_analyzer_rule(Arc::new(view_match::ViewMatch::new(
+                Arc::clone(&snapshot),
+                enabled,
+                log,
+                self.sketch_functions.clone(),
+            )));
+        }
         if !self.extensions.is_empty() {
             let catalog = extension::CatalogSnapshot::new(snapshot);
             for extension in &self.extensions {
@@ -347,6 +375,9 @@ impl QueryEngine {
             state.config_mut().set_extension(Arc::clone(&log));
             log
         });
+        let matched = (command == "EXPLAIN")
+            .then(|| state.config().get_extension::<view_match::MatchLog>())
+            .flatten();
         let (schema, mut batches) = self
             .runtime
             .run(async move {
@@ -357,8 +388,11 @@ impl QueryEngine {
                 Ok((schema, batches))
             })
             .await?;
+        if let Some(matched) = matched {
+            batches.extend(explain_rows(&schema, "view matching", &matched.lines()));
+        }
         if let Some(scans) = scans {
-            batches.extend(segment_pruning_rows(&schema, &scans.lines()));
+            batches.extend(explain_rows(&schema, "segment pruning", &scans.lines()));
         }
         let rows = if command == "INSERT" {
             batches
@@ -459,9 +493,10 @@ async fn execute(
     })
 }
 
-/// EXPLAIN's extra rows, `segment pruning | <table>: n of m segment(s) scanned …`, one per table
-/// scan (none if the output is not EXPLAIN's two text columns).
-fn segment_pruning_rows(schema: &SchemaRef, lines: &[String]) -> Option<RecordBatch> {
+/// EXPLAIN's extra rows of one `kind`: `segment pruning | <table>: n of m segment(s) scanned
+/// …`, one per table scan, and `view matching | <table>: answered from view …`, one per view
+/// considered (none if the output is not EXPLAIN's two text columns).
+fn explain_rows(schema: &SchemaRef, kind: &str, lines: &[String]) -> Option<RecordBatch> {
     let text = |i: usize| {
         schema
             .fields()
@@ -471,7 +506,7 @@ fn segment_pruning_rows(schema: &SchemaRef, lines: &[String]) -> Option<RecordBa
     if lines.is_empty() || schema.fields().len() != 2 || !text(0) || !text(1) {
         return None;
     }
-    let kinds = vec!["segment pruning"; lines.len()];
+    let kinds = vec![kind; lines.len()];
     RecordBatch::try_new(
         Arc::clone(schema),
         vec![
@@ -480,6 +515,18 @@ fn segment_pruning_rows(schema: &SchemaRef, lines: &[String]) -> Option<RecordBa
         ],
     )
     .ok()
+}
+
+/// The function `name` of a registry, which Tally registers on every session.
+fn registered<F>(
+    functions: &std::collections::HashMap<String, Arc<F>>,
+    name: &str,
+) -> Result<Arc<F>> {
+    functions.get(name).cloned().ok_or_else(|| {
+        Error::Query(datafusion::error::DataFusionError::Internal(format!(
+            "function {name} is not registered"
+        )))
+    })
 }
 
 /// The Postgres command tag of a plan, or why Tally refuses it.

@@ -76,6 +76,10 @@ pub(crate) struct Snapshot {
     pub views: BTreeMap<String, Arc<ViewEntry>>,
     /// Sequence number of the last commit that wrote rows.
     pub last_seq: u64,
+    /// Ids of tables to which an open transaction added rows that their views do not count
+    /// (a transaction's view of the data: see `Held::overlay`); no view of them answers
+    /// queries over them.
+    pub held_tables: std::collections::BTreeSet<u64>,
 }
 
 impl Snapshot {

@@ -137,6 +137,7 @@ impl Held {
             let Some(state) = snapshot.tables.get_mut(&name) else {
                 continue;
             };
+            snapshot.held_tables.insert(table_id);
             let state = Arc::make_mut(state);
             state.hot.extend(batches.into_iter().map(|(batch, bytes)| {
                 Arc::new(HotBatch {
@@ -199,12 +200,17 @@ impl Transaction {
         let depth = query::statement_depth(sql)?;
         query::depth::on_big_stack(depth, async {
             let mut results = Vec::new();
+            let mut settings = query::settings::SessionSettings::current();
             for statement in query::parse(sql)? {
-                results.push(
-                    self.db
-                        .execute_statement(statement, vec![], &self.target(), None)
-                        .await?,
-                );
+                // `SET tally.view_rewrite` holds for the rest of the call.
+                if let Some(value) = query::settings::view_rewrite_assignment(&statement) {
+                    settings.view_rewrite = Some(value?);
+                    results.push(StatementResult::command("SET", 0));
+                    continue;
+                }
+                let target = self.target();
+                let run = self.db.execute_statement(statement, vec![], &target, None);
+                results.push(settings.scope(run).await?);
             }
             Ok(results)
         })

@@ -310,8 +310,15 @@ impl Connection {
             .statement_timeout
     }
 
-    /// Runs `fut` under the session's statement_timeout.
+    /// Runs `fut` under the session's statement_timeout and its engine settings
+    /// (`tally.view_rewrite`).
     async fn timed<T>(&self, fut: impl Future<Output = T>) -> PgWireResult<T> {
+        let settings = self
+            .session
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .engine_settings();
+        let fut = settings.scope(fut);
         match self.timeout() {
             Some(limit) => tokio::time::timeout(limit, fut)
                 .await

@@ -32,5 +32,6 @@ mod subscribe;
 mod system_tables;
 mod tpch;
 mod transactions;
+mod view_match;
 mod view_percentiles;
 mod views;

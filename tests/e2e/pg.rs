@@ -134,6 +134,21 @@ pub async fn simple_rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>>
 }
 
 /// One value from a simple query.
+/// [`simple_rows`] of a query over the raw tables, with no materialized view answering for
+/// them (`tally.view_rewrite` off for the one query): the recompute a view is checked against.
+pub async fn raw_rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
+    client
+        .batch_execute("SET tally.view_rewrite = off")
+        .await
+        .unwrap();
+    let rows = simple_rows(client, sql).await;
+    client
+        .batch_execute("RESET tally.view_rewrite")
+        .await
+        .unwrap();
+    rows
+}
+
 pub async fn simple_value(client: &Client, sql: &str) -> String {
     simple_rows(client, sql).await[0][0]
         .clone()

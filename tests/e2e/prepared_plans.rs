@@ -34,7 +34,7 @@ async fn run(db: &Database, prepared: &Prepared, params: Vec<ScalarValue>) -> Ve
 
 /// The view recomputed from the table, as `run` prints it.
 async fn recomputed(db: &Database, sql: &str) -> Vec<String> {
-    query_lines(db, sql).await
+    raw_lines(db, sql).await
 }
 
 #[tokio::test]

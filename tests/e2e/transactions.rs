@@ -62,7 +62,7 @@ async fn a_transaction_commits_every_table_and_view_at_once() {
     assert_eq!(tx_count(&tx, "SELECT count(*) FROM order_totals").await, 0);
     assert_eq!(tx.commit().await.unwrap(), 6);
     assert_eq!(counts(&db).await, (5, 1, 5));
-    let recomputed = query_lines(
+    let recomputed = raw_lines(
         &db,
         "SELECT id, count(*), sum(amount) FROM orders GROUP BY id ORDER BY id",
     )

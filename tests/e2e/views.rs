@@ -62,7 +62,7 @@ fn clickstream_views() -> Vec<ViewCase> {
 async fn assert_views_exact(db: &Database, views: &[ViewCase]) {
     for v in views {
         let stored = query_lines(db, &v.read()).await;
-        let expected = query_lines(db, &v.recompute()).await;
+        let expected = raw_lines(db, &v.recompute()).await;
         assert_eq!(stored, expected, "view {} differs from its query", v.name);
     }
 }
@@ -279,7 +279,7 @@ async fn sketch_columns_are_hidden_from_star_but_read_by_name() {
             "SELECT hll_cardinality(hll_union_agg(users_sketch)) FROM users_by_country"
         )
         .await,
-        query_lines(&db, "SELECT approx_count_distinct(user_id) FROM hits").await
+        raw_lines(&db, "SELECT approx_count_distinct(user_id) FROM hits").await
     );
     let named = names(&db, "SELECT country, users_sketch FROM users_by_country").await;
     assert_eq!(named, ["country", "users_sketch"]);
@@ -322,11 +322,11 @@ async fn distinct_count_views_match_one_pass_sketches_and_roll_up_by_union() {
         if b % 4 == 0 {
             assert_eq!(
                 query_lines(&db, &read).await,
-                query_lines(&db, recompute).await
+                raw_lines(&db, recompute).await
             );
             assert_eq!(
                 query_lines(&db, rollup).await,
-                query_lines(&db, one_pass).await
+                raw_lines(&db, one_pass).await
             );
         }
     }
@@ -334,11 +334,11 @@ async fn distinct_count_views_match_one_pass_sketches_and_roll_up_by_union() {
     let db = Database::open(dir.path().join("data"), test_options()).unwrap();
     assert_eq!(
         query_lines(&db, &read).await,
-        query_lines(&db, recompute).await
+        raw_lines(&db, recompute).await
     );
     assert_eq!(
         query_lines(&db, rollup).await,
-        query_lines(&db, one_pass).await
+        raw_lines(&db, one_pass).await
     );
 
     // The estimates are close to the exact counts (thousands of users per group).
@@ -427,7 +427,7 @@ async fn backfill_while_ingest_runs_and_one_query_sees_view_and_table_together()
         .await
         .unwrap();
     for _ in 0..20 {
-        let line = query_lines(
+        let line = raw_lines(
             &db,
             "SELECT (SELECT sum(n) FROM per_batch), (SELECT count(*) FROM events)",
         )
@@ -438,7 +438,7 @@ async fn backfill_while_ingest_runs_and_one_query_sees_view_and_table_together()
     done.store(true, Ordering::Relaxed);
     writer.await.unwrap();
     let stored = query_lines(&db, "SELECT batch_id, n FROM per_batch ORDER BY batch_id").await;
-    let expected = query_lines(
+    let expected = raw_lines(
         &db,
         "SELECT batch_id, count(*) FROM events GROUP BY batch_id ORDER BY batch_id",
     )
@@ -677,7 +677,7 @@ mod property {
                 db.compact_views().await.unwrap();
             }
             let stored = query_lines(&db, &read).await;
-            let expected = query_lines(
+            let expected = raw_lines(
                 &db,
                 &format!("SELECT * FROM ({query}) AS q ORDER BY {order}"),
             )
@@ -724,7 +724,7 @@ mod property {
             &format!("SELECT {columns} FROM v WHERE {predicate} ORDER BY {order}"),
         )
         .await;
-        let expected = query_lines(
+        let expected = raw_lines(
             db,
             &format!("SELECT * FROM ({query}) AS q WHERE {predicate} ORDER BY {order}"),
         )
@@ -950,7 +950,7 @@ async fn an_idle_view_is_merged_into_one_segment() {
 async fn assert_per_page_is_exact(db: &Database) {
     assert_eq!(
         query_lines(db, "SELECT page, n FROM per_page ORDER BY page").await,
-        query_lines(
+        raw_lines(
             db,
             "SELECT page, count(*) FROM events GROUP BY page ORDER BY page"
         )

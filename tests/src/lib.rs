@@ -119,6 +119,15 @@ pub async fn query_lines(db: &Database, sql: &str) -> Vec<String> {
     batches.iter().flat_map(batch_lines).collect()
 }
 
+/// All rows of a query over the raw tables, with materialized views never answering for them
+/// (`tally.view_rewrite` off): the recompute a view is checked against.
+pub async fn raw_lines(db: &Database, sql: &str) -> Vec<String> {
+    let off = tally_engine::SessionSettings {
+        view_rewrite: Some(false),
+    };
+    off.scope(query_lines(db, sql)).await
+}
+
 /// The rows of a batch as `a|b|c` text lines (NULL as the empty string).
 pub fn batch_lines(batch: &RecordBatch) -> Vec<String> {
     let formatters: Vec<_> = batch

@@ -436,6 +436,20 @@ impl Committer {
                     .into_iter()
                     .partition(|s| segment_ids.contains(&s.id));
                 state.segments = kept;
+                if !gone.is_empty() && !state.def.rows_removed {
+                    // Its views keep the aggregates of the removed rows: say so durably, so
+                    // that no view answers queries over the table any more.
+                    let def = TableDef {
+                        rows_removed: true,
+                        ..TableDef::clone(&state.def)
+                    };
+                    batch.put_cf(
+                        store.cf(CF_CATALOG),
+                        keys::table_key(def.id),
+                        catalog::encode(&def),
+                    );
+                    state.def = Arc::new(def);
+                }
                 for segment in &gone {
                     batch.delete_cf(
                         store.cf(CF_CATALOG),

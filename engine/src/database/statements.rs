@@ -15,6 +15,7 @@ use super::Database;
 use crate::error::{DataErrorClass, Error, Result};
 use crate::query::ddl::{self, Ddl};
 use crate::query::depth;
+use crate::query::settings::{self, SessionSettings};
 use crate::query::{self, PlanCache, StatementResult};
 use crate::snapshot::Snapshot;
 use crate::transaction::AppendTarget;
@@ -38,11 +39,16 @@ impl Database {
         depth::on_big_stack(depth, async {
             let mut results = Vec::new();
             let target = self.commit_target();
+            let mut settings = SessionSettings::current();
             for statement in query::parse(sql)? {
-                results.push(
-                    self.execute_statement(statement, vec![], &target, None)
-                        .await?,
-                );
+                // `SET tally.view_rewrite` holds for the rest of the call.
+                if let Some(value) = settings::view_rewrite_assignment(&statement) {
+                    settings.view_rewrite = Some(value?);
+                    results.push(StatementResult::command("SET", 0));
+                    continue;
+                }
+                let run = self.execute_statement(statement, vec![], &target, None);
+                results.push(settings.scope(run).await?);
             }
             Ok(results)
         })

@@ -240,6 +240,7 @@ fn create_table(create: &CreateTable) -> Result<Ddl> {
         time_column: None,
         bloom_filter_columns: vec![],
         retention_seconds: None,
+        rows_removed: false,
     };
     let options = match &create.table_options {
         CreateTableOptions::None => &[][..],

@@ -167,6 +167,14 @@ fn segment_column(
             }
             Ok(Arc::new(sketches.finish()))
         }
+        (None, OutputSource::AvgPart { .. }) => {
+            let mut finalizer = Finalizer::new(view, Some(&[output])).without_default_row();
+            for row in indices.values() {
+                let row = *row as usize;
+                finalizer.push(segment.keys.value(row), segment.states.value(row))?;
+            }
+            Ok(Arc::clone(finalizer.finish()?.column(0)))
+        }
         (None, _) => Err(Error::Corrupt(format!(
             "view \"{}\" segment {} lacks output column {output}",
             view.def.name, segment.meta.id

@@ -48,7 +48,7 @@ pub(crate) enum AggKind {
 impl AggKind {
     /// Whether the aggregate's column is an estimate whose sketch a hidden `<column>_sketch`
     /// BYTEA column exposes.
-    fn has_sketch_column(self) -> bool {
+    pub(super) fn has_sketch_column(self) -> bool {
         matches!(self, AggKind::ApproxDistinct | AggKind::TopK(_))
     }
 }
@@ -85,6 +85,14 @@ pub(crate) enum OutputSource {
     /// The serialized sketch of an `approx_count_distinct`, percentile or `approx_top_k` aggregate
     /// (`<column>_sketch`).
     Sketch(usize),
+    /// The sum or the count an `avg` aggregate keeps (`<column>_sum`, `<column>_count`), for
+    /// averages over coarser groups.
+    AvgPart {
+        /// The `avg` aggregate.
+        agg: usize,
+        /// Which of its two parts.
+        part: AvgPart,
+    },
     /// One percentile of the quantile sketch of an aggregate.
     Percentile {
         /// The aggregate holding the sketch.
@@ -92,6 +100,15 @@ pub(crate) enum OutputSource {
         /// The fraction of values at or below the answer, in [0, 1].
         p: f64,
     },
+}
+
+/// The parts of an average a view exposes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AvgPart {
+    /// The sum of the values (DOUBLE PRECISION, NULL without values).
+    Sum,
+    /// The number of values (BIGINT).
+    Count,
 }
 
 /// Suffix of the BYTEA column that exposes a sketch column's sketch (`approx_count_distinct`,
@@ -111,6 +128,9 @@ pub(crate) struct CompiledView {
     /// How deep its definition nests ([`depth::bound`]): its expressions are evaluated and
     /// dropped on a stack sized for that ([`depth::with_big_stack`]), whatever thread does it.
     pub depth: usize,
+    /// Its definition as logical expressions, for answering queries over its table from it
+    /// (`None`: never used for that).
+    pub logical: Option<super::logical::LogicalView>,
 }
 
 impl Drop for CompiledView {
@@ -120,23 +140,30 @@ impl Drop for CompiledView {
             self.filter.take(),
             std::mem::take(&mut self.groups),
             std::mem::take(&mut self.aggs),
+            self.logical.take(),
         );
         depth::with_big_stack(self.depth, move || drop(exprs));
     }
 }
 
 impl CompiledView {
-    /// The key kinds of the group columns, in key order.
-    /// Names of its `<column>_sketch` columns, in schema order.
-    pub(crate) fn sketch_columns(&self) -> Vec<String> {
+    /// Names of its hidden columns (`<column>_sketch`, an average's `<column>_sum` and
+    /// `<column>_count`), in schema order: `*` leaves them out.
+    pub(crate) fn hidden_columns(&self) -> Vec<String> {
         self.outputs
             .iter()
             .zip(self.schema.fields())
-            .filter(|(source, _)| matches!(source, OutputSource::Sketch(_)))
+            .filter(|(source, _)| {
+                matches!(
+                    source,
+                    OutputSource::Sketch(_) | OutputSource::AvgPart { .. }
+                )
+            })
             .map(|(_, field)| field.name().clone())
             .collect()
     }
 
+    /// The key kinds of the group columns, in key order.
     pub(crate) fn group_kinds(&self) -> Vec<KeyKind> {
         self.groups.iter().map(|g| g.kind).collect()
     }
@@ -250,24 +277,9 @@ pub(crate) fn compile(
                 .with_metadata(field.metadata().clone()),
         );
     }
-    // Every sketch is also exposed as BYTEA, so that rollups can union sketches.
-    for i in 0..outputs.len() {
-        let agg = match outputs[i] {
-            OutputSource::Agg(agg) if aggs[agg].kind.has_sketch_column() => agg,
-            OutputSource::Percentile { agg, .. } => agg,
-            _ => continue,
-        };
-        let name = format!("{}{SKETCH_SUFFIX}", fields[i].name());
-        if fields.iter().any(|f| f.name() == &name) {
-            return Err(Error::InvalidDefinition(format!(
-                "column \"{name}\" would hold the sketch of column \"{}\"; rename one of them",
-                fields[i].name()
-            )));
-        }
-        outputs.push(OutputSource::Sketch(agg));
-        fields.push(Field::new(name, DataType::Binary, true));
-    }
+    super::hidden_columns::add(&aggs, &mut outputs, &mut fields)?;
     Ok(CompiledView {
+        logical: super::logical::LogicalView::of(plan, state, &fields),
         depth: crate::query::statement_bound(&def.query),
         def: Arc::new(def),
         filter,

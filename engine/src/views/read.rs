@@ -10,7 +10,7 @@ use arrow::array::{
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
 
-use super::definition::{AggKind, CompiledView, OutputSource};
+use super::definition::{AggKind, AvgPart, CompiledView, OutputSource};
 use super::key::{self, KeyKind, KeyValue, ValueRef};
 use super::state::{self, AggState, StateRef};
 use crate::error::{Error, Result};
@@ -32,10 +32,40 @@ pub(crate) struct Finalizer<'v> {
     sketches: Vec<Option<BinaryBuilder>>,
     /// The projected percentile columns, each read from its aggregate's sketch.
     percentiles: Vec<PercentileColumn>,
+    /// Per aggregate: the sums and counts of its averages, when `<column>_sum` or
+    /// `<column>_count` is projected.
+    avg_parts: Vec<Option<AvgParts>>,
     rows: usize,
     scratch: Vec<u8>,
     /// Whether a view without GROUP BY gets its one row even when nothing was pushed.
     default_row: bool,
+}
+
+/// The sums and counts of an average's states.
+#[derive(Default)]
+struct AvgParts {
+    sums: Vec<Option<f64>>,
+    counts: Vec<i64>,
+}
+
+impl AvgParts {
+    fn push(&mut self, state: &StateRef<'_>) {
+        let (sum, count) = match state {
+            StateRef::Avg { sum, count } => (*sum, *count),
+            _ => (0.0, 0),
+        };
+        // A sum over no values is NULL, as SQL's sum is.
+        self.sums.push((count > 0).then_some(sum));
+        self.counts.push(count);
+    }
+
+    /// One part as a column.
+    fn column(&self, part: AvgPart) -> ArrayRef {
+        match part {
+            AvgPart::Sum => Arc::new(Float64Array::from(self.sums.clone())),
+            AvgPart::Count => Arc::new(Int64Array::from(self.counts.clone())),
+        }
+    }
 }
 
 /// The values of one group column, built as entries arrive.
@@ -168,6 +198,7 @@ impl<'v> Finalizer<'v> {
         let mut aggs: Vec<Option<AggColumn>> = view.aggs.iter().map(|_| None).collect();
         let mut sketches: Vec<Option<BinaryBuilder>> = view.aggs.iter().map(|_| None).collect();
         let mut percentiles = Vec::new();
+        let mut avg_parts: Vec<Option<AvgParts>> = view.aggs.iter().map(|_| None).collect();
         for &i in &projection {
             match view.outputs[i] {
                 OutputSource::Group(g) => {
@@ -178,6 +209,9 @@ impl<'v> Finalizer<'v> {
                 }
                 OutputSource::Agg(a) => aggs[a] = Some(AggColumn::of(view.aggs[a].kind)),
                 OutputSource::Sketch(a) => sketches[a] = Some(BinaryBuilder::new()),
+                OutputSource::AvgPart { agg, .. } => {
+                    avg_parts[agg].get_or_insert_with(AvgParts::default);
+                }
                 OutputSource::Percentile { agg, p } => percentiles.push(PercentileColumn {
                     agg,
                     p,
@@ -193,6 +227,7 @@ impl<'v> Finalizer<'v> {
             aggs,
             sketches,
             percentiles,
+            avg_parts,
             rows: 0,
             scratch: Vec::new(),
             default_row: true,
@@ -226,8 +261,12 @@ impl<'v> Finalizer<'v> {
         }
         let mut states = 0;
         let rows = self.rows;
-        let (aggs, sketches, percentiles) =
-            (&mut self.aggs, &mut self.sketches, &mut self.percentiles);
+        let (aggs, sketches, percentiles, avg_parts) = (
+            &mut self.aggs,
+            &mut self.sketches,
+            &mut self.percentiles,
+            &mut self.avg_parts,
+        );
         state::visit(value, |i, state| {
             states += 1;
             if let StateRef::Quantiles(bytes) = state
@@ -238,6 +277,9 @@ impl<'v> Finalizer<'v> {
                 for column in percentiles.iter_mut().filter(|c| c.agg == i) {
                     column.values.push(sketch.quantile(column.p)?);
                 }
+            }
+            if let Some(Some(parts)) = avg_parts.get_mut(i) {
+                parts.push(&state);
             }
             if let Some(Some(column)) = aggs.get_mut(i) {
                 column.push(&state, rows)?;
@@ -298,6 +340,9 @@ impl<'v> Finalizer<'v> {
                         &view.schema.fields()[index].data_type().clone(),
                     )?
                 }
+                OutputSource::AvgPart { agg, part } => self.avg_parts[agg]
+                    .as_ref()
+                    .map_or_else(|| AvgParts::default().column(part), |p| p.column(part)),
                 OutputSource::Sketch(i) => {
                     // Percentile columns of one argument share a sketch: finished once.
                     if let Some(done) = &finished_sketches[i] {

@@ -224,12 +224,13 @@ impl StateSegment {
     }
 }
 
-/// The output columns a segment stores finalized (all but the sketch columns).
+/// The output columns a segment stores finalized (all but the hidden columns, read from the
+/// states).
 pub(crate) fn stored_outputs(view: &CompiledView) -> Vec<usize> {
     view.outputs
         .iter()
         .enumerate()
-        .filter(|(_, o)| !matches!(o, OutputSource::Sketch(_)))
+        .filter(|(_, o)| !matches!(o, OutputSource::Sketch(_) | OutputSource::AvgPart { .. }))
         .map(|(i, _)| i)
         .collect()
 }

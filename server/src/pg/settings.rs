@@ -61,6 +61,8 @@ pub(super) const SETTINGS: &[(&str, &str, &str)] = &[
     ),
     ("statement_timeout", "statement_timeout", "0"),
     ("synchronous_commit", "synchronous_commit", "on"),
+    // Answer aggregate queries over a table from its materialized views where one can.
+    ("tally.view_rewrite", "tally.view_rewrite", "on"),
     ("timezone", "TimeZone", "UTC"),
     (
         "transaction_isolation",
@@ -88,6 +90,16 @@ pub(super) struct Session {
 }
 
 impl Session {
+    /// What the session's settings change in how the engine plans its statements.
+    pub(super) fn engine_settings(&self) -> tally_engine::SessionSettings {
+        tally_engine::SessionSettings {
+            view_rewrite: self
+                .changed
+                .get("tally.view_rewrite")
+                .and_then(|v| tally_engine::parse_bool_setting(v)),
+        }
+    }
+
     pub(super) fn get(&self, name: &str) -> Option<String> {
         self.changed.get(name).cloned().or_else(|| {
             SETTINGS
@@ -153,6 +165,13 @@ pub(super) fn check_setting(
         "extra_float_digits" => match value.parse::<i32>() {
             Ok(v) if (-15..=3).contains(&v) => Ok((v.to_string(), None)),
             _ => Err(invalid()),
+        },
+        "tally.view_rewrite" => match tally_engine::parse_bool_setting(value) {
+            Some(on) => Ok((if on { "on" } else { "off" }.into(), None)),
+            None => Err(errors::pg(
+                state::INVALID_PARAMETER,
+                format!("parameter \"{name}\" requires a Boolean value, not \"{value}\""),
+            )),
         },
         "statement_timeout" => {
             let d = parse_duration_ms(value).ok_or_else(invalid)?;
