@@ -25,6 +25,7 @@ mod pg_uuid_json;
 mod pg_views;
 mod prepared_plans;
 mod psql;
+mod random_rows;
 mod retention;
 mod sketches;
 mod sql;

@@ -450,16 +450,11 @@ mod property {
     //! Random tables, batches and view definitions: after every batch, each view equals its
     //! defining query recomputed by DataFusion over the raw rows at the same snapshot.
 
-    use std::sync::Arc;
-
-    use arrow::array::{
-        ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
-        TimestampMicrosecondArray,
-    };
-    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
     use proptest::prelude::*;
     use tally_engine::{Database, Options};
     use tally_tests::*;
+
+    use crate::random_rows::{Row, batch, row};
 
     const GROUPS: [&str; 5] = [
         "k1",
@@ -524,32 +519,6 @@ mod property {
         [None, Some("x IS NOT NULL"), Some("k1 <> 2"), Some("y > 0")];
 
     #[derive(Debug, Clone)]
-    struct Row {
-        minutes: i64,
-        k1: Option<i32>,
-        k2: Option<&'static str>,
-        x: Option<i64>,
-        y: Option<i32>,
-    }
-
-    fn row() -> impl Strategy<Value = Row> {
-        (
-            0i64..600,
-            prop::option::of(0i32..4),
-            prop::option::of(prop::sample::select(vec!["a", "B", "b", "c"])),
-            prop::option::of(-50i64..50),
-            prop::option::of(-40i32..40),
-        )
-            .prop_map(|(minutes, k1, k2, x, y)| Row {
-                minutes,
-                k1,
-                k2,
-                x,
-                y,
-            })
-    }
-
-    #[derive(Debug, Clone)]
     struct Case {
         groups: Vec<usize>,
         aggs: Vec<usize>,
@@ -583,33 +552,6 @@ mod property {
                 batches,
                 eager_compaction,
             })
-    }
-
-    fn batch(rows: &[Row]) -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new(
-                "ts",
-                DataType::Timestamp(TimeUnit::Microsecond, None),
-                false,
-            ),
-            Field::new("k1", DataType::Int32, true),
-            Field::new("k2", DataType::Utf8, true),
-            Field::new("x", DataType::Int64, true),
-            Field::new("y", DataType::Float64, true),
-        ]));
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(TimestampMicrosecondArray::from_iter_values(
-                rows.iter().map(|r| JAN_1_2026_US + r.minutes * 60_000_000),
-            )),
-            Arc::new(Int32Array::from_iter(rows.iter().map(|r| r.k1))),
-            Arc::new(StringArray::from_iter(rows.iter().map(|r| r.k2))),
-            Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.x))),
-            // Multiples of 0.25: float sums are exact in any order.
-            Arc::new(Float64Array::from_iter(
-                rows.iter().map(|r| r.y.map(|y| f64::from(y) * 0.25)),
-            )),
-        ];
-        RecordBatch::try_new(schema, columns).unwrap()
     }
 
     fn select(case: &Case) -> String {
